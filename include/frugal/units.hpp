@@ -1,0 +1,605 @@
+// Resources frugal can budget, strict parsers and human formatters for their quantities,
+// and `limits`: the set of caps (builtin resources plus named user units) a budget enforces.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace frugal {
+
+enum class resource : unsigned char { wall, cpu, flops, allocations, alloc_bytes, peak_bytes };
+
+inline constexpr std::size_t resource_count = 6;
+
+inline constexpr std::array<resource, resource_count> all_resources = {
+    resource::wall,        resource::cpu,         resource::flops,
+    resource::allocations, resource::alloc_bytes, resource::peak_bytes,
+};
+
+// Longer names are almost certainly a bug (a pasted value, a path) and would bloat reports.
+inline constexpr std::size_t max_unit_name_length = 63;
+
+[[nodiscard]] constexpr std::string_view to_string(resource r) noexcept {
+  switch (r) {
+    case resource::wall: return "wall";
+    case resource::cpu: return "cpu";
+    case resource::flops: return "flops";
+    case resource::allocations: return "allocations";
+    case resource::alloc_bytes: return "alloc_bytes";
+    case resource::peak_bytes: return "peak_bytes";
+  }
+  // Reachable only through a cast of an out-of-range integer; never crash while reporting.
+  return "unknown";
+}
+
+[[nodiscard]] inline std::optional<resource> resource_from_name(std::string_view name) noexcept {
+  for (resource r : all_resources) {
+    if (to_string(r) == name) return r;
+  }
+  return std::nullopt;
+}
+
+enum class quantity_kind { duration, count, bytes };
+
+[[nodiscard]] constexpr quantity_kind kind_of(resource r) noexcept {
+  switch (r) {
+    case resource::wall:
+    case resource::cpu: return quantity_kind::duration;
+    case resource::alloc_bytes:
+    case resource::peak_bytes: return quantity_kind::bytes;
+    case resource::flops:
+    case resource::allocations: break;
+  }
+  return quantity_kind::count;
+}
+
+namespace detail::units_impl {
+
+// Locale-free on purpose: a host program's setlocale() must not change what a config means.
+constexpr bool is_space(char c) noexcept {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+constexpr bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+constexpr bool is_alpha(char c) noexcept { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+constexpr char to_lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+constexpr std::string_view trim(std::string_view s) noexcept {
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+inline std::string_view skip_space(std::string_view s) noexcept {
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  return s;
+}
+
+[[noreturn]] inline void throw_parse_error(std::string_view field, std::string_view kind,
+                                           std::string_view text, std::string_view reason) {
+  std::string msg = "frugal: ";
+  msg.append(field).append(": cannot parse ").append(kind).append(" '").append(text);
+  msg.append("': ").append(reason);
+  throw std::invalid_argument(msg);
+}
+
+// Shortest text that from_chars reads back to the identical double; locale-free.
+inline std::string shortest(double v) {
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, res.ptr);
+}
+
+inline std::string fixed(double v, int decimals) {
+  char buf[400];  // a double printed in full fixed notation needs at most ~330 chars
+  auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, decimals);
+  return std::string(buf, res.ptr);
+}
+
+// Three significant digits for v below ~1024; the thresholds are the rounding points, so
+// 9.996 prints "10.0" rather than "10.00" and 0.9999 prints "1.00" rather than "1".
+inline std::string sig3(double v) {
+  if (v < 0.9995) {
+    char buf[64];
+    auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general, 3);
+    return std::string(buf, res.ptr);
+  }
+  if (v < 9.995) return fixed(v, 2);
+  if (v < 99.95) return fixed(v, 1);
+  return fixed(v, 0);
+}
+
+// "2.50e12": three significant digits, exponent without '+' or zero padding so it reads
+// like the scientific literals users type into configs.
+inline std::string sci3(double v) {
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific, 2);
+  std::string s(buf, res.ptr);
+  auto e = s.find('e');
+  if (e == std::string::npos) return s;
+  std::string mantissa = s.substr(0, e);
+  std::string exponent = s.substr(e + 1);
+  bool negative = !exponent.empty() && exponent.front() == '-';
+  if (!exponent.empty() && (exponent.front() == '+' || exponent.front() == '-')) exponent.erase(0, 1);
+  auto nz = exponent.find_first_not_of('0');
+  exponent = nz == std::string::npos ? "0" : exponent.substr(nz);
+  return mantissa + "e" + (negative ? "-" : "") + exponent;
+}
+
+// Strict unsigned decimal: digits [ '.' digits ] [ (e|E) [+-] digits ], at least one mantissa
+// digit. Deliberately rejects what strtod would accept (inf, nan, hex, leading blanks, signs),
+// because each of those in a budget config is a typo, not an intent.
+struct scanned_number {
+  double value = 0;
+  std::size_t length = 0;  // 0: no number at the start of the text
+  bool out_of_range = false;
+};
+
+inline scanned_number scan_number(std::string_view s) noexcept {
+  std::size_t i = 0;
+  std::size_t digits = 0;
+  while (i < s.size() && is_digit(s[i])) { ++i; ++digits; }
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    while (i < s.size() && is_digit(s[i])) { ++i; ++digits; }
+  }
+  if (digits == 0) return {};
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    std::size_t j = i + 1;
+    if (j < s.size() && (s[j] == '+' || s[j] == '-')) ++j;
+    std::size_t exp_start = j;
+    while (j < s.size() && is_digit(s[j])) ++j;
+    // Without exponent digits the 'e' belongs to whatever follows (a unit), not to the number.
+    if (j > exp_start) i = j;
+  }
+  scanned_number out;
+  out.length = i;
+  auto res = std::from_chars(s.data(), s.data() + i, out.value, std::chars_format::general);
+  if (res.ec == std::errc::result_out_of_range || res.ptr != s.data() + i || !std::isfinite(out.value)) {
+    out.out_of_range = true;
+  }
+  return out;
+}
+
+// Shared by units() and parse(); returns why the name is unusable, or nullopt if it is fine.
+inline std::optional<std::string> unit_name_problem(std::string_view name) {
+  if (name.empty()) return std::string("name is empty");
+  if (name.size() > max_unit_name_length) {
+    return "name is longer than " + std::to_string(max_unit_name_length) + " characters";
+  }
+  if (!(is_alpha(name.front()) || name.front() == '_')) {
+    return std::string("name must start with a letter or '_' (pattern [A-Za-z_][A-Za-z0-9_]*)");
+  }
+  for (char c : name) {
+    if (!(is_alpha(c) || is_digit(c) || c == '_')) {
+      return std::string("name may contain only letters, digits and '_' (pattern [A-Za-z_][A-Za-z0-9_]*)");
+    }
+  }
+  // Case-insensitive so that a typo like "Wall=1h" is an error rather than a user unit that
+  // silently never gets charged.
+  for (resource r : all_resources) {
+    std::string_view builtin = to_string(r);
+    if (builtin.size() == name.size() &&
+        std::equal(builtin.begin(), builtin.end(), name.begin(),
+                   [](char a, char b) { return a == to_lower(b); })) {
+      return "name is reserved for the builtin resource '" + std::string(builtin) + "'";
+    }
+  }
+  return std::nullopt;
+}
+
+struct duration_unit {
+  std::string_view name;
+  double multiplier;  // seconds per unit for h/m/s ...
+  double divisor;     // ... and units per second for sub-second units, so 250ms is exactly 0.25
+  int rank;           // units must appear largest first, each at most once
+};
+
+inline constexpr std::array<duration_unit, 8> duration_units = {{
+    {"h", 3600.0, 1.0, 0},
+    {"m", 60.0, 1.0, 1},
+    {"s", 1.0, 1.0, 2},
+    {"ms", 1.0, 1e3, 3},
+    {"us", 1.0, 1e6, 4},
+    {"\xC2\xB5s", 1.0, 1e6, 4},  // U+00B5 MICRO SIGN
+    {"\xCE\xBCs", 1.0, 1e6, 4},  // U+03BC GREEK SMALL LETTER MU, which keyboards often produce
+    {"ns", 1.0, 1e9, 5},
+}};
+
+struct byte_unit {
+  std::string_view name;
+  double multiplier;
+};
+
+inline constexpr std::array<byte_unit, 10> byte_units = {{
+    {"B", 1.0},
+    {"kB", 1e3},
+    {"KB", 1e3},
+    {"MB", 1e6},
+    {"GB", 1e9},
+    {"TB", 1e12},
+    {"KiB", 1024.0},
+    {"MiB", 1024.0 * 1024.0},
+    {"GiB", 1024.0 * 1024.0 * 1024.0},
+    {"TiB", 1024.0 * 1024.0 * 1024.0 * 1024.0},
+}};
+
+// Integral seconds print as "1h30m5s" (readable, and exact on re-parse since every term is an
+// integer below 2^53); anything else as shortest-round-trip seconds.
+inline std::string canonical_duration(double seconds) {
+  if (seconds == 0) return "0s";
+  if (seconds != std::floor(seconds) || seconds >= 9007199254740992.0) return shortest(seconds) + "s";
+  auto total = static_cast<long long>(seconds);
+  long long h = total / 3600;
+  long long m = (total % 3600) / 60;
+  long long s = total % 60;
+  std::string out;
+  if (h != 0) out += std::to_string(h) + "h";
+  if (m != 0) out += std::to_string(m) + "m";
+  if (s != 0) out += std::to_string(s) + "s";
+  return out;
+}
+
+// Exact binary multiples print with the largest exact suffix ("512MiB"); the rest as plain bytes.
+inline std::string canonical_bytes(double bytes) {
+  if (bytes != 0 && bytes == std::floor(bytes)) {
+    for (auto it = byte_units.rbegin(); it != byte_units.rend(); ++it) {
+      if (it->name.size() != 3) continue;  // only the IEC suffixes
+      double q = bytes / it->multiplier;
+      if (q >= 1 && q == std::floor(q) && q * it->multiplier == bytes) {
+        return shortest(q) + std::string(it->name);
+      }
+    }
+  }
+  return shortest(bytes);
+}
+
+}  // namespace detail::units_impl
+
+[[nodiscard]] inline double parse_duration(std::string_view text, std::string_view field = "duration") {
+  namespace d = detail::units_impl;
+  constexpr std::string_view kind = "duration";
+  std::string_view s = d::trim(text);
+  if (s.empty()) d::throw_parse_error(field, kind, text, "empty value");
+  if (s.front() == '-') d::throw_parse_error(field, kind, text, "negative durations are not allowed");
+  double total = 0;
+  int last_rank = -1;
+  while (!s.empty()) {
+    auto num = d::scan_number(s);
+    if (num.length == 0) {
+      d::throw_parse_error(field, kind, text, "expected a number at '" + std::string(s) + "'");
+    }
+    if (num.out_of_range) {
+      d::throw_parse_error(field, kind, text,
+                           "number '" + std::string(s.substr(0, num.length)) + "' is out of range");
+    }
+    std::string_view number_text = s.substr(0, num.length);
+    s = d::skip_space(s.substr(num.length));
+    std::size_t unit_len = 0;
+    // Non-ASCII bytes are taken too so that "µs" is one token and a stray UTF-8 unit is
+    // reported whole instead of as a confusing fragment.
+    while (unit_len < s.size() &&
+           (d::is_alpha(s[unit_len]) || static_cast<unsigned char>(s[unit_len]) >= 0x80)) {
+      ++unit_len;
+    }
+    if (unit_len == 0) {
+      d::throw_parse_error(field, kind, text,
+                           "missing unit after '" + std::string(number_text) + "' (use h, m, s, ms, us, ns)");
+    }
+    std::string_view unit_text = s.substr(0, unit_len);
+    const d::duration_unit* unit = nullptr;
+    for (const auto& u : d::duration_units) {
+      if (u.name == unit_text) unit = &u;
+    }
+    if (unit == nullptr) {
+      d::throw_parse_error(field, kind, text,
+                           "unknown unit '" + std::string(unit_text) + "' (use h, m, s, ms, us, ns)");
+    }
+    if (unit->rank <= last_rank) {
+      d::throw_parse_error(field, kind, text,
+                           "unit '" + std::string(unit_text) +
+                               "' is repeated or out of order (write larger units first, each once)");
+    }
+    last_rank = unit->rank;
+    total += num.value * unit->multiplier / unit->divisor;
+    if (!std::isfinite(total)) d::throw_parse_error(field, kind, text, "value is out of range");
+    s = d::skip_space(s.substr(unit_len));
+  }
+  return total;
+}
+
+[[nodiscard]] inline double parse_bytes(std::string_view text, std::string_view field = "bytes") {
+  namespace d = detail::units_impl;
+  constexpr std::string_view kind = "bytes";
+  constexpr std::string_view choices = " (use B, kB, KB, MB, GB, TB, KiB, MiB, GiB, TiB)";
+  std::string_view s = d::trim(text);
+  if (s.empty()) d::throw_parse_error(field, kind, text, "empty value");
+  if (s.front() == '-') d::throw_parse_error(field, kind, text, "negative sizes are not allowed");
+  auto num = d::scan_number(s);
+  if (num.length == 0) d::throw_parse_error(field, kind, text, "expected a number");
+  if (num.out_of_range) d::throw_parse_error(field, kind, text, "number is out of range");
+  std::string_view suffix = d::trim(s.substr(num.length));
+  double multiplier = 1.0;
+  if (!suffix.empty()) {
+    const d::byte_unit* unit = nullptr;
+    for (const auto& u : d::byte_units) {
+      if (u.name == suffix) unit = &u;
+    }
+    if (unit == nullptr) {
+      d::throw_parse_error(field, kind, text,
+                           "unknown unit '" + std::string(suffix) + "'" + std::string(choices));
+    }
+    multiplier = unit->multiplier;
+  }
+  double value = num.value * multiplier;
+  if (!std::isfinite(value)) d::throw_parse_error(field, kind, text, "value is out of range");
+  return value;
+}
+
+[[nodiscard]] inline double parse_count(std::string_view text, std::string_view field = "count") {
+  namespace d = detail::units_impl;
+  constexpr std::string_view kind = "count";
+  std::string_view s = d::trim(text);
+  if (s.empty()) d::throw_parse_error(field, kind, text, "empty value");
+  if (s.front() == '-') d::throw_parse_error(field, kind, text, "negative counts are not allowed");
+  auto num = d::scan_number(s);
+  if (num.length == 0) d::throw_parse_error(field, kind, text, "expected a number");
+  if (num.out_of_range) d::throw_parse_error(field, kind, text, "number is out of range");
+  if (num.length != s.size()) {
+    d::throw_parse_error(field, kind, text,
+                         "unexpected trailing text '" + std::string(d::skip_space(s.substr(num.length))) + "'");
+  }
+  return num.value;
+}
+
+[[nodiscard]] inline double parse_quantity(resource r, std::string_view text) {
+  switch (kind_of(r)) {
+    case quantity_kind::duration: return parse_duration(text, to_string(r));
+    case quantity_kind::bytes: return parse_bytes(text, to_string(r));
+    case quantity_kind::count: break;
+  }
+  return parse_count(text, to_string(r));
+}
+
+// Below one second: 3 significant digits in ns/us/ms/s ("850 ns", "12.3 us", "450 ms", "1.50 s").
+// From one minute on, whole units read better than decimals: "2m 05s", then "1h 30m".
+[[nodiscard]] inline std::string format_duration(double seconds) {
+  namespace d = detail::units_impl;
+  if (std::isnan(seconds)) return "nan";
+  if (seconds < 0) return "-" + format_duration(-seconds);
+  if (std::isinf(seconds)) return "inf";
+  if (seconds == 0) return "0 s";
+  if (seconds * 1e9 < 999.5) return d::sig3(seconds * 1e9) + " ns";
+  if (seconds * 1e6 < 999.5) return d::sig3(seconds * 1e6) + " us";
+  if (seconds * 1e3 < 999.5) return d::sig3(seconds * 1e3) + " ms";
+  if (seconds < 59.95) return d::sig3(seconds) + " s";
+  double hours = seconds / 3600.0;
+  if (hours >= 1e6) return d::sci3(hours) + " h";  // keeps the integer maths below in range
+  long long total = std::llround(seconds);
+  if (total < 3600) {
+    long long m = total / 60;
+    long long s = total % 60;
+    return std::to_string(m) + "m " + (s < 10 ? "0" : "") + std::to_string(s) + "s";
+  }
+  long long minutes = std::llround(seconds / 60.0);
+  long long h = minutes / 60;
+  long long m = minutes % 60;
+  return std::to_string(h) + "h " + (m < 10 ? "0" : "") + std::to_string(m) + "m";
+}
+
+// Binary units, because memory limits are usually reasoned about in powers of two. Values stay
+// in a unit until they reach 1024 of it, so 1000-1023 show 4 digits ("1000 KiB"), like `ls -h`.
+[[nodiscard]] inline std::string format_bytes(double bytes) {
+  namespace d = detail::units_impl;
+  if (std::isnan(bytes)) return "nan";
+  if (bytes < 0) return "-" + format_bytes(-bytes);
+  if (std::isinf(bytes)) return "inf";
+  if (bytes < 1023.5) return d::fixed(bytes, 0) + " B";
+  constexpr std::array<std::string_view, 6> names = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = bytes;
+  for (std::string_view name : names) {
+    v /= 1024.0;
+    if (v < 1023.5) return d::sig3(v) + " " + std::string(name);
+  }
+  return d::sci3(bytes) + " B";
+}
+
+// Plain below 1000 ("950", "12.5"), then SI suffixes "12.3k" and "4.56M", then scientific from
+// 1e9 on ("2.50e12"): FLOP counts are conventionally written that way, and it avoids the
+// G-vs-B ("billion") ambiguity of larger suffixes.
+[[nodiscard]] inline std::string format_count(double n) {
+  namespace d = detail::units_impl;
+  if (std::isnan(n)) return "nan";
+  if (n < 0) return "-" + format_count(-n);
+  if (std::isinf(n)) return "inf";
+  if (n < 999.5) {
+    if (n == std::floor(n)) return d::fixed(n, 0);
+    return d::sig3(n);
+  }
+  if (n / 1e3 < 999.5) return d::sig3(n / 1e3) + "k";
+  if (n / 1e6 < 999.5) return d::sig3(n / 1e6) + "M";
+  return d::sci3(n);
+}
+
+[[nodiscard]] inline std::string format_quantity(resource r, double value) {
+  switch (kind_of(r)) {
+    case quantity_kind::duration: return format_duration(value);
+    case quantity_kind::bytes: return format_bytes(value);
+    case quantity_kind::count: break;
+  }
+  return format_count(value);
+}
+
+class limits {
+ public:
+  limits() = default;
+
+  template <class Rep, class Period>
+  limits& wall(std::chrono::duration<Rep, Period> d) {
+    return set(resource::wall, std::chrono::duration<double>(d).count());
+  }
+  template <class Rep, class Period>
+  limits& cpu(std::chrono::duration<Rep, Period> d) {
+    return set(resource::cpu, std::chrono::duration<double>(d).count());
+  }
+  limits& flops(double n) { return set(resource::flops, n); }
+  limits& allocations(double n) { return set(resource::allocations, n); }
+  limits& alloc_bytes(double bytes) { return set(resource::alloc_bytes, bytes); }
+  limits& peak_bytes(double bytes) { return set(resource::peak_bytes, bytes); }
+
+  limits& units(std::string name, double n) {
+    if (auto problem = detail::units_impl::unit_name_problem(name)) {
+      throw std::invalid_argument("frugal: units: invalid unit name '" + name + "': " + *problem);
+    }
+    n = checked(name, n);
+    for (auto& entry : units_) {
+      if (entry.first == name) {
+        entry.second = n;
+        return *this;
+      }
+    }
+    units_.emplace_back(std::move(name), n);
+    return *this;
+  }
+
+  limits& set(resource r, double value) {
+    auto index = static_cast<std::size_t>(r);
+    if (index >= resource_count) {
+      throw std::invalid_argument("frugal: limits: unknown resource " + std::to_string(index));
+    }
+    builtin_[index] = checked(frugal::to_string(r), value);
+    return *this;
+  }
+
+  [[nodiscard]] std::optional<double> get(resource r) const noexcept {
+    auto index = static_cast<std::size_t>(r);
+    if (index >= resource_count) return std::nullopt;
+    return builtin_[index];
+  }
+
+  // Builtin names resolve too, so get("wall") means what it says instead of silently missing.
+  [[nodiscard]] std::optional<double> get(std::string_view unit) const noexcept {
+    if (auto r = resource_from_name(unit)) return get(*r);
+    for (const auto& entry : units_) {
+      if (entry.first == unit) return entry.second;
+    }
+    return std::nullopt;
+  }
+
+  [[nodiscard]] bool has(resource r) const noexcept { return get(r).has_value(); }
+
+  [[nodiscard]] const std::vector<std::pair<std::string, double>>& unit_limits() const noexcept {
+    return units_;
+  }
+
+  [[nodiscard]] bool empty() const noexcept {
+    return units_.empty() &&
+           std::none_of(builtin_.begin(), builtin_.end(), [](const auto& v) { return v.has_value(); });
+  }
+
+  [[nodiscard]] static limits parse(std::string_view text) {
+    namespace d = detail::units_impl;
+    limits out;
+    if (d::trim(text).empty()) return out;
+    std::vector<std::string_view> seen;
+    std::size_t start = 0;
+    std::size_t entry_number = 0;
+    while (true) {
+      std::size_t comma = text.find(',', start);
+      std::string_view entry =
+          d::trim(text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+      ++entry_number;
+      if (entry.empty()) {
+        throw std::invalid_argument("frugal: limits: entry " + std::to_string(entry_number) + " of '" +
+                                    std::string(text) + "' is empty");
+      }
+      auto eq = entry.find('=');
+      if (eq == std::string_view::npos) {
+        throw std::invalid_argument("frugal: limits: entry '" + std::string(entry) +
+                                    "' has no '=' (expected key=value)");
+      }
+      std::string_view key = d::trim(entry.substr(0, eq));
+      std::string_view value = d::trim(entry.substr(eq + 1));
+      if (key.empty()) {
+        throw std::invalid_argument("frugal: limits: entry '" + std::string(entry) + "' has an empty key");
+      }
+      if (value.empty()) {
+        throw std::invalid_argument("frugal: limits: entry '" + std::string(entry) + "' has an empty value");
+      }
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+        throw std::invalid_argument("frugal: limits: entry '" + std::string(entry) + "' repeats key '" +
+                                    std::string(key) + "'");
+      }
+      seen.push_back(key);
+      if (auto r = resource_from_name(key)) {
+        out.set(*r, parse_quantity(*r, value));
+      } else if (auto problem = d::unit_name_problem(key)) {
+        throw std::invalid_argument("frugal: limits: entry '" + std::string(entry) + "' has invalid key '" +
+                                    std::string(key) + "': " + *problem);
+      } else {
+        out.units(std::string(key), parse_count(value, key));
+      }
+      if (comma == std::string_view::npos) break;
+      start = comma + 1;
+    }
+    return out;
+  }
+
+  // Builtins in enum order, then user units in insertion order. Numbers use the shortest text
+  // that reads back to the identical double, so parse(to_string()) == *this exactly.
+  [[nodiscard]] std::string to_string() const {
+    namespace d = detail::units_impl;
+    std::string out;
+    auto append = [&out](std::string_view key, const std::string& value) {
+      if (!out.empty()) out += ',';
+      out.append(key).append("=").append(value);
+    };
+    for (resource r : all_resources) {
+      const auto& v = builtin_[static_cast<std::size_t>(r)];
+      if (!v) continue;
+      switch (kind_of(r)) {
+        case quantity_kind::duration: append(frugal::to_string(r), d::canonical_duration(*v)); break;
+        case quantity_kind::bytes: append(frugal::to_string(r), d::canonical_bytes(*v)); break;
+        case quantity_kind::count: append(frugal::to_string(r), d::shortest(*v)); break;
+      }
+    }
+    for (const auto& [name, v] : units_) append(name, d::shortest(v));
+    return out;
+  }
+
+  // User units compare as a set: the order they were added in does not change the budget.
+  friend bool operator==(const limits& a, const limits& b) {
+    if (a.builtin_ != b.builtin_ || a.units_.size() != b.units_.size()) return false;
+    for (const auto& [name, v] : a.units_) {
+      auto other = b.get(std::string_view(name));
+      if (!other || *other != v) return false;
+    }
+    return true;
+  }
+  friend bool operator!=(const limits& a, const limits& b) { return !(a == b); }
+
+ private:
+  static double checked(std::string_view field, double value) {
+    if (!std::isfinite(value) || value < 0) {
+      throw std::invalid_argument("frugal: limits: " + std::string(field) + " must be finite and >= 0, got " +
+                                  detail::units_impl::shortest(value));
+    }
+    // -0.0 passes the check but would print as "-0", which parse() rejects as negative.
+    return value + 0.0;
+  }
+
+  std::array<std::optional<double>, resource_count> builtin_{};
+  std::vector<std::pair<std::string, double>> units_;
+};
+
+}  // namespace frugal
