@@ -1,0 +1,442 @@
+// The budget tree: a named allotment of wall time, CPU time, FLOPs, heap and user units, with
+// children that charge their parents. Budgets hold the charges; scopes (scope.hpp) make them.
+#pragma once
+
+#include <frugal/clock.hpp>
+#include <frugal/config.hpp>
+#include <frugal/detail/ledger.hpp>
+#include <frugal/meter.hpp>
+#include <frugal/units.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace frugal {
+
+// What one stage (a budget and a stage name) cost, aggregated over threads. Charges are
+// inclusive: a "step" stage includes the "forward" scopes opened inside it.
+struct stage_stats {
+  std::string name;
+  std::uint64_t calls = 0;      // scopes that opened the stage (workers continuing one: not counted)
+  double wall_seconds = 0;      // summed over those scopes
+  std::uint64_t flops = 0;
+  std::uint64_t allocations = 0;
+  std::uint64_t alloc_bytes = 0;
+  std::vector<std::pair<std::string, double>> units;  // only units that were charged
+
+  [[nodiscard]] double units_of(std::string_view unit) const noexcept {
+    for (const auto& [n, v] : units)
+      if (n == unit) return v;
+    return 0;
+  }
+};
+
+// Everything a budget has used, read in one pass (cheaper than one used() per resource).
+struct usage {
+  std::array<double, resource_count> by_resource{};
+  std::vector<std::pair<std::string, double>> units;
+  [[nodiscard]] double operator[](resource r) const noexcept { return by_resource[static_cast<std::size_t>(r)]; }
+  [[nodiscard]] double of(std::string_view unit) const noexcept {
+    for (const auto& [n, v] : units)
+      if (n == unit) return v;
+    return 0;
+  }
+};
+
+namespace detail {
+struct budget_access;
+inline std::atomic<std::uint64_t> next_budget_uid{1};
+}  // namespace detail
+
+class budget {
+ public:
+  explicit budget(std::string name, frugal::limits l = {}) : budget(std::move(name), std::move(l), nullptr) {}
+
+  budget(const budget&) = delete;
+  budget& operator=(const budget&) = delete;
+
+  ~budget() {
+    FRUGAL_ASSERT(active_threads() == 0,
+                  "budget destroyed while one of its scopes (or a descendant's) is still open");
+  }
+
+  // A child budget, owned by this one and destroyed with it. Everything charged to the child
+  // is charged to this budget too; the child's limits are its own share.
+  budget& child(std::string name, frugal::limits l = {}) {
+    check_name(name, "child");
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& c : children_)
+      if (c->name_ == name)
+        throw std::invalid_argument("frugal::budget::child: budget '" + name_ +
+                                    "' already has a child named '" + name + "'");
+    children_.push_back(std::unique_ptr<budget>(new budget(std::move(name), std::move(l), this)));
+    return *children_.back();
+  }
+
+  [[nodiscard]] budget* find_child(std::string_view name) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& c : children_)
+      if (c->name_ == name) return c.get();
+    return nullptr;
+  }
+
+  [[nodiscard]] std::vector<budget*> children() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<budget*> out;
+    for (const auto& c : children_) out.push_back(c.get());
+    return out;
+  }
+
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] budget* parent() const noexcept { return parent_; }
+  // "train/eval" for a child named eval of a root named train.
+  [[nodiscard]] std::string path() const { return parent_ ? parent_->path() + "/" + name_ : name_; }
+
+  [[nodiscard]] frugal::limits limits() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return limits_;
+  }
+
+  // Replaces the limits; usage so far is kept. A new CPU limit starts measuring CPU at the
+  // next activation of the budget on each thread.
+  void set_limits(frugal::limits l) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    limits_ = std::move(l);
+    measure_cpu_.store(measure_cpu_requested_ || limits_.has(resource::cpu), std::memory_order_relaxed);
+  }
+
+  // CPU time is measured only for budgets with a CPU limit, or after this call: reading a
+  // thread's CPU clock is a system call on virtual machines.
+  void measure_cpu(bool on = true) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    measure_cpu_requested_ = on;
+    measure_cpu_.store(on || limits_.has(resource::cpu), std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool measures_cpu() const noexcept { return measure_cpu_.load(std::memory_order_relaxed); }
+
+  // The limit in the resource's unit (seconds, count, bytes); +infinity when unlimited.
+  [[nodiscard]] double limit(resource r) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return limits_.get(r).value_or(unlimited);
+  }
+  [[nodiscard]] double limit(std::string_view unit) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return limits_.get(unit).value_or(unlimited);
+  }
+
+  // Used so far, in the resource's unit: seconds for wall and cpu, a count for flops and
+  // allocations, bytes for alloc_bytes and peak_bytes.
+  //
+  // wall: the time during which at least one scope of this budget or a descendant was open
+  //   on any thread (the union of those intervals, not a sum over threads).
+  // cpu:  CPU time of the threads while they had such a scope open; a thread's share is
+  //   added when its outermost such scope closes (the calling thread's share also live).
+  // the rest: charges made while such a scope was open, each counted once.
+  [[nodiscard]] double used(resource r) const {
+    detail::flush_pending(detail::this_thread);
+    switch (r) {
+      case resource::wall: return wall_seconds();
+      case resource::cpu: return cpu_seconds();
+      case resource::flops:
+      case resource::allocations:
+      case resource::alloc_bytes: {
+        double total = 0;
+        for_each_block_in_subtree([&](const detail::thread_block& b) { total += additive(b, r); });
+        return total;
+      }
+      case resource::peak_bytes: return 0;
+    }
+    return 0;
+  }
+
+  [[nodiscard]] double used(std::string_view unit) const {
+    detail::flush_pending(detail::this_thread);
+    const auto index = detail::find_unit(unit);
+    if (!index) return 0;
+    double total = 0;
+    for_each_block_in_subtree([&](const detail::thread_block& b) { total += b.units[*index].get(); });
+    return total;
+  }
+
+  [[nodiscard]] usage snapshot() const {
+    detail::flush_pending(detail::this_thread);
+    usage u;
+    u.by_resource[static_cast<std::size_t>(resource::wall)] = wall_seconds();
+    u.by_resource[static_cast<std::size_t>(resource::cpu)] = cpu_seconds();
+    std::array<double, FRUGAL_MAX_UNITS> units{};
+    for_each_block_in_subtree([&](const detail::thread_block& b) {
+      for (resource r : {resource::flops, resource::allocations, resource::alloc_bytes})
+        u.by_resource[static_cast<std::size_t>(r)] += additive(b, r);
+      for (std::size_t i = 0; i < units.size(); ++i) units[i] += b.units[i].get();
+    });
+    const std::uint32_t n = detail::units_registered.count.load(std::memory_order_acquire);
+    for (std::uint32_t i = 0; i < n; ++i)
+      if (units[i] != 0) u.units.emplace_back(std::string(detail::unit_name(i)), units[i]);
+    return u;
+  }
+
+  [[nodiscard]] double remaining(resource r) const { return std::max(0.0, limit(r) - used(r)); }
+  [[nodiscard]] double remaining(std::string_view unit) const {
+    return std::max(0.0, limit(unit) - used(unit));
+  }
+
+  // Used over limit for one resource: 0 when unlimited; a zero limit counts as fully used.
+  [[nodiscard]] double fraction_used(resource r) const {
+    const double l = limit(r);
+    return fraction(used(r), l);
+  }
+
+  // The largest fraction used over the limited resources (0 when nothing is limited).
+  [[nodiscard]] double fraction_used() const {
+    const frugal::limits l = limits();
+    if (l.empty()) return 0;
+    const usage u = snapshot();
+    double worst = 0;
+    for (resource r : all_resources)
+      if (auto lim = l.get(r)) worst = std::max(worst, fraction(u[r], *lim));
+    for (const auto& [unit, lim] : l.unit_limits()) worst = std::max(worst, fraction(u.of(unit), lim));
+    return worst;
+  }
+
+  // The limited resources whose use has reached the limit (names as in limits::parse).
+  [[nodiscard]] std::vector<std::string> exhausted_resources() const {
+    const frugal::limits l = limits();
+    std::vector<std::string> out;
+    if (l.empty()) return out;
+    const usage u = snapshot();
+    for (resource r : all_resources)
+      if (auto lim = l.get(r); lim && u[r] >= *lim) out.emplace_back(to_string(r));
+    for (const auto& [unit, lim] : l.unit_limits())
+      if (u.of(unit) >= lim) out.push_back(unit);
+    return out;
+  }
+
+  // Some limit reached. Running out is a decision for the caller (or the controller), not an error.
+  [[nodiscard]] bool exhausted() const { return !exhausted_resources().empty(); }
+
+  // True while a scope of this budget or of a descendant is open on some thread.
+  [[nodiscard]] bool active() const noexcept { return active_threads() > 0; }
+
+  [[nodiscard]] std::chrono::duration<double> elapsed() const {
+    return std::chrono::duration<double>(wall_seconds());
+  }
+
+  // The charges of one stage of this budget; zero calls if no scope has opened it yet.
+  [[nodiscard]] stage_stats stage(std::string_view stage_name) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (std::uint32_t i = 0; i < stage_names_.size(); ++i)
+      if (*stage_names_[i] == stage_name) return stage_locked(i);
+    stage_stats s;
+    s.name = std::string(stage_name);
+    return s;
+  }
+
+  // All stages of this budget, in the order they were first opened.
+  [[nodiscard]] std::vector<stage_stats> stages() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<stage_stats> out;
+    for (std::uint32_t i = 0; i < stage_names_.size(); ++i) out.push_back(stage_locked(i));
+    return out;
+  }
+
+  static constexpr double unlimited = std::numeric_limits<double>::infinity();
+
+ private:
+  friend struct detail::budget_access;
+
+  // Wall time is a union of intervals over threads. busy_ packs it in one atomic word so the
+  // union needs no lock: low 10 bits count the threads that have the budget active, the rest
+  // is (sum of busy-period ends - sum of busy-period starts) in ns since origin_ns_. While
+  // active, wall = that sum + now. Limits: 1023 threads active at once, 2^53 ns (104 days).
+  static constexpr std::int64_t count_bits = 10;
+  static constexpr std::int64_t count_mask = (std::int64_t{1} << count_bits) - 1;
+
+  budget(std::string name, frugal::limits l, budget* parent)
+      : name_(std::move(name)),
+        parent_(parent),
+        uid_(detail::next_budget_uid.fetch_add(1, std::memory_order_relaxed)),
+        origin_ns_(wall_now_ns()),
+        limits_(std::move(l)) {
+    check_name(name_, "name");
+    measure_cpu_.store(limits_.has(resource::cpu), std::memory_order_relaxed);
+  }
+
+  static void check_name(const std::string& name, const char* field) {
+    if (name.empty())
+      throw std::invalid_argument(std::string("frugal::budget: ") + field + " must not be empty, got ''");
+  }
+
+  static double fraction(double used, double limit) noexcept {
+    if (limit == unlimited) return 0;
+    if (limit <= 0) return 1;
+    return used / limit;
+  }
+
+  static double additive(const detail::thread_block& b, resource r) noexcept {
+    switch (r) {
+      case resource::flops: return static_cast<double>(b.flops.get());
+      case resource::allocations: return static_cast<double>(b.allocations.get());
+      case resource::alloc_bytes: return static_cast<double>(b.alloc_bytes.get());
+      default: return 0;
+    }
+  }
+
+  [[nodiscard]] std::int64_t active_threads() const noexcept {
+    return busy_.load(std::memory_order_acquire) & count_mask;
+  }
+
+  [[nodiscard]] double wall_seconds() const noexcept {
+    const std::int64_t state = busy_.load(std::memory_order_acquire);
+    const std::int64_t count = state & count_mask;
+    std::int64_t ns = (state - count) / (count_mask + 1);
+    if (count > 0) ns += wall_now_ns() - origin_ns_;
+    return static_cast<double>(ns) * 1e-9;
+  }
+
+  [[nodiscard]] double cpu_seconds() const {
+    const std::uint64_t me = detail::this_thread.thread_id;
+    std::int64_t ns = 0;
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& b : blocks_) {
+      ns += b->cpu_ns.get();
+      // The calling thread's open activation is live; other threads' are added at close.
+      if (me != 0 && b->thread_id == me && b->open > 0 && b->cpu_start_ns >= 0)
+        ns += thread_cpu_now_ns() - b->cpu_start_ns;
+    }
+    return static_cast<double>(ns) * 1e-9;
+  }
+
+  // A thread (the caller) starts or stops having this budget active.
+  void thread_enters(std::int64_t now_ns) noexcept {
+    const std::int64_t t = now_ns - origin_ns_;
+    std::int64_t state = busy_.load(std::memory_order_relaxed);
+    for (;;) {
+      FRUGAL_ASSERT((state & count_mask) != count_mask, "more than 1023 threads active in one budget");
+      const std::int64_t next = (state & count_mask) == 0 ? state + 1 - t * (count_mask + 1) : state + 1;
+      if (busy_.compare_exchange_weak(state, next, std::memory_order_acq_rel, std::memory_order_relaxed)) return;
+    }
+  }
+  void thread_leaves(std::int64_t now_ns) noexcept {
+    const std::int64_t t = now_ns - origin_ns_;
+    std::int64_t state = busy_.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::int64_t next = (state & count_mask) == 1 ? state - 1 + t * (count_mask + 1) : state - 1;
+      if (busy_.compare_exchange_weak(state, next, std::memory_order_acq_rel, std::memory_order_relaxed)) return;
+    }
+  }
+
+  template <class F>
+  void for_each_block_in_subtree(F&& f) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& b : blocks_) f(*b);
+    for (const auto& c : children_) c->for_each_block_in_subtree(f);
+  }
+
+  [[nodiscard]] stage_stats stage_locked(std::uint32_t index) const {
+    stage_stats s;
+    s.name = *stage_names_[index];
+    std::array<double, FRUGAL_MAX_UNITS> units{};
+    std::int64_t wall_ns = 0;
+    for (const auto& b : blocks_) {
+      if (index >= b->stages.size() || !b->stages[index]) continue;
+      const detail::stage_slot& slot = *b->stages[index];
+      s.calls += slot.calls.get();
+      wall_ns += slot.wall_ns.get();
+      s.flops += slot.flops.get();
+      s.allocations += slot.allocations.get();
+      s.alloc_bytes += slot.alloc_bytes.get();
+      for (std::size_t i = 0; i < units.size(); ++i) units[i] += slot.units[i].get();
+    }
+    s.wall_seconds = static_cast<double>(wall_ns) * 1e-9;
+    const std::uint32_t n = detail::units_registered.count.load(std::memory_order_acquire);
+    for (std::uint32_t i = 0; i < n; ++i)
+      if (units[i] != 0) s.units.emplace_back(std::string(detail::unit_name(i)), units[i]);
+    return s;
+  }
+
+  const std::string name_;
+  budget* const parent_;
+  const std::uint64_t uid_;
+  const std::int64_t origin_ns_;
+  std::atomic<std::int64_t> busy_{0};
+  std::atomic<bool> measure_cpu_{false};
+
+  mutable std::mutex mutex_;  // guards everything below; never held on the hot path
+  frugal::limits limits_;
+  bool measure_cpu_requested_ = false;
+  std::vector<std::unique_ptr<budget>> children_;
+  std::vector<std::unique_ptr<detail::thread_block>> blocks_;  // one per thread that used it
+  std::vector<std::unique_ptr<std::string>> stage_names_;     // index = stage index
+};
+
+namespace detail {
+
+// The cold paths the scopes need: finding this thread's block and stage slot (first use on a
+// thread, or a cache miss), and activating a budget on a thread.
+struct budget_access {
+  [[nodiscard]] static std::uint64_t uid(const budget& b) noexcept { return b.uid_; }
+
+  // This thread's block of b, created (with its ancestors' blocks) on first use.
+  static thread_block* block_for(budget& b, std::uint64_t thread) {
+    thread_block* parent_block = b.parent_ ? block_for(*b.parent_, thread) : nullptr;
+    std::lock_guard<std::mutex> lock(b.mutex_);
+    for (const auto& blk : b.blocks_)
+      if (blk->thread_id == thread) return blk.get();
+    b.blocks_.push_back(std::make_unique<thread_block>(&b, parent_block, thread));
+    return b.blocks_.back().get();
+  }
+
+  static std::uint32_t stage_index(budget& b, std::string_view name) {
+    if (name.empty()) throw std::invalid_argument("frugal::scope: stage name must not be empty, got ''");
+    std::lock_guard<std::mutex> lock(b.mutex_);
+    for (std::uint32_t i = 0; i < b.stage_names_.size(); ++i)
+      if (*b.stage_names_[i] == name) return i;
+    b.stage_names_.push_back(std::make_unique<std::string>(name));
+    return static_cast<std::uint32_t>(b.stage_names_.size() - 1);
+  }
+
+  static stage_slot* slot_for(budget& b, thread_block& blk, std::uint32_t index) {
+    std::lock_guard<std::mutex> lock(b.mutex_);
+    if (blk.stages.size() <= index) blk.stages.resize(index + 1);
+    if (!blk.stages[index]) blk.stages[index] = std::make_unique<stage_slot>(index, b.stage_names_[index].get());
+    return blk.stages[index].get();
+  }
+
+  [[nodiscard]] static const std::string& stage_name(const budget& b, std::uint32_t index) {
+    std::lock_guard<std::mutex> lock(b.mutex_);
+    return *b.stage_names_.at(index);
+  }
+
+  // The calling thread opens a scope on blk's budget (or a descendant's, via recursion).
+  static void open(thread_block& blk, std::int64_t now_ns) noexcept {
+    if (blk.open++ != 0) return;
+    budget& b = *blk.owner;
+    b.thread_enters(now_ns);
+    blk.cpu_start_ns = b.measure_cpu_.load(std::memory_order_relaxed) ? thread_cpu_now_ns() : -1;
+    if (blk.parent) open(*blk.parent, now_ns);
+  }
+
+  static void close(thread_block& blk, std::int64_t now_ns) noexcept {
+    if (--blk.open != 0) return;
+    budget& b = *blk.owner;
+    if (blk.cpu_start_ns >= 0) {
+      blk.cpu_ns.add(thread_cpu_now_ns() - blk.cpu_start_ns);
+      blk.cpu_start_ns = -1;
+    }
+    b.thread_leaves(now_ns);
+    if (blk.parent) close(*blk.parent, now_ns);
+  }
+};
+
+}  // namespace detail
+}  // namespace frugal

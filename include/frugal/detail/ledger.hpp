@@ -1,0 +1,146 @@
+// Per-thread accounting state: the counters a thread bumps, the slots it charges, the stack of
+// open scopes. Internal to frugal; the layout is what keeps the hot path lock-free.
+#pragma once
+
+#include <frugal/config.hpp>
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace frugal {
+class budget;
+
+namespace detail {
+
+// A counter written by exactly one thread and read by any. The owner's update is a relaxed
+// load and store (no lock prefix, no shared cache line in the owner's inner loop); readers
+// see a value that is at most one update old.
+template <class T>
+struct owned_counter {
+  std::atomic<T> value{};
+  void add(T delta) noexcept {
+    value.store(value.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+  }
+  [[nodiscard]] T get() const noexcept { return value.load(std::memory_order_relaxed); }
+};
+
+// Additive resources a thread measures on its own, monotone for the thread's lifetime.
+// Allocation hooks bump these, so the type is trivial and constant-initialised.
+struct thread_counters {
+  std::uint64_t flops;
+  std::uint64_t allocations;
+  std::uint64_t alloc_bytes;
+};
+
+// One thread's share of one stage (budget, stage name): inclusive charges of the scopes
+// that opened the stage on that thread.
+struct stage_slot {
+  stage_slot(std::uint32_t stage_index, const std::string* stage_name) noexcept
+      : index(stage_index), name(stage_name) {}
+  const std::uint32_t index;       // position in the budget's stage table
+  const std::string* const name;   // the budget's interned name, stable for its lifetime
+  owned_counter<std::uint64_t> calls;
+  owned_counter<std::int64_t> wall_ns;
+  owned_counter<std::uint64_t> flops;
+  owned_counter<std::uint64_t> allocations;
+  owned_counter<std::uint64_t> alloc_bytes;
+  std::array<owned_counter<double>, FRUGAL_MAX_UNITS> units{};
+};
+
+// One thread's share of one budget. Additive charges here are exclusive of child budgets
+// (readers sum the subtree); CPU time is inclusive (it is measured per activation, which
+// already spans the children).
+struct thread_block {
+  thread_block(budget* owner_budget, thread_block* parent_block, std::uint64_t thread) noexcept
+      : owner(owner_budget), parent(parent_block), thread_id(thread) {}
+  budget* const owner;
+  thread_block* const parent;  // the same thread's block of the parent budget
+  const std::uint64_t thread_id;
+
+  // Touched only by the owning thread.
+  int open = 0;                  // scopes of this budget or its descendants open on the thread
+  std::int64_t cpu_start_ns = -1;  // thread CPU clock at activation; -1 when not measured
+
+  owned_counter<std::uint64_t> flops;
+  owned_counter<std::uint64_t> allocations;
+  owned_counter<std::uint64_t> alloc_bytes;
+  owned_counter<std::int64_t> cpu_ns;
+  std::array<owned_counter<double>, FRUGAL_MAX_UNITS> units{};
+
+  // Grown by the owning thread, read by others; both under the budget's mutex.
+  std::vector<std::unique_ptr<stage_slot>> stages;
+};
+
+// An open scope on a thread. Lives inside the scope object on the user's stack.
+struct frame {
+  frame* prev;
+  thread_block* block;
+  stage_slot* stage;
+  std::int64_t start_ns;
+  thread_counters at_enter;  // for the stage's inclusive charges
+  bool counts_call;          // false for a worker continuing a caller's scope (frugal::attach)
+};
+
+// Maps (budget uid, stage key) to this thread's block and slot. Budget uids are never reused,
+// so an entry of a destroyed budget can never match again and needs no invalidation.
+enum class stage_key_kind : std::uint32_t { empty = 0, literal, by_name, by_index };
+struct cache_entry {
+  std::uint64_t budget_uid;
+  std::uintptr_t key;
+  stage_key_kind kind;
+  thread_block* block;
+  stage_slot* stage;
+};
+
+struct unit_cache_entry {
+  const char* data;
+  std::size_t size;
+  std::uint32_t index;
+};
+
+// All of a thread's state in one trivially destructible, constant-initialised object: one TLS
+// base for the hot path, and safe to touch before main and after static destructors.
+struct thread_state {
+  frame* current;                // innermost open scope, or null
+  thread_counters counters;      // monotone totals of this thread
+  thread_counters flushed;       // counters at the last charge to a budget
+  std::uint64_t thread_id;       // 0 until first needed
+  cache_entry cache[FRUGAL_THREAD_CACHE_SIZE];
+  unit_cache_entry unit_cache[8];
+  std::uint32_t unit_cache_next;
+};
+
+inline thread_local thread_state this_thread{};
+
+static_assert((FRUGAL_THREAD_CACHE_SIZE & (FRUGAL_THREAD_CACHE_SIZE - 1)) == 0,
+              "FRUGAL_THREAD_CACHE_SIZE must be a power of two");
+
+inline std::atomic<std::uint64_t> next_thread_id{1};
+
+[[nodiscard]] inline std::uint64_t current_thread_id() noexcept {
+  thread_state& ts = this_thread;
+  if (FRUGAL_UNLIKELY(ts.thread_id == 0))
+    ts.thread_id = next_thread_id.fetch_add(1, std::memory_order_relaxed);
+  return ts.thread_id;
+}
+
+// Charges what this thread measured since the last charge to the innermost open scope's
+// budget. Called at every scope transition and before reads, so each unit lands exactly once.
+inline void flush_pending(thread_state& ts) noexcept {
+  const thread_counters now = ts.counters;
+  if (frame* f = ts.current) {
+    thread_block& b = *f->block;
+    if (const auto d = now.flops - ts.flushed.flops) b.flops.add(d);
+    if (const auto d = now.allocations - ts.flushed.allocations) b.allocations.add(d);
+    if (const auto d = now.alloc_bytes - ts.flushed.alloc_bytes) b.alloc_bytes.add(d);
+  }
+  ts.flushed = now;
+}
+
+}  // namespace detail
+}  // namespace frugal
