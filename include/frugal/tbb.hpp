@@ -1,0 +1,79 @@
+// oneTBB integration: parallel loops whose worker threads charge the scope that started them.
+// The caller's innermost scope travels to each task through frugal::attach.
+#pragma once
+
+#include <frugal/scope.hpp>
+
+#include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/parallel_reduce.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <type_traits>
+#include <utility>
+
+namespace frugal {
+
+// Wraps f so that, wherever it runs, it continues the scope open here and now. For
+// tbb::task_group::run, std::thread and the like:  tg.run(frugal::carry_scope([&] { ... }));
+template <class F>
+[[nodiscard]] auto carry_scope(F f) {
+  return [ctx = current_context(), f = std::move(f)](auto&&... args) -> decltype(auto) {
+    attach a{ctx};
+    return f(std::forward<decltype(args)>(args)...);
+  };
+}
+
+// tbb::parallel_for, with every chunk charged to the caller's innermost scope. The loop runs
+// isolated: while it waits, the calling thread takes no unrelated outer task, which would
+// otherwise run (and be charged) inside the caller's scope.
+template <class Range, class Body>
+void parallel_for(const Range& range, const Body& body) {
+  const context ctx = current_context();
+  tbb::this_task_arena::isolate([&] {
+    tbb::parallel_for(range, [&](const Range& r) {
+      attach a{ctx};
+      body(r);
+    });
+  });
+}
+
+template <class Range, class Body, class Partitioner, std::enable_if_t<!std::is_integral_v<Range>, int> = 0>
+void parallel_for(const Range& range, const Body& body, Partitioner&& partitioner) {
+  const context ctx = current_context();
+  tbb::this_task_arena::isolate([&] {
+    tbb::parallel_for(
+        range,
+        [&](const Range& r) {
+          attach a{ctx};
+          body(r);
+        },
+        std::forward<Partitioner>(partitioner));
+  });
+}
+
+// The index form: f(i) for i in [first, last), chunked so the attach costs once per chunk.
+template <class Index, class Function, std::enable_if_t<std::is_integral_v<Index>, int> = 0>
+void parallel_for(Index first, Index last, const Function& f) {
+  frugal::parallel_for(tbb::blocked_range<Index>(first, last), [&](const tbb::blocked_range<Index>& r) {
+    for (Index i = r.begin(); i != r.end(); ++i) f(i);
+  });
+}
+
+// tbb::parallel_reduce (functional form), every chunk charged to the caller's innermost scope.
+template <class Range, class Value, class RealBody, class Reduction>
+[[nodiscard]] Value parallel_reduce(const Range& range, const Value& identity, const RealBody& body,
+                                    const Reduction& reduction) {
+  const context ctx = current_context();
+  return tbb::this_task_arena::isolate([&] {
+    return tbb::parallel_reduce(
+        range, identity,
+        [&](const Range& r, const Value& init) {
+          attach a{ctx};
+          return body(r, init);
+        },
+        reduction);
+  });
+}
+
+}  // namespace frugal
