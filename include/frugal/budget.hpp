@@ -4,6 +4,7 @@
 
 #include <frugal/clock.hpp>
 #include <frugal/config.hpp>
+#include <frugal/detail/heap.hpp>
 #include <frugal/detail/ledger.hpp>
 #include <frugal/meter.hpp>
 #include <frugal/units.hpp>
@@ -32,6 +33,9 @@ struct stage_stats {
   std::uint64_t flops = 0;
   std::uint64_t allocations = 0;
   std::uint64_t alloc_bytes = 0;
+  // The largest rise of one thread's live heap (usable bytes) within one scope of the stage,
+  // above its level when the scope opened. Needs the allocation hooks.
+  std::int64_t peak_bytes = 0;
   std::vector<std::pair<std::string, double>> units;  // only units that were charged
 
   [[nodiscard]] double units_of(std::string_view unit) const noexcept {
@@ -68,11 +72,13 @@ class budget {
   ~budget() {
     FRUGAL_ASSERT(active_threads() == 0,
                   "budget destroyed while one of its scopes (or a descendant's) is still open");
+    detail::release_watcher(watcher_);
   }
 
   // A child budget, owned by this one and destroyed with it. Everything charged to the child
   // is charged to this budget too; the child's limits are its own share.
   budget& child(std::string name, frugal::limits l = {}) {
+    const detail::bookkeeping own_allocations;
     check_name(name, "child");
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& c : children_)
@@ -103,6 +109,7 @@ class budget {
   [[nodiscard]] std::string path() const { return parent_ ? parent_->path() + "/" + name_ : name_; }
 
   [[nodiscard]] frugal::limits limits() const {
+    const detail::bookkeeping own_allocations;
     std::lock_guard<std::mutex> lock(mutex_);
     return limits_;
   }
@@ -123,6 +130,10 @@ class budget {
     measure_cpu_.store(on || limits_.has(resource::cpu), std::memory_order_relaxed);
   }
   [[nodiscard]] bool measures_cpu() const noexcept { return measure_cpu_.load(std::memory_order_relaxed); }
+
+  // Peak heap is measured when the allocation hooks are installed and one of the
+  // FRUGAL_MAX_HEAP_WATCHERS watcher slots was free when the budget was created.
+  [[nodiscard]] bool measures_peak() const noexcept { return watcher_ != nullptr; }
 
   // The limit in the resource's unit (seconds, count, bytes); +infinity when unlimited.
   [[nodiscard]] double limit(resource r) const {
@@ -154,7 +165,7 @@ class budget {
         for_each_block_in_subtree([&](const detail::thread_block& b) { total += additive(b, r); });
         return total;
       }
-      case resource::peak_bytes: return 0;
+      case resource::peak_bytes: return peak_bytes();
     }
     return 0;
   }
@@ -169,8 +180,10 @@ class budget {
   }
 
   [[nodiscard]] usage snapshot() const {
+    const detail::bookkeeping own_allocations;
     detail::flush_pending(detail::this_thread);
     usage u;
+    u.by_resource[static_cast<std::size_t>(resource::peak_bytes)] = peak_bytes();
     u.by_resource[static_cast<std::size_t>(resource::wall)] = wall_seconds();
     u.by_resource[static_cast<std::size_t>(resource::cpu)] = cpu_seconds();
     std::array<double, FRUGAL_MAX_UNITS> units{};
@@ -198,6 +211,7 @@ class budget {
 
   // The largest fraction used over the limited resources (0 when nothing is limited).
   [[nodiscard]] double fraction_used() const {
+    const detail::bookkeeping own_allocations;
     const frugal::limits l = limits();
     if (l.empty()) return 0;
     const usage u = snapshot();
@@ -210,6 +224,7 @@ class budget {
 
   // The limited resources whose use has reached the limit (names as in limits::parse).
   [[nodiscard]] std::vector<std::string> exhausted_resources() const {
+    const detail::bookkeeping own_allocations;
     const frugal::limits l = limits();
     std::vector<std::string> out;
     if (l.empty()) return out;
@@ -233,6 +248,7 @@ class budget {
 
   // The charges of one stage of this budget; zero calls if no scope has opened it yet.
   [[nodiscard]] stage_stats stage(std::string_view stage_name) const {
+    const detail::bookkeeping own_allocations;
     std::lock_guard<std::mutex> lock(mutex_);
     for (std::uint32_t i = 0; i < stage_names_.size(); ++i)
       if (*stage_names_[i] == stage_name) return stage_locked(i);
@@ -243,6 +259,7 @@ class budget {
 
   // All stages of this budget, in the order they were first opened.
   [[nodiscard]] std::vector<stage_stats> stages() const {
+    const detail::bookkeeping own_allocations;
     std::lock_guard<std::mutex> lock(mutex_);
     std::vector<stage_stats> out;
     for (std::uint32_t i = 0; i < stage_names_.size(); ++i) out.push_back(stage_locked(i));
@@ -266,9 +283,19 @@ class budget {
         parent_(parent),
         uid_(detail::next_budget_uid.fetch_add(1, std::memory_order_relaxed)),
         origin_ns_(wall_now_ns()),
+        watcher_(detail::hooks_installed() ? detail::take_watcher(0) : nullptr),
+        busy_(watcher_ ? &watcher_->busy : &own_busy_),
         limits_(std::move(l)) {
-    check_name(name_, "name");
+    if (name_.empty()) {
+      detail::release_watcher(watcher_);
+      check_name(name_, "name");
+    }
     measure_cpu_.store(limits_.has(resource::cpu), std::memory_order_relaxed);
+  }
+
+  // The highest process live heap seen while the budget was active (0 when not measured).
+  [[nodiscard]] double peak_bytes() const noexcept {
+    return watcher_ ? static_cast<double>(watcher_->peak.load(std::memory_order_relaxed)) : 0.0;
   }
 
   static void check_name(const std::string& name, const char* field) {
@@ -292,11 +319,11 @@ class budget {
   }
 
   [[nodiscard]] std::int64_t active_threads() const noexcept {
-    return busy_.load(std::memory_order_acquire) & count_mask;
+    return busy_->load(std::memory_order_acquire) & count_mask;
   }
 
   [[nodiscard]] double wall_seconds() const noexcept {
-    const std::int64_t state = busy_.load(std::memory_order_acquire);
+    const std::int64_t state = busy_->load(std::memory_order_acquire);
     const std::int64_t count = state & count_mask;
     std::int64_t ns = (state - count) / (count_mask + 1);
     if (count > 0) ns += wall_now_ns() - origin_ns_;
@@ -319,19 +346,19 @@ class budget {
   // A thread (the caller) starts or stops having this budget active.
   void thread_enters(std::int64_t now_ns) noexcept {
     const std::int64_t t = now_ns - origin_ns_;
-    std::int64_t state = busy_.load(std::memory_order_relaxed);
+    std::int64_t state = busy_->load(std::memory_order_relaxed);
     for (;;) {
       FRUGAL_ASSERT((state & count_mask) != count_mask, "more than 1023 threads active in one budget");
       const std::int64_t next = (state & count_mask) == 0 ? state + 1 - t * (count_mask + 1) : state + 1;
-      if (busy_.compare_exchange_weak(state, next, std::memory_order_acq_rel, std::memory_order_relaxed)) return;
+      if (busy_->compare_exchange_weak(state, next, std::memory_order_acq_rel, std::memory_order_relaxed)) return;
     }
   }
   void thread_leaves(std::int64_t now_ns) noexcept {
     const std::int64_t t = now_ns - origin_ns_;
-    std::int64_t state = busy_.load(std::memory_order_relaxed);
+    std::int64_t state = busy_->load(std::memory_order_relaxed);
     for (;;) {
       const std::int64_t next = (state & count_mask) == 1 ? state - 1 + t * (count_mask + 1) : state - 1;
-      if (busy_.compare_exchange_weak(state, next, std::memory_order_acq_rel, std::memory_order_relaxed)) return;
+      if (busy_->compare_exchange_weak(state, next, std::memory_order_acq_rel, std::memory_order_relaxed)) return;
     }
   }
 
@@ -355,6 +382,7 @@ class budget {
       s.flops += slot.flops.get();
       s.allocations += slot.allocations.get();
       s.alloc_bytes += slot.alloc_bytes.get();
+      s.peak_bytes = std::max(s.peak_bytes, slot.peak_growth.get());
       for (std::size_t i = 0; i < units.size(); ++i) units[i] += slot.units[i].get();
     }
     s.wall_seconds = static_cast<double>(wall_ns) * 1e-9;
@@ -368,7 +396,11 @@ class budget {
   budget* const parent_;
   const std::uint64_t uid_;
   const std::int64_t origin_ns_;
-  std::atomic<std::int64_t> busy_{0};
+  // With the allocation hooks, the busy word lives in the budget's heap-watcher slot, so a
+  // fold of the heap total can see whether the budget is active without touching it.
+  detail::heap_watcher* const watcher_;
+  std::atomic<std::int64_t> own_busy_{0};
+  std::atomic<std::int64_t>* const busy_;
   std::atomic<bool> measure_cpu_{false};
 
   mutable std::mutex mutex_;  // guards everything below; never held on the hot path
@@ -422,6 +454,8 @@ struct budget_access {
     if (blk.open++ != 0) return;
     budget& b = *blk.owner;
     b.thread_enters(now_ns);
+    // The heap the budget starts with counts toward its peak.
+    if (b.watcher_) detail::raise_to(b.watcher_->peak, detail::heap.live.load(std::memory_order_relaxed));
     blk.cpu_start_ns = b.measure_cpu_.load(std::memory_order_relaxed) ? thread_cpu_now_ns() : -1;
     if (blk.parent) open(*blk.parent, now_ns);
   }

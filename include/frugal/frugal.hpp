@@ -1,7 +1,8 @@
-// The umbrella header: budgets, scopes, meters, clocks and limits — the core of frugal, with
-// nothing optional. oneTBB integration: <frugal/tbb.hpp>.
+// The umbrella header: budgets, scopes, meters, clocks, limits and heap accounting — the core
+// of frugal, with nothing optional. oneTBB integration: <frugal/tbb.hpp>.
 #pragma once
 
+#include <frugal/allocation.hpp>
 #include <frugal/budget.hpp>
 #include <frugal/clock.hpp>
 #include <frugal/config.hpp>

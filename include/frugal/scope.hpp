@@ -31,6 +31,7 @@ namespace detail {
 // The slow path of a stage lookup: runs once per (thread, budget, stage) and on cache misses.
 FRUGAL_NOINLINE inline void fill_cache(cache_entry& e, budget& b, std::uintptr_t key, stage_key_kind kind,
                                        std::string_view name, std::uint32_t index) {
+  const bookkeeping own_allocations;
   thread_block* blk = budget_access::block_for(b, current_thread_id());
   if (kind != stage_key_kind::by_index) index = budget_access::stage_index(b, name);
   stage_slot* slot = budget_access::slot_for(b, *blk, index);
@@ -75,6 +76,9 @@ inline void push_frame(frame& f, const cache_entry& e, bool counts_call) noexcep
   f.stage = e.stage;
   f.counts_call = counts_call;
   f.at_enter = ts.counters;
+  f.live_at_enter = ts.heap.live();
+  f.outer_live_high = ts.heap.live_high;
+  ts.heap.live_high = f.live_at_enter;
   ts.current = &f;
   f.start_ns = wall_now_ns();
   budget_access::open(*f.block, f.start_ns);
@@ -94,6 +98,9 @@ inline void pop_frame(frame& f) noexcept {
   if (const auto d = now.flops - f.at_enter.flops) s.flops.add(d);
   if (const auto d = now.allocations - f.at_enter.allocations) s.allocations.add(d);
   if (const auto d = now.alloc_bytes - f.at_enter.alloc_bytes) s.alloc_bytes.add(d);
+  if (const auto growth = ts.heap.live_high - f.live_at_enter; growth > s.peak_growth.get())
+    s.peak_growth.value.store(growth, std::memory_order_relaxed);
+  if (f.outer_live_high > ts.heap.live_high) ts.heap.live_high = f.outer_live_high;
   ts.current = f.prev;
   budget_access::close(*f.block, end_ns);
 }

@@ -49,6 +49,7 @@ struct stage_slot {
   owned_counter<std::uint64_t> flops;
   owned_counter<std::uint64_t> allocations;
   owned_counter<std::uint64_t> alloc_bytes;
+  owned_counter<std::int64_t> peak_growth;  // largest rise of the thread's live heap in one scope
   std::array<owned_counter<double>, FRUGAL_MAX_UNITS> units{};
 };
 
@@ -83,7 +84,32 @@ struct frame {
   stage_slot* stage;
   std::int64_t start_ns;
   thread_counters at_enter;  // for the stage's inclusive charges
+  std::int64_t live_at_enter;       // the thread's live heap when the scope opened
+  std::int64_t outer_live_high;     // the enclosing scope's running maximum, restored at close
   bool counts_call;          // false for a worker continuing a caller's scope (frugal::attach)
+};
+
+struct thread_state;
+
+// What the allocation hooks keep per thread. Fields other threads read (the registry's exact
+// sums) are stored with relaxed atomic stores: plain moves, but race-free.
+struct thread_heap {
+  // Usable bytes this thread allocated, and freed. Kept apart (live = allocated - freed) so a
+  // malloc and a free update different words: no store-to-load chain between the two.
+  std::int64_t allocated;
+  std::int64_t freed;
+  std::int64_t folded;     // the part of live already added to the process total
+  std::int64_t live_high;  // maximum of live since the innermost open scope opened
+  std::uint64_t frees;
+  std::uint64_t own_allocations;  // frugal's bookkeeping: not in the scopes' counters
+  std::uint64_t own_alloc_bytes;
+  // 1 on the fast path. Bit 0: registered; each open bookkeeping guard adds 2; exited_bit is
+  // set once the thread's exit handler ran. Zero (a new thread) or anything else: slow path.
+  std::uint32_t state;
+  thread_state* next;  // the registry's list
+
+  // Live heap of this thread (negative when it freed more than it allocated: cross-thread frees).
+  [[nodiscard]] std::int64_t live() const noexcept { return allocated - freed; }
 };
 
 // Maps (budget uid, stage key) to this thread's block and slot. Budget uids are never reused,
@@ -113,6 +139,7 @@ struct thread_state {
   cache_entry cache[FRUGAL_THREAD_CACHE_SIZE];
   unit_cache_entry unit_cache[8];
   std::uint32_t unit_cache_next;
+  thread_heap heap;
 };
 
 inline thread_local thread_state this_thread{};

@@ -1,0 +1,247 @@
+// Process-wide heap accounting behind the allocation hooks: per-thread counters folded into a
+// process total in bounded steps, peak watchers for budgets, and the registry of threads.
+#pragma once
+
+#include <frugal/config.hpp>
+#include <frugal/detail/ledger.hpp>
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+// Defined (strongly) only by the translation unit that expands <frugal/allocation_hooks.hpp>:
+// 1 when its malloc family is in place, 2 when a sanitizer owns malloc and the hooks stepped aside.
+extern "C" __attribute__((weak)) const int frugal_allocation_hooks_mode;
+
+namespace frugal::detail {
+
+// A thread folds its change of live heap into the process total once it reaches this many
+// bytes, so the process total is exact to within (threads x FRUGAL_HEAP_FOLD_BYTES).
+#ifndef FRUGAL_HEAP_FOLD_BYTES
+#define FRUGAL_HEAP_FOLD_BYTES (64 * 1024)
+#endif
+
+// Watchers of the peak live heap: one per budget (while slots last) and one per heap_watch.
+#ifndef FRUGAL_MAX_HEAP_WATCHERS
+#define FRUGAL_MAX_HEAP_WATCHERS 128
+#endif
+
+template <class T>
+inline T relaxed_load(const T& v) noexcept {
+  return __atomic_load_n(&v, __ATOMIC_RELAXED);
+}
+template <class T>
+inline void relaxed_store(T& v, T x) noexcept {
+  __atomic_store_n(&v, x, __ATOMIC_RELAXED);
+}
+
+inline void raise_to(std::atomic<std::int64_t>& peak, std::int64_t value) noexcept {
+  std::int64_t seen = peak.load(std::memory_order_relaxed);
+  while (value > seen && !peak.compare_exchange_weak(seen, value, std::memory_order_relaxed)) {
+  }
+}
+
+// A peak watcher records the highest folded live heap while its owner is active. A budget's
+// busy word (see budget.hpp) lives in its slot, so a fold can test "active" without touching
+// the budget, and a slot outlives every budget that used it.
+struct heap_watcher {
+  std::atomic<std::int64_t> peak{0};
+  std::atomic<std::int64_t> busy{0};  // low bits: threads active (a heap_watch holds 1)
+  std::atomic<bool> taken{false};
+};
+
+// Hooks' link state, set by the one translation unit that expands allocation_hooks.hpp.
+enum class hooks_mode : int { none = 0, installed = 1, sanitizer = 2 };
+
+struct heap_state {
+  std::atomic<std::int64_t> live{0};   // folded live heap of the process (usable bytes)
+  std::atomic<std::int64_t> peak{0};   // highest folded live heap since start
+  heap_watcher watchers[FRUGAL_MAX_HEAP_WATCHERS];
+  std::atomic<std::size_t> watchers_used{0};  // slots ever taken: folds scan this prefix
+
+  // Registry of threads known to the hooks, for exact totals on demand. A spin lock: taken
+  // only at thread registration and exit and by exact reads, never by an allocation.
+  std::atomic<bool> registry_locked{false};
+  thread_state* threads = nullptr;
+  std::atomic<std::uint64_t> exited_allocations{0};
+  std::atomic<std::uint64_t> exited_alloc_bytes{0};
+  std::atomic<std::uint64_t> exited_frees{0};
+  std::atomic<int> key_state{0};  // 0: no key, 1: creating, 2: created
+  pthread_key_t exit_key{};
+};
+inline heap_state heap{};
+
+
+class registry_lock {
+ public:
+  registry_lock() noexcept {
+    while (heap.registry_locked.exchange(true, std::memory_order_acquire)) {
+    }
+  }
+  ~registry_lock() { heap.registry_locked.store(false, std::memory_order_release); }
+  registry_lock(const registry_lock&) = delete;
+  registry_lock& operator=(const registry_lock&) = delete;
+};
+
+inline constexpr std::uint32_t registered_bit = 1;
+inline constexpr std::uint32_t bookkeeping_step = 2;
+inline constexpr std::uint32_t exited_bit = 1u << 30;
+
+inline void fold_heap(thread_heap& h) noexcept {
+  const std::int64_t live = h.live();
+  const std::int64_t delta = live - h.folded;
+  relaxed_store(h.folded, live);
+  const std::int64_t now = heap.live.fetch_add(delta, std::memory_order_relaxed) + delta;
+  raise_to(heap.peak, now);
+  const std::size_t n = heap.watchers_used.load(std::memory_order_acquire);
+  for (std::size_t i = 0; i < n; ++i) {
+    heap_watcher& w = heap.watchers[i];
+    if (w.busy.load(std::memory_order_relaxed) & 1023) raise_to(w.peak, now);
+  }
+}
+
+// A thread that exits folds what it holds and leaves the registry; allocations it still makes
+// afterwards (later thread-exit destructors) fold at once.
+inline void on_thread_exit(void* state) noexcept {
+  auto* ts = static_cast<thread_state*>(state);
+  thread_heap& h = ts->heap;
+  fold_heap(h);
+  registry_lock lock;
+  heap.exited_allocations.fetch_add(ts->counters.allocations + h.own_allocations, std::memory_order_relaxed);
+  heap.exited_alloc_bytes.fetch_add(ts->counters.alloc_bytes + h.own_alloc_bytes, std::memory_order_relaxed);
+  heap.exited_frees.fetch_add(h.frees, std::memory_order_relaxed);
+  for (thread_state** p = &heap.threads; *p; p = &(*p)->heap.next)
+    if (*p == ts) {
+      *p = h.next;
+      break;
+    }
+  h.state |= exited_bit;
+}
+
+FRUGAL_NOINLINE inline void register_thread(thread_state& ts) noexcept {
+  ts.heap.state |= registered_bit;  // first: registering may allocate (pthread_setspecific)
+  int key = heap.key_state.load(std::memory_order_acquire);
+  if (key != 2) {
+    int expected = 0;
+    if (heap.key_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+      pthread_key_create(&heap.exit_key, on_thread_exit);
+      heap.key_state.store(2, std::memory_order_release);
+    } else {
+      while (heap.key_state.load(std::memory_order_acquire) != 2) {
+      }
+    }
+  }
+  {
+    registry_lock lock;
+    ts.heap.next = heap.threads;
+    heap.threads = &ts;
+  }
+  // pthread_setspecific may allocate its second-level key table: frugal's own allocation.
+  ts.heap.state += bookkeeping_step;
+  pthread_setspecific(heap.exit_key, &ts);
+  ts.heap.state -= bookkeeping_step;
+}
+
+inline void add_allocated(thread_heap& h, std::size_t usable) noexcept {
+  const std::int64_t allocated = h.allocated + static_cast<std::int64_t>(usable);
+  relaxed_store(h.allocated, allocated);
+  const std::int64_t live = allocated - h.freed;
+  if (live > h.live_high) h.live_high = live;
+  if (FRUGAL_UNLIKELY(live - h.folded >= FRUGAL_HEAP_FOLD_BYTES)) fold_heap(h);
+}
+
+inline void add_freed(thread_heap& h, std::size_t usable) noexcept {
+  const std::int64_t freed = h.freed + static_cast<std::int64_t>(usable);
+  relaxed_store(h.freed, freed);
+  if (FRUGAL_UNLIKELY(h.folded - (h.allocated - freed) >= FRUGAL_HEAP_FOLD_BYTES)) fold_heap(h);
+}
+
+// A new thread, frugal's own allocation, or a thread past its exit handler.
+FRUGAL_NOINLINE inline void record_allocation_slow(thread_state& ts, std::size_t requested,
+                                                   std::size_t usable) noexcept {
+  thread_heap& h = ts.heap;
+  if (!(h.state & registered_bit)) register_thread(ts);
+  const bool own = ((h.state & ~exited_bit) >> 1) != 0;
+  if (own) {
+    h.own_allocations += 1;
+    h.own_alloc_bytes += requested;
+  } else {
+    relaxed_store(ts.counters.allocations, ts.counters.allocations + 1);
+    relaxed_store(ts.counters.alloc_bytes, ts.counters.alloc_bytes + requested);
+  }
+  add_allocated(h, usable);
+  if (h.state & exited_bit) fold_heap(h);
+}
+
+// The hot path of every allocation: a state check, three thread-local adds, two compares.
+inline void record_allocation(std::size_t requested, std::size_t usable) noexcept {
+  thread_state& ts = this_thread;
+  thread_heap& h = ts.heap;
+  if (FRUGAL_UNLIKELY(h.state != registered_bit)) return record_allocation_slow(ts, requested, usable);
+  relaxed_store(ts.counters.allocations, ts.counters.allocations + 1);
+  relaxed_store(ts.counters.alloc_bytes, ts.counters.alloc_bytes + requested);
+  add_allocated(h, usable);
+}
+
+FRUGAL_NOINLINE inline void record_free_slow(thread_state& ts, std::size_t usable) noexcept {
+  thread_heap& h = ts.heap;
+  if (!(h.state & registered_bit)) register_thread(ts);
+  relaxed_store(h.frees, h.frees + 1);
+  add_freed(h, usable);
+  if (h.state & exited_bit) fold_heap(h);
+}
+
+inline void record_free(std::size_t usable) noexcept {
+  thread_state& ts = this_thread;
+  thread_heap& h = ts.heap;
+  if (FRUGAL_UNLIKELY(h.state != registered_bit)) return record_free_slow(ts, usable);
+  relaxed_store(h.frees, h.frees + 1);
+  add_freed(h, usable);
+}
+
+// While alive, the calling thread's allocations are frugal's own (a new stage slot, a report
+// string): they still count as live heap, but are not charged to the user's scopes.
+class bookkeeping {
+ public:
+  bookkeeping() noexcept { this_thread.heap.state += bookkeeping_step; }
+  ~bookkeeping() { this_thread.heap.state -= bookkeeping_step; }
+  bookkeeping(const bookkeeping&) = delete;
+  bookkeeping& operator=(const bookkeeping&) = delete;
+};
+
+[[nodiscard]] inline hooks_mode linked_hooks() noexcept {
+  // A weak reference: null unless the program links the hooks' translation unit. A constant,
+  // so it is right from the first allocation, before any static initialiser has run.
+  if (&frugal_allocation_hooks_mode == nullptr) return hooks_mode::none;
+  return static_cast<hooks_mode>(frugal_allocation_hooks_mode);
+}
+[[nodiscard]] inline bool hooks_installed() noexcept { return linked_hooks() == hooks_mode::installed; }
+
+// A free watcher slot, or null when all FRUGAL_MAX_HEAP_WATCHERS are taken.
+[[nodiscard]] inline heap_watcher* take_watcher(std::int64_t initial_busy) noexcept {
+  for (std::size_t i = 0; i < FRUGAL_MAX_HEAP_WATCHERS; ++i) {
+    heap_watcher& w = heap.watchers[i];
+    bool expected = false;
+    if (!w.taken.load(std::memory_order_relaxed) &&
+        w.taken.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
+      w.peak.store(heap.live.load(std::memory_order_relaxed) * (initial_busy ? 1 : 0), std::memory_order_relaxed);
+      w.busy.store(initial_busy, std::memory_order_relaxed);
+      std::size_t used = heap.watchers_used.load(std::memory_order_relaxed);
+      while (used < i + 1 &&
+             !heap.watchers_used.compare_exchange_weak(used, i + 1, std::memory_order_acq_rel)) {
+      }
+      return &w;
+    }
+  }
+  return nullptr;
+}
+
+inline void release_watcher(heap_watcher* w) noexcept {
+  if (!w) return;
+  w->busy.store(0, std::memory_order_relaxed);
+  w->taken.store(false, std::memory_order_release);
+}
+
+}  // namespace frugal::detail
