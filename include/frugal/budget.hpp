@@ -326,7 +326,9 @@ class budget {
     const std::int64_t state = busy_->load(std::memory_order_acquire);
     const std::int64_t count = state & count_mask;
     std::int64_t ns = (state - count) / (count_mask + 1);
-    if (count > 0) ns += wall_now_ns() - origin_ns_;
+    // Active: the open period's start was subtracted; add now, which a racing transition's
+    // clamped start can exceed by a hair, so never less than the start itself.
+    if (count > 0) ns += std::max(wall_now_ns() - origin_ns_, last_transition_ns_.load(std::memory_order_acquire));
     return static_cast<double>(ns) * 1e-9;
   }
 
@@ -344,21 +346,31 @@ class budget {
   }
 
   // A thread (the caller) starts or stops having this budget active.
-  void thread_enters(std::int64_t now_ns) noexcept {
+  //
+  // A thread reads the clock before its transition's CAS and may be preempted in between, so
+  // raw timestamps can arrive out of order: a start earlier than the previous end would count
+  // the overlap twice. Every transition therefore first raises last_transition_ns_ to its
+  // time, and a boundary transition (the first thread in, the last out) uses the larger of its
+  // own time and that mark, reloaded on every CAS attempt. A start is then never before the
+  // previous end, so the union never counts time twice or counts time that has not passed;
+  // a racing transition can shift a boundary by the width of the race (see the note in the
+  // README's semantics).
+  void thread_enters(std::int64_t now_ns) noexcept { transition(now_ns, +1); }
+  void thread_leaves(std::int64_t now_ns) noexcept { transition(now_ns, -1); }
+
+  void transition(std::int64_t now_ns, std::int64_t step) noexcept {
     const std::int64_t t = now_ns - origin_ns_;
-    std::int64_t state = busy_->load(std::memory_order_relaxed);
+    detail::raise_to(last_transition_ns_, t);
+    const std::int64_t boundary = step > 0 ? 0 : 1;  // the count that makes this a start / an end
+    std::int64_t state = busy_->load(std::memory_order_acquire);
     for (;;) {
-      FRUGAL_ASSERT((state & count_mask) != count_mask, "more than 1023 threads active in one budget");
-      const std::int64_t next = (state & count_mask) == 0 ? state + 1 - t * (count_mask + 1) : state + 1;
-      if (busy_->compare_exchange_weak(state, next, std::memory_order_acq_rel, std::memory_order_relaxed)) return;
-    }
-  }
-  void thread_leaves(std::int64_t now_ns) noexcept {
-    const std::int64_t t = now_ns - origin_ns_;
-    std::int64_t state = busy_->load(std::memory_order_relaxed);
-    for (;;) {
-      const std::int64_t next = (state & count_mask) == 1 ? state - 1 + t * (count_mask + 1) : state - 1;
-      if (busy_->compare_exchange_weak(state, next, std::memory_order_acq_rel, std::memory_order_relaxed)) return;
+      FRUGAL_ASSERT(step < 0 || (state & count_mask) != count_mask, "more than 1023 threads active in one budget");
+      std::int64_t next = state + step;
+      if ((state & count_mask) == boundary) {
+        const std::int64_t at = std::max(t, last_transition_ns_.load(std::memory_order_acquire));
+        next -= step * at * (count_mask + 1);  // a start subtracts its time, an end adds it
+      }
+      if (busy_->compare_exchange_weak(state, next, std::memory_order_acq_rel, std::memory_order_acquire)) return;
     }
   }
 
@@ -401,6 +413,7 @@ class budget {
   detail::heap_watcher* const watcher_;
   std::atomic<std::int64_t> own_busy_{0};
   std::atomic<std::int64_t>* const busy_;
+  std::atomic<std::int64_t> last_transition_ns_{0};  // ns since origin_ns_ (see transition())
   std::atomic<bool> measure_cpu_{false};
 
   mutable std::mutex mutex_;  // guards everything below; never held on the hot path
