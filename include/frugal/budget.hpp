@@ -6,6 +6,7 @@
 #include <frugal/config.hpp>
 #include <frugal/detail/heap.hpp>
 #include <frugal/detail/ledger.hpp>
+#include <frugal/detail/trace_log.hpp>
 #include <frugal/meter.hpp>
 #include <frugal/units.hpp>
 
@@ -73,6 +74,7 @@ class budget {
     FRUGAL_ASSERT(active_threads() == 0,
                   "budget destroyed while one of its scopes (or a descendant's) is still open");
     detail::release_watcher(watcher_);
+    detail::forget_trace_names(uid_);
   }
 
   // A child budget, owned by this one and destroyed with it. Everything charged to the child

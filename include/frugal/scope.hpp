@@ -6,6 +6,7 @@
 #include <frugal/clock.hpp>
 #include <frugal/config.hpp>
 #include <frugal/detail/ledger.hpp>
+#include <frugal/detail/trace_log.hpp>
 
 #include <array>
 #include <cstddef>
@@ -101,6 +102,11 @@ inline void pop_frame(frame& f) noexcept {
   if (const auto growth = ts.heap.live_high - f.live_at_enter; growth > s.peak_growth.get())
     s.peak_growth.value.store(growth, std::memory_order_relaxed);
   if (f.outer_live_high > ts.heap.live_high) ts.heap.live_high = f.outer_live_high;
+  if (FRUGAL_UNLIKELY(trace_enabled.load(std::memory_order_relaxed))) {
+    const budget& b = *f.block->owner;
+    record_trace_event(f, end_ns, now.flops - f.at_enter.flops, now.allocations - f.at_enter.allocations,
+                       &b.name(), budget_access::uid(b));
+  }
   ts.current = f.prev;
   budget_access::close(*f.block, end_ns);
 }
