@@ -331,7 +331,7 @@ class budget {
     // Active: the open period's start was subtracted; add now, which a racing transition's
     // clamped start can exceed by a hair, so never less than the start itself.
     if (count > 0) ns += std::max(wall_now_ns() - origin_ns_, last_transition_ns_.load(std::memory_order_acquire));
-    return static_cast<double>(ns) * 1e-9;
+    return static_cast<double>(ns) / 1e9;  // a division: whole seconds stay whole
   }
 
   [[nodiscard]] double cpu_seconds() const {
@@ -344,7 +344,7 @@ class budget {
       if (me != 0 && b->thread_id == me && b->open > 0 && b->cpu_start_ns >= 0)
         ns += thread_cpu_now_ns() - b->cpu_start_ns;
     }
-    return static_cast<double>(ns) * 1e-9;
+    return static_cast<double>(ns) / 1e9;  // a division: whole seconds stay whole
   }
 
   // A thread (the caller) starts or stops having this budget active.
@@ -399,7 +399,7 @@ class budget {
       s.peak_bytes = std::max(s.peak_bytes, slot.peak_growth.get());
       for (std::size_t i = 0; i < units.size(); ++i) units[i] += slot.units[i].get();
     }
-    s.wall_seconds = static_cast<double>(wall_ns) * 1e-9;
+    s.wall_seconds = static_cast<double>(wall_ns) / 1e9;
     const std::uint32_t n = detail::units_registered.count.load(std::memory_order_acquire);
     for (std::uint32_t i = 0; i < n; ++i)
       if (units[i] != 0) s.units.emplace_back(std::string(detail::unit_name(i)), units[i]);

@@ -144,7 +144,7 @@ class scope {
   [[nodiscard]] const std::string& stage() const noexcept { return *frame_.stage->name; }
   // Wall time since the scope opened.
   [[nodiscard]] double elapsed_seconds() const noexcept {
-    return static_cast<double>(wall_now_ns() - frame_.start_ns) * 1e-9;
+    return static_cast<double>(wall_now_ns() - frame_.start_ns) / 1e9;
   }
 
  private:
