@@ -8,6 +8,7 @@
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/parallel_reduce.h>
 #include <oneapi/tbb/task_arena.h>
+#include <oneapi/tbb/task_group.h>
 
 #include <type_traits>
 #include <utility>
@@ -38,7 +39,8 @@ void parallel_for(const Range& range, const Body& body) {
   });
 }
 
-template <class Range, class Body, class Partitioner, std::enable_if_t<!std::is_integral_v<Range>, int> = 0>
+template <class Range, class Body, class Partitioner,
+          std::enable_if_t<!std::is_integral_v<Range> && !std::is_same_v<std::decay_t<Partitioner>, tbb::task_group_context>, int> = 0>
 void parallel_for(const Range& range, const Body& body, Partitioner&& partitioner) {
   const context ctx = current_context();
   tbb::this_task_arena::isolate([&] {
@@ -49,6 +51,22 @@ void parallel_for(const Range& range, const Body& body, Partitioner&& partitione
           body(r);
         },
         std::forward<Partitioner>(partitioner));
+  });
+}
+
+// tbb::parallel_for bound to a task_group_context (a deadline_watchdog cancels it), every
+// chunk charged to the caller's innermost scope.
+template <class Range, class Body>
+void parallel_for(const Range& range, const Body& body, tbb::task_group_context& group) {
+  const context ctx = current_context();
+  tbb::this_task_arena::isolate([&] {
+    tbb::parallel_for(
+        range,
+        [&](const Range& r) {
+          attach a{ctx};
+          body(r);
+        },
+        group);
   });
 }
 
