@@ -1,12 +1,15 @@
-// The umbrella header: budgets, scopes, meters, clocks, limits and heap accounting — the core
-// of frugal, with nothing optional. oneTBB integration: <frugal/tbb.hpp>.
+// The umbrella header: budgets, scopes, meters, clocks, limits, heap accounting and the
+// controller — the core of frugal. oneTBB integration and the hard deadline: <frugal/tbb.hpp>,
+// <frugal/deadline.hpp>; Eigen FLOP counting: <frugal/eigen.hpp>; tracing: <frugal/trace.hpp>.
 #pragma once
 
 #include <frugal/allocation.hpp>
 #include <frugal/budget.hpp>
 #include <frugal/clock.hpp>
 #include <frugal/config.hpp>
+#include <frugal/controller.hpp>
 #include <frugal/meter.hpp>
+#include <frugal/schedule.hpp>
 #include <frugal/scope.hpp>
 #include <frugal/units.hpp>
 #include <frugal/version.hpp>

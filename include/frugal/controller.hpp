@@ -1,0 +1,915 @@
+// The controller: watches one budget at the training loop's checkpoints, forecasts every limited
+// resource, and decides -- before a limit is crossed -- to shrink the batch, end the epoch, stop,
+// prune or quantize; callbacks see every event and may veto or amend each decision.
+#pragma once
+
+#include <frugal/budget.hpp>
+#include <frugal/controller_options.hpp>
+#include <frugal/decision.hpp>
+#include <frugal/early_stopping.hpp>
+#include <frugal/events.hpp>
+#include <frugal/forecast.hpp>
+#include <frugal/report.hpp>
+#include <frugal/units.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace frugal {
+
+// Watches one budget. Call end_step after every step and end_epoch after every epoch, from the
+// training loop's thread; should_stop() may be called from any thread.
+//
+// The stop rule and its bound. With margin m, after each step the controller forecasts the next
+// step's cost of every limited resource as H = the largest cost of the last `window` steps at
+// that batch size (a step being everything between two end_step calls), and stops when
+// used + H * (1 + m) > limit. So a step starts only when its forecast fits, and the only ways
+// past a limit are a step costing more than its forecast -- the overshoot is then at most that
+// step's cost minus H * (1 + m), less than one step -- or a callback vetoing the stop. Steps
+// that never exceed their recent maximum never overshoot: 1 s steps under a 30 s limit stop
+// after step 30 (29 when the rounding of seconds puts 29 + 1 a hair above 30; 29 with any
+// m > 0), never 31, and FLOP limits are met exactly. The price is the budget's tail: less than
+// H * (1 + m) of it is left unused. An epoch's end-of-epoch work is forecast the same way (see
+// end_epoch_if_needed). A peak-bytes limit is a level, not a sum: the forecast peak at the next
+// batch size, times (1 + m), must stay under it, which the batch-size knob tries first.
+class controller {
+ public:
+  explicit controller(budget& run, controller_options options = {})
+      : run_(&run), options_(std::move(options)) {
+    validate();
+    batch_ = options_.batch_size_;
+    if (batch_ > 0) {
+      if (options_.batch_max_ == 0) options_.batch_max_ = std::max(batch_, options_.batch_min_);
+      if (options_.batch_min_ == 0) options_.batch_min_ = 1;
+      if (options_.effective_batch_ == 0) options_.effective_batch_ = batch_;
+      if (batch_ < options_.batch_min_ || batch_ > options_.batch_max_)
+        fail("batch_size", "within batch_limits [" + std::to_string(options_.batch_min_) + ", " +
+                               std::to_string(options_.batch_max_) + "]",
+             std::to_string(batch_));
+      accumulation_ = accumulation_for(batch_);
+    }
+    for (const auto& r : options_.quantize_rules_) quantize_bits_.push_back(r.from_bits_);
+    prune_fired_.assign(options_.prune_rules_.size(), no_step);
+    quantize_fired_.assign(options_.quantize_rules_.size(), no_step);
+    build_tracked();
+    read_now();
+    for (auto& t : tracked_) t.used = t.now;
+  }
+
+  controller(const controller&) = delete;
+  controller& operator=(const controller&) = delete;
+
+  // --- checkpoints ---
+
+  [[nodiscard]] decision end_step(const step& s = {}) {
+    const reentry guard(this, "end_step");
+    const std::size_t batch = s.samples() ? *s.samples() : batch_;
+    read_now();
+    ++steps_;
+    ++steps_in_epoch_;
+    ++steps_since_batch_change_;
+    samples_total_ += batch;
+    samples_in_epoch_ += batch;
+    if (batch == 0) samples_known_ = false;
+    double step_peak = -1;
+    for (auto& t : tracked_) {
+      if (t.cumulative) {
+        t.step.add(batch, t.now - t.used);
+      } else if (const auto p = s.peak_bytes()) {
+        step_peak = *p;
+        t.step.add(batch, *p);
+        peak_seen_ = std::max(peak_seen_, *p);
+      }
+      if (!t.cumulative) t.now = std::max(t.now, peak_seen_);
+      t.used = t.now;
+    }
+    update_fraction();
+    callbacks_.notify(event_kind::step_end, step_end_event{steps_, epochs_, s, batch}, steps_);
+    fire_thresholds();
+    decision d = decide_step(s, batch, step_peak);
+    commit(d, checkpoint::step);
+    previous_batch_ = batch;
+    return d;
+  }
+
+  [[nodiscard]] decision end_epoch(const epoch& e = {}) {
+    const reentry guard(this, "end_epoch");
+    read_now();
+    for (auto& t : tracked_) {
+      if (t.cumulative) t.epoch_end.add(t.now - t.used);
+      if (!t.cumulative) t.now = std::max(t.now, peak_seen_);
+      t.used = t.now;
+    }
+    update_fraction();
+    const bool ended_early = epoch_ending_;
+    if (!ended_early && steps_in_epoch_ > 0) {
+      learned_steps_per_epoch_ = steps_in_epoch_;
+      if (samples_known_) learned_epoch_samples_ = samples_in_epoch_;
+    }
+    callbacks_.notify(event_kind::epoch_end, epoch_end_event{epochs_, steps_in_epoch_, e, ended_early}, steps_);
+    fire_thresholds();
+    decision d = decide_epoch(e);
+    commit(d, checkpoint::epoch);
+    ++epochs_;
+    steps_in_epoch_ = 0;
+    samples_in_epoch_ = 0;
+    samples_known_ = true;
+    epoch_ending_ = false;
+    return d;
+  }
+
+  // --- the loop condition and the final report ---
+
+  [[nodiscard]] bool should_stop() const noexcept { return stopped() || cancel_flag_set(); }
+  [[nodiscard]] frugal::stop_reason stop_reason() const noexcept {
+    if (stopped()) return stop_reason_;
+    return cancel_flag_set() ? cancel_reason_ : frugal::stop_reason::none;
+  }
+  // The stop's reason in words ("" while running).
+  [[nodiscard]] std::string stop_message() const {
+    if (stopped()) return stop_message_;
+    return cancel_flag_set() ? cancel_message() : std::string();
+  }
+
+  // Stops the run: should_stop() at once, and every later checkpoint decides stop (user).
+  void request_stop(std::string message) {
+    stopped_.store(true, std::memory_order_relaxed);
+    stop_reason_ = frugal::stop_reason::user;
+    stop_message_ = "stop (user): " + (message.empty() ? std::string("stop requested") : message);
+  }
+
+  // While `flag` is false nothing happens; once it is true, should_stop() is true and every
+  // checkpoint decides `cancelled` (with `why`). The deadline watchdog's stop_flag() is one.
+  // The flag must outlive the controller (or be bound again).
+  controller& cancel_on(const std::atomic<bool>& flag, frugal::stop_reason why = frugal::stop_reason::deadline) {
+    if (why == frugal::stop_reason::none) fail("cancel_on", "a reason other than none", "none");
+    cancel_flag_ = &flag;
+    cancel_reason_ = why;
+    return *this;
+  }
+
+  // --- the batch-size knob (0 when the controller does not manage it) ---
+
+  [[nodiscard]] std::size_t batch_size() const noexcept { return batch_; }
+  [[nodiscard]] std::size_t accumulation_steps() const noexcept { return accumulation_; }
+  [[nodiscard]] std::size_t effective_batch() const noexcept { return batch_ * accumulation_; }
+  [[nodiscard]] std::size_t min_batch_size() const noexcept { return options_.batch_min_; }
+  [[nodiscard]] std::size_t max_batch_size() const noexcept { return options_.batch_max_; }
+  [[nodiscard]] bool manages_batch() const noexcept { return batch_ > 0; }
+
+  // --- callbacks ---
+
+  // Registers a callback: a struct (or lambda) whose operator() overloads are its hooks, one per
+  // event type it wants (see frugal::is_callback_v). Callbacks run in registration order.
+  template <class F>
+  controller& add_callback(std::string name, F&& f) {
+    callbacks_.add(std::move(name), std::forward<F>(f));
+    return *this;
+  }
+  bool remove_callback(std::string_view name) { return callbacks_.remove(name); }
+  // Callbacks (and rule actions, batch rules) that threw, with their names; the first 256.
+  [[nodiscard]] const std::vector<callback_error>& callback_errors() const noexcept { return callbacks_.errors(); }
+  [[nodiscard]] std::uint64_t callback_error_count() const noexcept { return callbacks_.error_count(); }
+
+  // --- forecasts and state ---
+
+  // The next step's forecast cost (the largest of the recent steps, margin not included) of a
+  // tracked resource: the wall, the peak heap and every limited one. At the knob's batch size
+  // unless given.
+  [[nodiscard]] std::optional<double> forecast_step(resource r) const { return forecast_step(r, next_batch()); }
+  [[nodiscard]] std::optional<double> forecast_step(resource r, std::size_t batch) const {
+    return forecast_step(frugal::to_string(r), batch);
+  }
+  [[nodiscard]] std::optional<double> forecast_step(std::string_view name) const {
+    return forecast_step(name, next_batch());
+  }
+  [[nodiscard]] std::optional<double> forecast_step(std::string_view name, std::size_t batch) const {
+    const tracked* t = find(name);
+    if (!t) return std::nullopt;
+    return t->step.high(batch);
+  }
+  // The forecast peak heap of a step at this batch size (0 before any step reported one).
+  [[nodiscard]] double forecast_peak(std::size_t batch) const { return find("peak_bytes")->step.high(batch); }
+  // The forecast cost of the work between an epoch's last step and its end (evaluation).
+  [[nodiscard]] std::optional<double> forecast_epoch_end(resource r) const {
+    const tracked* t = find(frugal::to_string(r));
+    if (!t || !t->cumulative) return std::nullopt;
+    return t->epoch_end.high();
+  }
+  // The per-step cost model of a tracked resource (null if not tracked).
+  [[nodiscard]] const cost_model* step_model(std::string_view name) const {
+    const tracked* t = find(name);
+    return t ? &t->step : nullptr;
+  }
+  [[nodiscard]] const cost_model* step_model(resource r) const { return step_model(frugal::to_string(r)); }
+  // The resources the controller forecasts: the wall, the peak heap and every limited one.
+  [[nodiscard]] std::vector<std::string> tracked_resources() const {
+    std::vector<std::string> out;
+    for (const auto& t : tracked_) out.push_back(t.name);
+    return out;
+  }
+  // The largest fraction used over the limited resources, as of the last checkpoint.
+  [[nodiscard]] double fraction_used() const noexcept { return fraction_used_; }
+  [[nodiscard]] std::uint64_t steps() const noexcept { return steps_; }
+  [[nodiscard]] std::uint64_t epochs() const noexcept { return epochs_; }
+  [[nodiscard]] std::uint64_t steps_in_epoch() const noexcept { return steps_in_epoch_; }
+  [[nodiscard]] const std::vector<early_stopping>& early_stoppers() const noexcept { return options_.early_stopping_; }
+  [[nodiscard]] const budget& watched() const noexcept { return *run_; }
+  [[nodiscard]] double margin() const noexcept { return options_.margin_; }
+
+  // Re-reads the budget's limits (after budget::set_limits); cost models of resources still
+  // tracked are kept.
+  void reload_limits() {
+    std::vector<tracked> old = std::move(tracked_);
+    build_tracked();
+    for (auto& t : tracked_)
+      for (auto& o : old)
+        if (o.name == t.name) {
+          const double limit = t.limit;
+          std::vector<double> thresholds = std::move(t.thresholds);
+          t = std::move(o);
+          if (t.limit != limit) {
+            t.next_threshold = 0;
+            t.exhausted_fired = false;
+          }
+          t.limit = limit;
+          t.thresholds = std::move(thresholds);
+        }
+    read_now();
+    for (auto& t : tracked_) t.used = t.now;
+    update_fraction();
+  }
+
+  // Steps, epochs, batch, the stop, and per resource: used, limit, the step forecasts.
+  void print_summary(std::ostream& out) const {
+    out << "controller of budget " << run_->path() << ": " << steps_ << " steps, " << epochs_ << " epochs";
+    if (manages_batch())
+      out << ", batch " << batch_ << " x " << accumulation_ << " accumulation (" << batch_changes_ << " changes)";
+    out << '\n';
+    out << "  stop: " << frugal::to_string(stop_reason());
+    const std::string msg = stop_message();
+    if (!msg.empty()) out << ": " << msg;
+    out << '\n';
+    std::vector<std::vector<std::string>> rows{{"resource", "used", "limit", "step mean", "step forecast", "epoch end"}};
+    const std::size_t b = next_batch();
+    for (const auto& t : tracked_) {
+      if (!std::isfinite(t.limit) && t.step.empty() && t.used == 0) continue;  // an unreported peak
+      rows.push_back({t.name, format(t, t.used), std::isfinite(t.limit) ? format(t, t.limit) : "-",
+                      t.step.empty() ? "-" : format(t, t.step.mean(b)), t.step.empty() ? "-" : format(t, t.step.high(b)),
+                      t.cumulative && !t.epoch_end.empty() ? format(t, t.epoch_end.high()) : "-"});
+    }
+    detail::print_table(out, rows, "  ");
+    if (callbacks_.error_count() > 0) out << "  callback errors: " << callbacks_.error_count() << '\n';
+  }
+
+ private:
+  static constexpr std::uint64_t no_step = std::numeric_limits<std::uint64_t>::max();
+
+  // One forecast resource: the wall and the peak heap (always) and every limited one.
+  struct tracked {
+    std::string name;
+    std::optional<resource> builtin;  // nullopt: a user unit
+    double limit = budget::unlimited;
+    bool cumulative = true;           // false: peak_bytes, a level rather than a sum
+    double now = 0;                   // read at this checkpoint
+    double used = 0;                  // at the last checkpoint
+    cost_model step;
+    cost_stats epoch_end;
+    std::vector<double> thresholds;
+    std::size_t next_threshold = 0;
+    bool exhausted_fired = false;
+    std::array<bool, 3> overrun{};
+  };
+
+  struct reentry {
+    reentry(controller* c, const char* what) : ctl(c) {
+      if (ctl->in_checkpoint_)
+        throw std::logic_error(std::string("frugal::controller::") + what +
+                               ": called from inside a checkpoint (a callback or rule must not call it)");
+      ctl->in_checkpoint_ = true;
+    }
+    ~reentry() { ctl->in_checkpoint_ = false; }
+    reentry(const reentry&) = delete;
+    reentry& operator=(const reentry&) = delete;
+    controller* ctl;
+  };
+
+  [[noreturn]] static void fail(const std::string& field, const std::string& rule, const std::string& got) {
+    throw std::invalid_argument("frugal::controller: " + field + " must be " + rule + ", got " + got);
+  }
+
+  void validate() const {
+    const auto& o = options_;
+    const bool knob = o.batch_size_ > 0;
+    if (!knob) {
+      if (o.batch_min_ > 0) fail("batch_limits", "given with batch_size", "no batch_size");
+      if (o.effective_batch_ > 0) fail("effective_batch", "given with batch_size", "no batch_size");
+      if (o.max_step_time_ > 0) fail("max_step_time", "given with batch_size (it shrinks the batch)", "no batch_size");
+      if (o.batch_rule_) fail("batch_rule", "given with batch_size", "no batch_size");
+    }
+    if ((!o.prune_rules_.empty() || !o.quantize_rules_.empty()) && o.plan_ == controller_options::plan_kind::none)
+      fail("prune/quantize rules", "given a plan (planned_epochs, planned_steps or planned_samples)", "no plan");
+    const frugal::limits l = run_->limits();
+    for (const auto& [name, fractions] : o.thresholds_) {
+      (void)fractions;
+      if (!l.get(std::string_view(name)))
+        fail("thresholds(" + name + ")", "for a resource the budget '" + run_->path() + "' limits", "'" + name + "'");
+    }
+    auto check_watched = [&](const std::vector<std::string>& watched, const std::string& rule) {
+      for (const auto& w : watched) {
+        const auto r = resource_from_name(w);
+        if (r == resource::peak_bytes) fail(rule + " watch", "a cumulative resource (not peak_bytes)", w);
+        if (!l.get(std::string_view(w)))
+          fail(rule + " watch", "a resource the budget '" + run_->path() + "' limits", "'" + w + "'");
+      }
+    };
+    for (const auto& r : o.prune_rules_) check_watched(r.watched(), r.name());
+    for (const auto& r : o.quantize_rules_) check_watched(r.watched(), r.name());
+  }
+
+  void build_tracked() {
+    const frugal::limits l = run_->limits();
+    tracked_.clear();
+    for (resource r : all_resources) {
+      const auto lim = l.get(r);
+      // The wall and the peak heap are cheap to read (no lock): forecast even when unlimited.
+      if (!lim && r != resource::wall && r != resource::peak_bytes) continue;
+      tracked t = make_tracked(std::string(frugal::to_string(r)));
+      t.builtin = r;
+      t.limit = lim.value_or(budget::unlimited);
+      t.cumulative = r != resource::peak_bytes;
+      tracked_.push_back(std::move(t));
+    }
+    for (const auto& [unit, lim] : l.unit_limits()) {
+      tracked t = make_tracked(unit);
+      t.limit = lim;
+      tracked_.push_back(std::move(t));
+    }
+  }
+
+  [[nodiscard]] tracked make_tracked(std::string name) const {
+    tracked t;
+    t.step = cost_model(options_.forecast_);
+    t.epoch_end = cost_stats(options_.forecast_);
+    t.thresholds = options_.default_thresholds_;
+    for (const auto& [n, f] : options_.thresholds_)
+      if (n == name) t.thresholds = f;
+    t.name = std::move(name);
+    return t;
+  }
+
+  // Reads every tracked resource, one used() each: the wall and the peak are lock-free, an
+  // additive resource takes the budget's mutex for a short walk (~10 ns here), which is cheaper
+  // than one snapshot() (~80 ns: it reads the CPU clock and allocates its unit list).
+  void read_now() {
+    for (auto& t : tracked_) t.now = t.builtin ? run_->used(*t.builtin) : run_->used(std::string_view(t.name));
+  }
+
+  void update_fraction() noexcept {
+    double f = 0;
+    for (const auto& t : tracked_)
+      if (std::isfinite(t.limit)) f = std::max(f, t.limit > 0 ? t.used / t.limit : 1.0);
+    fraction_used_ = f;
+  }
+
+  [[nodiscard]] const tracked* find(std::string_view name) const noexcept {
+    for (const auto& t : tracked_)
+      if (t.name == name) return &t;
+    return nullptr;
+  }
+  [[nodiscard]] tracked* find(std::string_view name) noexcept {
+    for (auto& t : tracked_)
+      if (t.name == name) return &t;
+    return nullptr;
+  }
+
+  [[nodiscard]] static std::string format(const tracked& t, double v) {
+    return t.builtin ? format_quantity(*t.builtin, v) : format_count(v);
+  }
+
+  [[nodiscard]] bool stopped() const noexcept { return stopped_.load(std::memory_order_relaxed); }
+  [[nodiscard]] bool cancel_flag_set() const noexcept {
+    return cancel_flag_ != nullptr && cancel_flag_->load(std::memory_order_acquire);
+  }
+  [[nodiscard]] std::string cancel_message() const {
+    if (cancel_reason_ == frugal::stop_reason::deadline)
+      return "the deadline watchdog fired at the wall limit; parallel work in flight was cancelled";
+    return "the cancel flag was set (" + std::string(frugal::to_string(cancel_reason_)) + ")";
+  }
+
+  // The batch size the next step will run with, as far as forecasts are concerned: the knob,
+  // or (unmanaged) the larger of the last two steps' batches, so a short last batch of an
+  // epoch does not make the next full one look cheap.
+  [[nodiscard]] std::size_t next_batch() const noexcept {
+    if (batch_ > 0) return batch_;
+    return std::max(last_batch_, previous_batch_);
+  }
+
+  [[nodiscard]] std::size_t accumulation_for(std::size_t batch) const noexcept {
+    const std::size_t e = options_.effective_batch_;
+    if (batch == 0 || e <= batch) return 1;
+    return (e + batch - 1) / batch;
+  }
+
+  // The batch closest below `candidate` whose accumulation keeps the effective batch exact
+  // when it can: accumulation a = ceil(E / candidate), batch = ceil(E / a) <= candidate.
+  [[nodiscard]] std::size_t round_for_effective(std::size_t candidate) const noexcept {
+    const std::size_t e = options_.effective_batch_;
+    if (candidate >= e) return candidate;
+    const std::size_t a = (e + candidate - 1) / candidate;
+    const std::size_t b = (e + a - 1) / a;
+    return b >= options_.batch_min_ ? b : candidate;
+  }
+
+  void fire_thresholds() {
+    for (auto& t : tracked_) {
+      if (!std::isfinite(t.limit)) continue;
+      const double frac = t.limit > 0 ? t.used / t.limit : 1.0;
+      while (t.next_threshold < t.thresholds.size() && frac >= t.thresholds[t.next_threshold]) {
+        const double threshold = t.thresholds[t.next_threshold++];
+        callbacks_.notify(event_kind::approaching, approaching_event{t.name, t.used, t.limit, threshold}, steps_);
+      }
+      if (!t.exhausted_fired && t.used >= t.limit) {
+        t.exhausted_fired = true;
+        callbacks_.notify(event_kind::exhausted, exhausted_event{t.name, t.used, t.limit}, steps_);
+      }
+    }
+  }
+
+  // Edge-triggered: the event fires when the overrun starts, not at every checkpoint it lasts.
+  void overrun(tracked& t, forecast_horizon h, bool over, double forecast) {
+    bool& state = t.overrun[static_cast<std::size_t>(h)];
+    if (over && !state)
+      callbacks_.notify(event_kind::forecast_overrun, forecast_overrun_event{t.name, h, t.used, forecast, t.limit},
+                        steps_);
+    state = over;
+  }
+
+  [[nodiscard]] decision base_decision() const {
+    decision d;
+    d.from_batch_ = batch_;
+    d.batch_ = batch_;
+    d.accumulation_ = accumulation_;
+    if (cancel_flag_set()) {
+      d.set(action::cancelled);
+      d.cause_ = cancel_reason_;
+      d.note("cancelled (" + std::string(frugal::to_string(cancel_reason_)) + "): " + cancel_message());
+    } else if (stopped()) {
+      // A stop stands until a callback vetoes it: later checkpoints repeat it.
+      d.set(action::stop);
+      d.cause_ = stop_reason_;
+      d.note(stop_message_);
+    }
+    return d;
+  }
+
+  void stop_if_exhausted(decision& d) const {
+    std::string clauses;
+    for (const auto& t : tracked_) {
+      if (!t.cumulative || !(t.used >= t.limit)) continue;
+      if (!clauses.empty()) clauses += "; ";
+      clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + " (limit reached)";
+    }
+    if (!clauses.empty()) d.stop(clauses, frugal::stop_reason::budget_exhausted);
+  }
+
+  [[nodiscard]] std::string margin_text() const {
+    return options_.margin_ > 0 ? " (+" + detail::units_impl::sig3(options_.margin_ * 100) + " % margin)" : "";
+  }
+
+  decision decide_step(const step& s, std::size_t batch, double step_peak) {
+    decision d = base_decision();
+    if (!d.stops() && options_.check_finite_loss_ && s.loss() && !std::isfinite(*s.loss()))
+      d.stop("loss is " + std::string(std::isnan(*s.loss()) ? "nan" : "inf") + " at step " + std::to_string(steps_),
+             frugal::stop_reason::non_finite);
+    if (!d.stops()) stop_if_exhausted(d);
+
+    last_batch_ = batch;
+    std::size_t fb = next_batch();
+    std::string batch_note;
+    if (!d.stops() && manages_batch()) fb = choose_batch(step_peak, batch_note);
+
+    // Stop before the next step if its forecast would cross a limit.
+    const double scale = 1 + options_.margin_;
+    std::string clauses;
+    for (auto& t : tracked_) {
+      if (!std::isfinite(t.limit) || t.step.empty()) continue;
+      const double f = t.step.high(fb) * scale;
+      const bool over = t.cumulative ? t.used + f > t.limit : f > t.limit;
+      overrun(t, forecast_horizon::next_step, over, f);
+      if (!over || d.stops()) continue;
+      if (!clauses.empty()) clauses += "; ";
+      clauses += t.cumulative ? t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) +
+                                    ", next step forecast " + format(t, f) + margin_text()
+                              : t.name + ": next step forecast " + format(t, f) + margin_text() + " at batch " +
+                                    std::to_string(fb) + " over limit " + format(t, t.limit) +
+                                    (manages_batch() && fb <= options_.batch_min_ ? " (batch at its minimum)" : "");
+    }
+    if (!clauses.empty() && !d.stops()) d.stop(clauses, frugal::stop_reason::forecast);
+    if (!d.stops() && fb != batch_) {
+      d.batch_size(fb);
+      d.note(batch_note);
+    }
+
+    if (!d.stops()) end_epoch_if_needed(d, fb);
+    if (!d.stops()) apply_compression_rules(d, fb);
+    return d;
+  }
+
+  decision decide_epoch(const epoch& e) {
+    decision d = base_decision();
+    const std::uint64_t index = epochs_;
+    std::string clauses;
+    frugal::stop_reason cause = frugal::stop_reason::none;
+    for (auto& es : options_.early_stopping_) {
+      const auto v = e.metric(es.metric());
+      if (!v) continue;
+      const early_stop_verdict verdict = es.update(*v, index);
+      if (!frugal::stops(verdict)) continue;
+      if (!clauses.empty()) clauses += "; ";
+      clauses += es.message();
+      if (cause == frugal::stop_reason::none)
+        cause = verdict == early_stop_verdict::stop_diverged     ? frugal::stop_reason::diverged
+                : verdict == early_stop_verdict::stop_non_finite ? frugal::stop_reason::non_finite
+                                                                 : frugal::stop_reason::early_stopping;
+    }
+    if (!d.stops() && !clauses.empty()) d.stop(clauses, cause);
+    if (!d.stops()) stop_if_exhausted(d);
+    if (d.stops()) return d;
+
+    // A new epoch must fit at least one step and its end-of-epoch work.
+    const std::size_t fb = next_batch();
+    const double scale = 1 + options_.margin_;
+    clauses.clear();
+    for (auto& t : tracked_) {
+      if (!t.cumulative || !std::isfinite(t.limit) || t.step.empty()) continue;
+      const double f = (t.step.high(fb) + t.epoch_end.high()) * scale;
+      const bool over = t.used + f > t.limit;
+      overrun(t, forecast_horizon::epoch_end, over, f);
+      if (!over) continue;
+      if (!clauses.empty()) clauses += "; ";
+      clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + ", one step and an epoch end forecast " +
+                 format(t, f) + margin_text();
+    }
+    if (!clauses.empty()) d.stop(clauses, frugal::stop_reason::forecast);
+    return d;
+  }
+
+  // Steps left in this epoch, if the epoch's size is known (given or learnt).
+  [[nodiscard]] std::optional<std::uint64_t> steps_left_in_epoch(std::size_t fb) const noexcept {
+    const std::size_t samples = options_.epoch_samples_ ? options_.epoch_samples_ : learned_epoch_samples_;
+    if (samples > 0 && fb > 0 && samples_known_) {
+      if (samples_in_epoch_ >= samples) return 0;
+      return (samples - samples_in_epoch_ + fb - 1) / fb;
+    }
+    const std::uint64_t steps = options_.steps_per_epoch_ ? options_.steps_per_epoch_ : learned_steps_per_epoch_;
+    if (steps > 0) return steps > steps_in_epoch_ ? steps - steps_in_epoch_ : 0;
+    return std::nullopt;
+  }
+
+  [[nodiscard]] std::optional<std::uint64_t> steps_per_epoch(std::size_t fb) const noexcept {
+    const std::size_t samples = options_.epoch_samples_ ? options_.epoch_samples_ : learned_epoch_samples_;
+    if (samples > 0 && fb > 0) return (samples + fb - 1) / fb;
+    const std::uint64_t steps = options_.steps_per_epoch_ ? options_.steps_per_epoch_ : learned_steps_per_epoch_;
+    if (steps > 0) return steps;
+    return std::nullopt;
+  }
+
+  // End the epoch now when the rest of it cannot fit and the next step plus the epoch's end
+  // (its evaluation, checkpoint) would not fit either: the latest moment that leaves room for
+  // the end-of-epoch work. Needs one finished epoch to know what that work costs.
+  void end_epoch_if_needed(decision& d, std::size_t fb) {
+    if (epochs_ == 0) return;
+    const auto left = steps_left_in_epoch(fb);
+    if (left && *left == 0) return;  // the epoch ends now anyway
+    const double scale = 1 + options_.margin_;
+    std::string clauses;
+    for (auto& t : tracked_) {
+      if (!t.cumulative || !std::isfinite(t.limit) || t.step.empty() || t.epoch_end.empty()) continue;
+      const double next = t.step.high(fb);
+      const double end = t.epoch_end.high();
+      const double rest = left ? next + static_cast<double>(*left - 1) * t.step.mean(fb) : next;
+      const bool over = t.used + (next + end) * scale > t.limit && t.used + (rest + end) * scale > t.limit;
+      overrun(t, forecast_horizon::epoch_end, over, (next + end) * scale);
+      if (!over) continue;
+      if (!clauses.empty()) clauses += "; ";
+      clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + "; the next step (" +
+                 format(t, next) + ") and the epoch's end (" + format(t, end) + ")" + margin_text() +
+                 " would not fit" + (left ? ", " + std::to_string(*left) + " steps of the epoch left" : "");
+    }
+    if (!clauses.empty()) d.end_epoch(clauses);
+  }
+
+  // The batch size for the next step: the default rule (or the user's), with its reason in
+  // `note`. A peak forecast still over the limit at the size chosen stops the run (decide_step).
+  std::size_t choose_batch(double step_peak, std::string& note) {
+    const std::size_t cur = batch_;
+    const std::size_t min = options_.batch_min_;
+    const std::size_t max = options_.batch_max_;
+    const double scale = 1 + options_.margin_;
+    tracked* peak = find("peak_bytes");
+    tracked* wall = find("wall");
+    const double time_cap = options_.max_step_time_;
+
+    std::string why;
+    bool peak_over = false;
+    if (peak && !peak->step.empty()) {
+      const double f = peak->step.high(cur) * scale;
+      if (f > peak->limit || step_peak > peak->limit) {
+        peak_over = true;
+        why = step_peak > peak->limit ? "peak_bytes: the step peaked at " + format(*peak, step_peak) + " over limit " +
+                                            format(*peak, peak->limit)
+                                      : "peak_bytes: next step forecast " + format(*peak, f) + margin_text() +
+                                            " at batch " + std::to_string(cur) + " over limit " + format(*peak, peak->limit);
+      }
+    }
+    bool time_over = false;
+    if (time_cap > 0 && wall && !wall->step.empty()) {
+      const double f = wall->step.high(cur) * scale;
+      if (f > time_cap) {
+        time_over = true;
+        if (!why.empty()) why += "; ";
+        why += "step time forecast " + format_duration(f) + margin_text() + " at batch " + std::to_string(cur) +
+               " over max_step_time " + format_duration(time_cap);
+      }
+    }
+
+    std::size_t proposed = cur;
+    if ((peak_over || time_over) && cur > min) {
+      // The size the forecast says fits, once the model has two sizes to fit a line through;
+      // until then, the shrink factor.
+      std::size_t fit = cur - 1;
+      bool fitted = false;
+      if (peak_over && peak->step.has_fit()) {
+        fit = std::min(fit, peak->step.largest_batch_within(peak->limit / scale, cur - 1));
+        fitted = true;
+      }
+      if (time_over && wall->step.has_fit()) {
+        fit = std::min(fit, wall->step.largest_batch_within(time_cap / scale, cur - 1));
+        fitted = true;
+      }
+      std::size_t candidate = fit;
+      if (!fitted) {
+        // By the factor, again while even the proportional forecast (optimistic when shrinking)
+        // says the smaller batch does not fit.
+        candidate = cur;
+        do {
+          candidate = static_cast<std::size_t>(std::floor(static_cast<double>(candidate) * options_.shrink_factor_));
+        } while (candidate > min &&
+                 ((peak_over && peak->step.high(candidate) * scale > peak->limit) ||
+                  (time_over && wall->step.high(candidate) * scale > time_cap)));
+      }
+      candidate = std::min(std::max(candidate, min), cur - 1);
+      proposed = round_for_effective(candidate);
+    } else if (!peak_over && !time_over && options_.grow_after_ > 0 && steps_since_batch_change_ >= options_.grow_after_ &&
+               cur < max) {
+      const auto grown = static_cast<std::size_t>(std::ceil(static_cast<double>(cur) / options_.shrink_factor_));
+      std::size_t candidate = std::min(max, std::max(grown, cur + 1));
+      const std::size_t rounded = round_for_effective(candidate);
+      if (rounded > cur) candidate = rounded;
+      bool room = true;
+      const double headroom = options_.grow_headroom_;
+      if (peak && !peak->step.empty() && peak->step.high(candidate) * scale > headroom * peak->limit) room = false;
+      if (time_cap > 0 && wall && !wall->step.empty() && wall->step.high(candidate) * scale > headroom * time_cap)
+        room = false;
+      if (room) {
+        proposed = candidate;
+        why = "room: forecasts at batch " + std::to_string(candidate) + " within " +
+              detail::units_impl::sig3(headroom * 100) + " % of the limits";
+      }
+    }
+
+    if (options_.batch_rule_) {
+      std::size_t wanted = proposed;
+      try {
+        wanted = options_.batch_rule_(batch_request{cur, min, max, options_.effective_batch_, proposed, *this});
+        if (wanted < min || wanted > max)
+          throw std::invalid_argument("batch rule returned " + std::to_string(wanted) + ", outside [" +
+                                      std::to_string(min) + ", " + std::to_string(max) + "]");
+        if (wanted != proposed) why = "batch rule";
+        proposed = wanted;
+      } catch (const std::exception& ex) {
+        callbacks_.record("batch_rule", event_kind::decision, ex.what(), steps_);
+      } catch (...) {
+        callbacks_.record("batch_rule", event_kind::decision, "unknown exception", steps_);
+      }
+    }
+
+    if (proposed != cur)
+      note = std::string(proposed < cur ? "shrink" : "grow") + " batch " + std::to_string(cur) + " -> " +
+             std::to_string(proposed) + " (accumulation " + std::to_string(accumulation_for(proposed)) + "): " + why;
+    return proposed;
+  }
+
+  // Planned work left, in steps at batch fb and epoch ends; nullopt without a plan or before
+  // the epoch's size is known (planned_epochs).
+  struct work_left {
+    double steps;
+    double epoch_ends;
+  };
+  [[nodiscard]] std::optional<work_left> planned_work_left(std::size_t fb) const noexcept {
+    const double n = static_cast<double>(options_.plan_amount_);
+    switch (options_.plan_) {
+      case controller_options::plan_kind::none: return std::nullopt;
+      case controller_options::plan_kind::steps:
+        return work_left{std::max(0.0, n - static_cast<double>(steps_)), 0};
+      case controller_options::plan_kind::samples:
+        if (fb == 0) return std::nullopt;
+        return work_left{std::ceil(std::max(0.0, n - static_cast<double>(samples_total_)) / static_cast<double>(fb)), 0};
+      case controller_options::plan_kind::epochs: {
+        const auto per_epoch = steps_per_epoch(fb);
+        const auto left = steps_left_in_epoch(fb);
+        if (!per_epoch || !left) return std::nullopt;
+        const double epochs_after = std::max(0.0, n - static_cast<double>(epochs_) - 1);
+        return work_left{static_cast<double>(*left) + epochs_after * static_cast<double>(*per_epoch),
+                         std::max(0.0, n - static_cast<double>(epochs_))};
+      }
+    }
+    return std::nullopt;
+  }
+
+  [[nodiscard]] static bool watches(const std::vector<std::string>& watched, const tracked& t) {
+    if (watched.empty())
+      return t.builtin && (*t.builtin == resource::wall || *t.builtin == resource::cpu || *t.builtin == resource::flops);
+    return std::find(watched.begin(), watched.end(), t.name) != watched.end();
+  }
+
+  // Fires pruning / quantization rules when the planned work's forecast cost exceeds what is
+  // left: shortfall = 1 - remaining / forecast, the fraction of the cost to remove.
+  void apply_compression_rules(decision& d, std::size_t fb) {
+    const auto work = planned_work_left(fb);
+    if (!work) return;
+    // Every limited resource's planned-work overrun is an event, rules or not.
+    std::vector<double> shortfall(tracked_.size(), 0.0);
+    std::vector<double> need(tracked_.size(), 0.0);
+    for (std::size_t i = 0; i < tracked_.size(); ++i) {
+      tracked& t = tracked_[i];
+      if (!t.cumulative || !std::isfinite(t.limit) || t.step.empty()) continue;
+      need[i] = work->steps * t.step.mean(fb) + work->epoch_ends * t.epoch_end.mean();
+      const double left = std::max(0.0, t.limit - t.used);
+      const bool over = need[i] > left;
+      overrun(t, forecast_horizon::planned_work, over, need[i]);
+      if (over) shortfall[i] = 1 - left / need[i];
+    }
+    auto worst = [&](const std::vector<std::string>& watched, std::string& clause) {
+      double w = 0;
+      for (std::size_t i = 0; i < tracked_.size(); ++i) {
+        if (!watches(watched, tracked_[i]) || shortfall[i] <= w) continue;
+        w = shortfall[i];
+        const tracked& t = tracked_[i];
+        clause = t.name + ": planned work left forecast " + format(t, need[i]) + ", " +
+                 format(t, std::max(0.0, t.limit - t.used)) + " left (" + detail::units_impl::sig3(w * 100) +
+                 " % short)";
+      }
+      return w;
+    };
+    for (std::size_t r = 0; r < options_.prune_rules_.size(); ++r) {
+      const prune_rule& rule = options_.prune_rules_[r];
+      if (prune_fired_[r] != no_step && steps_ - prune_fired_[r] < rule.cooldown_steps()) continue;
+      std::string clause;
+      const double w = worst(rule.watched(), clause);
+      if (w < rule.min_shortfall() || d.has(action::prune)) continue;
+      d.prune(std::min(w, rule.max_fraction()), clause + " [" + rule.name() + "]");
+      prune_fired_[r] = steps_;
+      pending_prune_rule_ = r;
+    }
+    for (std::size_t r = 0; r < options_.quantize_rules_.size(); ++r) {
+      const quantize_rule& rule = options_.quantize_rules_[r];
+      if (quantize_fired_[r] != no_step && steps_ - quantize_fired_[r] < rule.cooldown_steps()) continue;
+      std::string clause;
+      const double w = worst(rule.watched(), clause);
+      if (w < rule.min_shortfall() || d.has(action::quantize)) continue;
+      const int current = quantize_bits_[r];
+      int bits = 0;
+      for (int b : rule.widths()) {  // widest first
+        if (b >= current) continue;
+        bits = b;
+        if (1.0 - static_cast<double>(b) / current >= w) break;
+      }
+      if (bits == 0) continue;  // already at the narrowest width
+      d.quantize(bits, clause + " [" + rule.name() + "]");
+      quantize_fired_[r] = steps_;
+      pending_quantize_rule_ = r;
+    }
+  }
+
+  // Callbacks amend the decision, then it becomes the controller's state.
+  void commit(decision& d, checkpoint where) {
+    const std::uint64_t epoch_index = epochs_;
+    callbacks_.amend(d, where, steps_, epoch_index, [this](const decision& before, decision& after, const std::string& name) {
+      if (after.batch_ != after.from_batch_ && manages_batch() &&
+          (after.batch_ < options_.batch_min_ || after.batch_ > options_.batch_max_))
+        throw std::invalid_argument("batch size " + std::to_string(after.batch_) + " is outside [" +
+                                    std::to_string(options_.batch_min_) + ", " + std::to_string(options_.batch_max_) + "]");
+      if (after != before) after.note("amended by '" + name + "'");
+    });
+    if (d.stops()) {
+      // A stop takes no batch change with it.
+      d.clear(action::shrink_batch);
+      d.clear(action::grow_batch);
+      d.batch_ = batch_;
+    }
+    if (d.batch_ != batch_ && manages_batch()) {
+      batch_ = d.batch_;
+      accumulation_ = accumulation_for(batch_);
+      steps_since_batch_change_ = 0;
+      ++batch_changes_;
+    }
+    d.batch_ = batch_;
+    d.accumulation_ = accumulation_;
+    if (d.stops()) {
+      // The first stop's words stand while later checkpoints repeat it.
+      if (!stopped() || stop_reason_ != d.cause_) {
+        stop_reason_ = d.cause_;
+        stop_message_ = d.reason_;
+      }
+      stopped_.store(true, std::memory_order_relaxed);
+    } else if (stopped()) {
+      stopped_.store(false, std::memory_order_relaxed);
+      stop_reason_ = frugal::stop_reason::none;
+      stop_message_.clear();
+    }
+    if (d.has(action::end_epoch)) epoch_ending_ = true;
+    run_rule_actions(d);
+  }
+
+  void run_rule_actions(const decision& d) {
+    if (pending_prune_rule_ != no_rule && d.has(action::prune)) {
+      const prune_rule& rule = options_.prune_rules_[pending_prune_rule_];
+      if (rule.action_) guarded(rule.name(), [&] { rule.action_(d.prune_fraction()); });
+    }
+    if (pending_quantize_rule_ != no_rule && d.has(action::quantize)) {
+      const quantize_rule& rule = options_.quantize_rules_[pending_quantize_rule_];
+      quantize_bits_[pending_quantize_rule_] = d.quantize_bits();
+      if (rule.action_) guarded(rule.name(), [&] { rule.action_(d.quantize_bits()); });
+    }
+    pending_prune_rule_ = no_rule;
+    pending_quantize_rule_ = no_rule;
+  }
+
+  template <class F>
+  void guarded(const std::string& name, F&& f) {
+    try {
+      f();
+    } catch (const std::exception& ex) {
+      callbacks_.record(name, event_kind::decision, ex.what(), steps_);
+    } catch (...) {
+      callbacks_.record(name, event_kind::decision, "unknown exception", steps_);
+    }
+  }
+
+  static constexpr std::size_t no_rule = std::numeric_limits<std::size_t>::max();
+
+  budget* run_;
+  controller_options options_;
+  std::vector<tracked> tracked_;
+  callback_list callbacks_;
+
+  std::uint64_t steps_ = 0;
+  std::uint64_t epochs_ = 0;
+  std::uint64_t steps_in_epoch_ = 0;
+  std::uint64_t samples_total_ = 0;
+  std::uint64_t samples_in_epoch_ = 0;
+  bool samples_known_ = true;
+  std::uint64_t learned_steps_per_epoch_ = 0;
+  std::uint64_t learned_epoch_samples_ = 0;
+  double peak_seen_ = 0;
+  double fraction_used_ = 0;
+  std::size_t last_batch_ = 0;
+  std::size_t previous_batch_ = 0;
+
+  std::size_t batch_ = 0;
+  std::size_t accumulation_ = 1;
+  std::uint64_t steps_since_batch_change_ = 0;
+  std::uint64_t batch_changes_ = 0;
+  bool epoch_ending_ = false;
+
+  std::atomic<bool> stopped_{false};  // read by should_stop() from any thread
+  frugal::stop_reason stop_reason_ = frugal::stop_reason::none;
+  std::string stop_message_;
+  const std::atomic<bool>* cancel_flag_ = nullptr;
+  frugal::stop_reason cancel_reason_ = frugal::stop_reason::deadline;
+  bool in_checkpoint_ = false;
+
+  std::vector<int> quantize_bits_;
+  std::vector<std::uint64_t> prune_fired_;
+  std::vector<std::uint64_t> quantize_fired_;
+  std::size_t pending_prune_rule_ = no_rule;
+  std::size_t pending_quantize_rule_ = no_rule;
+};
+
+}  // namespace frugal

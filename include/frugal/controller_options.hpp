@@ -1,0 +1,326 @@
+// How a frugal::controller is configured: controller_options (margin, thresholds, the batch-size
+// knob, epochs and the plan, rules), user batch rules, and the pruning / quantization rules.
+#pragma once
+
+#include <frugal/early_stopping.hpp>
+#include <frugal/forecast.hpp>
+#include <frugal/units.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace frugal {
+
+class controller;
+
+// What a user batch rule sees: the knob, its bounds, the default rule's choice, and the
+// controller for forecasts (ctl.forecast_peak(b), ctl.forecast_step(frugal::resource::wall, b)).
+struct batch_request {
+  std::size_t current;
+  std::size_t min;
+  std::size_t max;
+  std::size_t effective;  // the effective batch that accumulation keeps
+  std::size_t proposed;   // what the default rule would do (current: nothing)
+  const controller& ctl;
+};
+
+// Replaces the default batch rule: returns the next batch size, within [min, max]. Called at
+// every end_step while the run goes on.
+using batch_rule = std::function<std::size_t(const batch_request&)>;
+
+namespace detail {
+
+// What pruning and quantization rules share: which resources they watch, when they fire.
+template <class Derived>
+class compression_rule {
+ public:
+  // Watch this resource (default: wall, cpu and flops, those the budget limits).
+  Derived& watch(resource r) {
+    watched_.emplace_back(frugal::to_string(r));
+    return self();
+  }
+  Derived& watch(std::string unit) {
+    if (unit.empty()) throw std::invalid_argument(std::string(kind()) + ": watched unit must not be empty, got ''");
+    watched_.push_back(std::move(unit));
+    return self();
+  }
+  // Fire only when at least this fraction of the planned work's cost cannot be covered.
+  Derived& min_shortfall(double f) {
+    if (!(f > 0 && f < 1))
+      throw std::invalid_argument(std::string(kind()) + ": min_shortfall must be in (0, 1), got " +
+                                  units_impl::shortest(f));
+    min_shortfall_ = f;
+    return self();
+  }
+  // Steps to wait after firing, so the cost models see the smaller model before judging again.
+  Derived& cooldown_steps(std::size_t n) noexcept {
+    cooldown_ = n;
+    return self();
+  }
+  Derived& name(std::string n) {
+    if (n.empty()) throw std::invalid_argument(std::string(kind()) + ": name must not be empty, got ''");
+    name_ = std::move(n);
+    return self();
+  }
+
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] const std::vector<std::string>& watched() const noexcept { return watched_; }
+  [[nodiscard]] double min_shortfall() const noexcept { return min_shortfall_; }
+  [[nodiscard]] std::size_t cooldown_steps() const noexcept { return cooldown_; }
+
+ protected:
+  explicit compression_rule(std::string n) : name_(std::move(n)) {}
+  [[nodiscard]] Derived& self() noexcept { return static_cast<Derived&>(*this); }
+  [[nodiscard]] static constexpr const char* kind() noexcept { return Derived::kind_name; }
+
+  std::string name_;
+  std::vector<std::string> watched_;
+  double min_shortfall_ = 0.02;
+  std::size_t cooldown_ = 16;
+};
+
+}  // namespace detail
+
+// Fires a prune action when the forecast cost of the planned work left exceeds what the budget
+// has left: the fraction to remove is the shortfall, 1 - remaining / forecast, capped.
+class prune_rule : public detail::compression_rule<prune_rule> {
+ public:
+  static constexpr const char* kind_name = "frugal::prune_rule";
+  prune_rule() : compression_rule("prune") {}
+  // The most to remove in one firing (default 0.5).
+  prune_rule& max_fraction(double f) {
+    if (!(f > 0 && f <= 1))
+      throw std::invalid_argument(std::string(kind_name) + ": max_fraction must be in (0, 1], got " +
+                                  detail::units_impl::shortest(f));
+    max_fraction_ = f;
+    return *this;
+  }
+  // Called with the fraction when the decision (after callbacks) still prunes. Without an
+  // action the loop acts on decision::prune_fraction().
+  prune_rule& action(std::function<void(double fraction)> f) {
+    action_ = std::move(f);
+    return *this;
+  }
+  [[nodiscard]] double max_fraction() const noexcept { return max_fraction_; }
+
+ private:
+  friend class controller;
+  double max_fraction_ = 0.5;
+  std::function<void(double)> action_;
+};
+
+// Fires a quantize action when the planned work cannot be covered: the new width is the widest
+// allowed one that removes at least the shortfall, assuming cost proportional to bit width.
+class quantize_rule : public detail::compression_rule<quantize_rule> {
+ public:
+  static constexpr const char* kind_name = "frugal::quantize_rule";
+  quantize_rule() : compression_rule("quantize") {}
+  // The model's width now (default 32: float).
+  quantize_rule& from_bits(int bits) {
+    if (bits < 2 || bits > 64)
+      throw std::invalid_argument(std::string(kind_name) + ": from_bits must be in [2, 64], got " + std::to_string(bits));
+    from_bits_ = bits;
+    return *this;
+  }
+  // The widths it may choose (default 16, 8, 4).
+  quantize_rule& widths(std::vector<int> w) {
+    if (w.empty()) throw std::invalid_argument(std::string(kind_name) + ": widths must not be empty");
+    for (int b : w)
+      if (b < 1 || b > 64)
+        throw std::invalid_argument(std::string(kind_name) + ": widths must be in [1, 64], got " + std::to_string(b));
+    std::sort(w.begin(), w.end(), std::greater<int>());
+    w.erase(std::unique(w.begin(), w.end()), w.end());
+    widths_ = std::move(w);
+    return *this;
+  }
+  quantize_rule& action(std::function<void(int bits)> f) {
+    action_ = std::move(f);
+    return *this;
+  }
+  [[nodiscard]] int from_bits() const noexcept { return from_bits_; }
+  [[nodiscard]] const std::vector<int>& widths() const noexcept { return widths_; }
+
+ private:
+  friend class controller;
+  int from_bits_ = 32;
+  std::vector<int> widths_{16, 8, 4};
+  std::function<void(int)> action_;
+};
+
+// How the controller decides. Fluent:
+//   frugal::controller_options{}.margin(0.02).batch_size(64).batch_limits(8, 64).epoch_samples(60000)
+class controller_options {
+ public:
+  // Forecasts are multiplied by (1 + margin) before they are compared with what is left:
+  // more margin, fewer overshoots, less of the budget used. Default 0 (the forecast is already
+  // the largest recent step cost).
+  controller_options& margin(double m) {
+    if (!(std::isfinite(m) && m >= 0)) fail("margin", "finite and >= 0", detail::units_impl::shortest(m));
+    margin_ = m;
+    return *this;
+  }
+  // Soft thresholds (fractions of a limit) that fire an approaching event once each; for every
+  // resource (default {0.8}), or for one.
+  controller_options& thresholds(std::vector<double> fractions) {
+    default_thresholds_ = checked_thresholds("thresholds", std::move(fractions));
+    return *this;
+  }
+  controller_options& thresholds(resource r, std::vector<double> fractions) {
+    return thresholds(std::string(frugal::to_string(r)), std::move(fractions));
+  }
+  controller_options& thresholds(std::string resource_or_unit, std::vector<double> fractions) {
+    auto checked = checked_thresholds("thresholds(" + resource_or_unit + ")", std::move(fractions));
+    for (auto& t : thresholds_)
+      if (t.first == resource_or_unit) {
+        t.second = std::move(checked);
+        return *this;
+      }
+    thresholds_.emplace_back(std::move(resource_or_unit), std::move(checked));
+    return *this;
+  }
+  controller_options& forecast(forecast_options o) noexcept {
+    forecast_ = o;
+    return *this;
+  }
+  // Stop on a NaN or infinite step loss (default on).
+  controller_options& check_finite_loss(bool on) noexcept {
+    check_finite_loss_ = on;
+    return *this;
+  }
+
+  // --- the batch-size knob ---
+  // The controller manages the batch size from this initial value (the default max too).
+  controller_options& batch_size(std::size_t initial) {
+    if (initial == 0) fail("batch_size", "> 0", "0");
+    batch_size_ = initial;
+    return *this;
+  }
+  controller_options& batch_limits(std::size_t min, std::size_t max) {
+    if (min == 0) fail("batch_limits min", "> 0", "0");
+    if (max < min) fail("batch_limits max", ">= min (" + std::to_string(min) + ")", std::to_string(max));
+    batch_min_ = min;
+    batch_max_ = max;
+    return *this;
+  }
+  // The batch that gradient accumulation keeps: accumulation_steps() = ceil(effective / batch).
+  // Default: the initial batch size.
+  controller_options& effective_batch(std::size_t n) {
+    if (n == 0) fail("effective_batch", "> 0", "0");
+    effective_batch_ = n;
+    return *this;
+  }
+  // A shrink multiplies the batch by this when the forecast cannot say what fits (default 0.5).
+  controller_options& shrink_factor(double f) {
+    if (!(f > 0 && f < 1)) fail("shrink_factor", "in (0, 1)", detail::units_impl::shortest(f));
+    shrink_factor_ = f;
+    return *this;
+  }
+  // Steps after a batch change before the batch may grow back (default 20; 0: never grows).
+  controller_options& grow_after(std::size_t steps) noexcept {
+    grow_after_ = steps;
+    return *this;
+  }
+  // A grow must keep the forecast within this fraction of the limit (default 0.9).
+  controller_options& grow_headroom(double f) {
+    if (!(f > 0 && f <= 1)) fail("grow_headroom", "in (0, 1]", detail::units_impl::shortest(f));
+    grow_headroom_ = f;
+    return *this;
+  }
+  // A latency cap per step: the batch shrinks when a step's forecast wall time exceeds it.
+  template <class Rep, class Period>
+  controller_options& max_step_time(std::chrono::duration<Rep, Period> d) {
+    const double s = std::chrono::duration<double>(d).count();
+    if (!(std::isfinite(s) && s > 0)) fail("max_step_time", "finite and > 0 s", detail::units_impl::shortest(s));
+    max_step_time_ = s;
+    return *this;
+  }
+  controller_options& batch_rule(frugal::batch_rule rule) {
+    if (!rule) fail("batch_rule", "callable", "an empty std::function");
+    batch_rule_ = std::move(rule);
+    return *this;
+  }
+
+  // --- epochs and the plan ---
+  // Samples in an epoch (the dataset size). Learnt from the first complete epoch otherwise.
+  controller_options& epoch_samples(std::size_t n) {
+    if (n == 0) fail("epoch_samples", "> 0", "0");
+    epoch_samples_ = n;
+    return *this;
+  }
+  controller_options& steps_per_epoch(std::size_t n) {
+    if (n == 0) fail("steps_per_epoch", "> 0", "0");
+    steps_per_epoch_ = n;
+    return *this;
+  }
+  // The work the run intends to do (one of them): what pruning and quantization rules compare
+  // with the budget left.
+  controller_options& planned_epochs(std::size_t n) { return plan(n, plan_kind::epochs, "planned_epochs"); }
+  controller_options& planned_steps(std::size_t n) { return plan(n, plan_kind::steps, "planned_steps"); }
+  controller_options& planned_samples(std::size_t n) { return plan(n, plan_kind::samples, "planned_samples"); }
+
+  // --- rules ---
+  controller_options& early_stop(early_stopping rule) {
+    early_stopping_.push_back(std::move(rule));
+    return *this;
+  }
+  controller_options& prune(prune_rule rule) {
+    prune_rules_.push_back(std::move(rule));
+    return *this;
+  }
+  controller_options& quantize(quantize_rule rule) {
+    quantize_rules_.push_back(std::move(rule));
+    return *this;
+  }
+
+ private:
+  friend class controller;
+  enum class plan_kind : unsigned char { none, epochs, steps, samples };
+
+  [[noreturn]] static void fail(const std::string& field, const std::string& rule, const std::string& got) {
+    throw std::invalid_argument("frugal::controller_options: " + field + " must be " + rule + ", got " + got);
+  }
+  static std::vector<double> checked_thresholds(const std::string& field, std::vector<double> f) {
+    for (double v : f)
+      if (!(v > 0 && v < 1)) fail(field, "fractions in (0, 1)", detail::units_impl::shortest(v));
+    std::sort(f.begin(), f.end());
+    f.erase(std::unique(f.begin(), f.end()), f.end());
+    return f;
+  }
+  controller_options& plan(std::size_t n, plan_kind k, const char* field) {
+    if (n == 0) fail(field, "> 0", "0");
+    plan_ = k;
+    plan_amount_ = n;
+    return *this;
+  }
+
+  double margin_ = 0;
+  std::vector<double> default_thresholds_{0.8};
+  std::vector<std::pair<std::string, std::vector<double>>> thresholds_;
+  forecast_options forecast_;
+  bool check_finite_loss_ = true;
+  std::size_t batch_size_ = 0;
+  std::size_t batch_min_ = 0;
+  std::size_t batch_max_ = 0;
+  std::size_t effective_batch_ = 0;
+  double shrink_factor_ = 0.5;
+  std::size_t grow_after_ = 20;
+  double grow_headroom_ = 0.9;
+  double max_step_time_ = 0;
+  frugal::batch_rule batch_rule_;
+  std::size_t epoch_samples_ = 0;
+  std::size_t steps_per_epoch_ = 0;
+  plan_kind plan_ = plan_kind::none;
+  std::size_t plan_amount_ = 0;
+  std::vector<early_stopping> early_stopping_;
+  std::vector<prune_rule> prune_rules_;
+  std::vector<quantize_rule> quantize_rules_;
+};
+
+}  // namespace frugal

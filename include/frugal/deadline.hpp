@@ -1,0 +1,125 @@
+// The hard deadline: a watchdog thread that, when a budget's wall time reaches its limit, sets a
+// stop flag and cancels a bound tbb::task_group_context, so parallel work in flight stops.
+#pragma once
+
+#include <frugal/budget.hpp>
+#include <frugal/clock.hpp>
+
+#include <oneapi/tbb/task_group.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
+
+namespace frugal {
+
+// While alive, a thread sleeps until the budget's wall time reaches its limit, then (once):
+// records the time, sets stop_flag() -- which a controller bound with ctl.cancel_on(w.stop_flag())
+// turns into a `cancelled` decision -- and cancels the bound context: a
+// tbb::parallel_for(range, body, ctx) in flight stops scheduling chunks at once, and bodies that
+// poll ctx.is_group_execution_cancelled() return within their polling interval.
+//
+//   tbb::task_group_context ctx;
+//   frugal::deadline_watchdog w{run, ctx};
+//   ctl.cancel_on(w.stop_flag());
+//   tbb::parallel_for(range, body, ctx);
+//
+// A budget's wall time runs only while one of its scopes is open, so the thread re-reads what
+// is left each time it wakes and sleeps again until nothing is. No wall limit: it never fires.
+// Destruction wakes the thread and joins it at once. Under a frugal::manual_clock the thread
+// still sleeps in real time; tests call poll() to check at a chosen moment.
+class deadline_watchdog {
+ public:
+  deadline_watchdog(budget& run, tbb::task_group_context& ctx) : run_(run), ctx_(&ctx) { start(); }
+  explicit deadline_watchdog(budget& run) : run_(run), ctx_(nullptr) { start(); }
+
+  ~deadline_watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      quit_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+  deadline_watchdog(const deadline_watchdog&) = delete;
+  deadline_watchdog& operator=(const deadline_watchdog&) = delete;
+
+  // Set (release) once the deadline has fired; for loop conditions and ctl.cancel_on().
+  [[nodiscard]] const std::atomic<bool>& stop_flag() const noexcept { return fired_; }
+  [[nodiscard]] bool fired() const noexcept { return fired_.load(std::memory_order_acquire); }
+  // When it fired, on frugal's wall clock (wall_now_ns(), steady): for measuring stop latency.
+  [[nodiscard]] std::optional<std::int64_t> fired_at_ns() const noexcept {
+    if (!fired()) return std::nullopt;
+    return fired_ns_.load(std::memory_order_relaxed);
+  }
+
+  // Checks the budget now, from the calling thread, and fires if its wall limit is reached.
+  // Returns whether the deadline has fired (now or before).
+  bool poll() {
+    if (remaining_seconds() <= 0) fire();
+    return fired();
+  }
+
+ private:
+  // The longest single sleep: a bound on the arithmetic of time points, not on the accuracy
+  // (the thread re-reads the budget each time it wakes).
+  static constexpr double max_sleep_seconds = 3600;
+
+  void start() { thread_ = std::thread([this] { watch(); }); }
+
+  [[nodiscard]] double remaining_seconds() const {
+    const double limit = run_.limit(resource::wall);
+    if (!std::isfinite(limit)) return limit;
+    return limit - run_.used(resource::wall);
+  }
+
+  void watch() {
+#if defined(PR_SET_TIMERSLACK)
+    // Linux lets a sleeping thread's timer fire up to 50 us late by default; this thread is
+    // about lateness, so it asks for 1 ns (failure only costs those microseconds).
+    (void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+#endif
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!quit_) {
+      const double left = remaining_seconds();
+      if (left <= 0) {
+        lock.unlock();
+        fire();
+        return;
+      }
+      wake_.wait_for(lock, std::chrono::duration<double>(std::min(left, max_sleep_seconds)));
+    }
+  }
+
+  // The flag is set before the cancellation, so a loop that returns from its cancelled
+  // parallel_for already sees it (the cancellation is published by oneTBB after it).
+  void fire() {
+    if (firing_.exchange(true, std::memory_order_acq_rel)) return;
+    fired_ns_.store(wall_now_ns(), std::memory_order_relaxed);
+    fired_.store(true, std::memory_order_release);
+    if (ctx_) ctx_->cancel_group_execution();
+  }
+
+  budget& run_;
+  tbb::task_group_context* ctx_;
+  std::atomic<bool> firing_{false};
+  std::atomic<bool> fired_{false};
+  std::atomic<std::int64_t> fired_ns_{0};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool quit_ = false;
+  std::thread thread_;  // last: started once everything it reads exists
+};
+
+}  // namespace frugal

@@ -1,0 +1,291 @@
+// The controller's events (step end, epoch end, approaching, exhausted, forecast overrun,
+// decision) and the list of named callbacks that receive them, each callback a struct whose
+// operator() overloads are its hooks, checked at compile time.
+#pragma once
+
+#include <frugal/decision.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace frugal {
+
+enum class event_kind : unsigned char { step_end, epoch_end, approaching, exhausted, forecast_overrun, decision };
+inline constexpr std::size_t event_kind_count = 6;
+
+[[nodiscard]] constexpr std::string_view to_string(event_kind k) noexcept {
+  switch (k) {
+    case event_kind::step_end: return "step_end";
+    case event_kind::epoch_end: return "epoch_end";
+    case event_kind::approaching: return "approaching";
+    case event_kind::exhausted: return "exhausted";
+    case event_kind::forecast_overrun: return "forecast_overrun";
+    case event_kind::decision: return "decision";
+  }
+  return "unknown";
+}
+
+// A step ended (fired first at every end_step, before any resource event).
+struct step_end_event {
+  std::uint64_t step_index;   // steps ended so far in the run, this one included (1 for the first)
+  std::uint64_t epoch_index;  // the epoch the step belongs to (0 for the first)
+  const frugal::step& record;
+  std::size_t batch_size;     // the batch the step ran with (its samples, else the knob; 0 if unknown)
+};
+
+// An epoch ended (fired first at every end_epoch).
+struct epoch_end_event {
+  std::uint64_t epoch_index;  // the epoch that ended (0 for the first)
+  std::uint64_t steps;        // steps it had
+  const frugal::epoch& record;
+  bool ended_early;           // the controller had decided end_epoch during it
+};
+
+// A resource's use crossed a soft threshold (once per resource and threshold).
+struct approaching_event {
+  std::string_view resource;  // "wall", "flops", "samples", ...
+  double used;                // in the resource's unit
+  double limit;
+  double threshold;           // the fraction crossed, e.g. 0.8
+};
+
+// A resource's use reached its limit (once per resource).
+struct exhausted_event {
+  std::string_view resource;
+  double used;
+  double limit;
+};
+
+enum class forecast_horizon : unsigned char {
+  next_step,     // the next step (the run stops before it; peak bytes: the batch shrinks)
+  epoch_end,     // the next step plus the epoch's end-of-epoch work (the epoch ends early)
+  planned_work,  // all the planned work left (pruning / quantization rules)
+};
+
+[[nodiscard]] constexpr std::string_view to_string(forecast_horizon h) noexcept {
+  switch (h) {
+    case forecast_horizon::next_step: return "next_step";
+    case forecast_horizon::epoch_end: return "epoch_end";
+    case forecast_horizon::planned_work: return "planned_work";
+  }
+  return "unknown";
+}
+
+// A forecast says a limit would be crossed: fired when that becomes true for a resource and
+// horizon, again only after it has become false in between.
+struct forecast_overrun_event {
+  std::string_view resource;
+  forecast_horizon horizon;
+  double used;      // now
+  double forecast;  // the forecast cost of the horizon's work, margin included
+  double limit;
+};
+
+enum class checkpoint : unsigned char { step, epoch };
+
+// The decision of a checkpoint, last event of every checkpoint; a hook may veto or amend it:
+//   void operator()(frugal::decision_event& e) { if (e.decision.stops() && keep_going) e.decision.veto(); }
+// Each hook amends a copy that replaces the decision only when the hook returns normally and
+// the controller accepts it (batch size within [min, max]).
+struct decision_event {
+  frugal::checkpoint where;
+  std::uint64_t step_index;
+  std::uint64_t epoch_index;
+  frugal::decision& decision;
+};
+
+// A callback that threw: recorded, and the other callbacks still run.
+struct callback_error {
+  std::string callback;  // the name it was registered with
+  event_kind event;
+  std::string what;      // the exception's what(), or "unknown exception"
+  std::uint64_t step_index;
+};
+
+namespace detail {
+
+template <class F, class E>
+inline constexpr bool observes_v = std::is_invocable_v<F&, const E&>;
+
+// A hook that takes an observation event by non-const reference cannot be called with the
+// const event: it would be silently skipped, which is the mistake this check exists for.
+template <class F, class E>
+inline constexpr bool observes_mutably_only_v = std::is_invocable_v<F&, E&> && !std::is_invocable_v<F&, const E&>;
+
+template <class F, class E, bool Mutable>
+constexpr bool hook_returns_void() {
+  using arg = std::conditional_t<Mutable, E&, const E&>;
+  if constexpr (std::is_invocable_v<F&, arg>)
+    return std::is_void_v<std::invoke_result_t<F&, arg>>;
+  else
+    return true;
+}
+
+template <class F>
+inline constexpr bool any_hook_v =
+    observes_v<F, step_end_event> || observes_v<F, epoch_end_event> || observes_v<F, approaching_event> ||
+    observes_v<F, exhausted_event> || observes_v<F, forecast_overrun_event> ||
+    std::is_invocable_v<F&, decision_event&>;
+
+template <class F>
+inline constexpr bool mutable_observer_v =
+    observes_mutably_only_v<F, step_end_event> || observes_mutably_only_v<F, epoch_end_event> ||
+    observes_mutably_only_v<F, approaching_event> || observes_mutably_only_v<F, exhausted_event> ||
+    observes_mutably_only_v<F, forecast_overrun_event>;
+
+template <class F>
+inline constexpr bool hooks_return_void_v =
+    hook_returns_void<F, step_end_event, false>() && hook_returns_void<F, epoch_end_event, false>() &&
+    hook_returns_void<F, approaching_event, false>() && hook_returns_void<F, exhausted_event, false>() &&
+    hook_returns_void<F, forecast_overrun_event, false>() && hook_returns_void<F, decision_event, true>();
+
+}  // namespace detail
+
+// Whether F is a well-formed callback: at least one hook, every observation hook taking its
+// event by value or const reference, every hook returning void. A hook is an operator()
+// overload chosen by its event type, so a misspelled event type does not compile, and a
+// struct whose hooks match no event (a member named on_aproaching, a wrong parameter) is
+// rejected by add_callback instead of being silently ignored.
+template <class F>
+inline constexpr bool is_callback_v = detail::any_hook_v<std::decay_t<F>> &&
+                                      !detail::mutable_observer_v<std::decay_t<F>> &&
+                                      detail::hooks_return_void_v<std::decay_t<F>>;
+
+// Named callbacks in registration order. Every callback sees every event it has a hook for;
+// none can hide an event from the ones after it; one that throws is recorded and skipped.
+class callback_list {
+ public:
+  static constexpr std::size_t max_recorded_errors = 256;
+
+  template <class F>
+  void add(std::string name, F&& f) {
+    using D = std::decay_t<F>;
+    static_assert(detail::any_hook_v<D> || detail::mutable_observer_v<D>,
+                  "frugal: the callback handles no frugal event: give it operator() overloads taking "
+                  "(const frugal::step_end_event&), (const frugal::epoch_end_event&), (const frugal::approaching_event&), "
+                  "(const frugal::exhausted_event&), (const frugal::forecast_overrun_event&) or (frugal::decision_event&)");
+    static_assert(!detail::mutable_observer_v<D>,
+                  "frugal: a callback hook takes a non-const reference to an observation event; take events by "
+                  "const reference (only frugal::decision_event& is mutable)");
+    static_assert(detail::hooks_return_void_v<D>,
+                  "frugal: callback hooks must return void; to stop or veto, amend e.decision in a "
+                  "(frugal::decision_event&) hook");
+    if (name.empty()) throw std::invalid_argument("frugal::callback_list::add: name must not be empty, got ''");
+    for (const auto& e : entries_)
+      if (e.name == name)
+        throw std::invalid_argument("frugal::callback_list::add: a callback named '" + name + "' is already registered");
+    entry e{std::move(name), owner(new D(std::forward<F>(f)), [](void* p) { delete static_cast<D*>(p); }), {}};
+    set_hook<D, step_end_event>(e, event_kind::step_end);
+    set_hook<D, epoch_end_event>(e, event_kind::epoch_end);
+    set_hook<D, approaching_event>(e, event_kind::approaching);
+    set_hook<D, exhausted_event>(e, event_kind::exhausted);
+    set_hook<D, forecast_overrun_event>(e, event_kind::forecast_overrun);
+    if constexpr (std::is_invocable_v<D&, decision_event&>)
+      e.hooks[index(event_kind::decision)] = [](void* self, void* ev) {
+        (*static_cast<D*>(self))(*static_cast<decision_event*>(ev));
+      };
+    for (std::size_t k = 0; k < event_kind_count; ++k) handlers_[k] += e.hooks[k] ? 1 : 0;
+    entries_.push_back(std::move(e));
+  }
+
+  bool remove(std::string_view name) {
+    for (auto it = entries_.begin(); it != entries_.end(); ++it)
+      if (it->name == name) {
+        for (std::size_t k = 0; k < event_kind_count; ++k) handlers_[k] -= it->hooks[k] ? 1 : 0;
+        entries_.erase(it);
+        return true;
+      }
+    return false;
+  }
+
+  [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
+  [[nodiscard]] bool handles(event_kind k) const noexcept { return handlers_[index(k)] > 0; }
+  [[nodiscard]] std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& e : entries_) out.push_back(e.name);
+    return out;
+  }
+
+  // Delivers an observation event to every callback with a hook for it, in order.
+  template <class E>
+  void notify(event_kind k, const E& event, std::uint64_t step_index) {
+    if (handlers_[index(k)] == 0) return;
+    for (auto& e : entries_) {
+      const hook h = e.hooks[index(k)];
+      if (!h) continue;
+      try {
+        h(e.self.get(), const_cast<E*>(&event));
+      } catch (const std::exception& ex) {
+        record(e.name, k, ex.what(), step_index);
+      } catch (...) {
+        record(e.name, k, "unknown exception", step_index);
+      }
+    }
+  }
+
+  // Passes d through every decision hook in order. Each hook amends a copy; `accept(before,
+  // after, name)` validates it (throwing rejects it, recorded as that callback's error) and
+  // the copy then replaces d.
+  template <class Accept>
+  void amend(decision& d, checkpoint where, std::uint64_t step_index, std::uint64_t epoch_index, Accept&& accept) {
+    const std::size_t k = index(event_kind::decision);
+    if (handlers_[k] == 0) return;
+    for (auto& e : entries_) {
+      const hook h = e.hooks[k];
+      if (!h) continue;
+      try {
+        decision copy = d;
+        decision_event ev{where, step_index, epoch_index, copy};
+        h(e.self.get(), &ev);
+        accept(static_cast<const decision&>(d), copy, e.name);
+        d = std::move(copy);
+      } catch (const std::exception& ex) {
+        record(e.name, event_kind::decision, ex.what(), step_index);
+      } catch (...) {
+        record(e.name, event_kind::decision, "unknown exception", step_index);
+      }
+    }
+  }
+
+  // Errors of frugal's own hooks (a rule's action, the batch rule) go in the same record.
+  void record(const std::string& name, event_kind k, std::string what, std::uint64_t step_index) {
+    ++error_count_;
+    if (errors_.size() < max_recorded_errors) errors_.push_back(callback_error{name, k, std::move(what), step_index});
+  }
+  // The first max_recorded_errors errors; error_count() counts them all.
+  [[nodiscard]] const std::vector<callback_error>& errors() const noexcept { return errors_; }
+  [[nodiscard]] std::uint64_t error_count() const noexcept { return error_count_; }
+
+ private:
+  using hook = void (*)(void* self, void* event);
+  using owner = std::unique_ptr<void, void (*)(void*)>;
+  struct entry {
+    std::string name;
+    owner self;
+    std::array<hook, event_kind_count> hooks;
+  };
+
+  static constexpr std::size_t index(event_kind k) noexcept { return static_cast<std::size_t>(k); }
+
+  template <class D, class E>
+  static void set_hook(entry& e, event_kind k) {
+    if constexpr (detail::observes_v<D, E>)
+      e.hooks[index(k)] = [](void* self, void* ev) { (*static_cast<D*>(self))(*static_cast<const E*>(ev)); };
+  }
+
+  std::vector<entry> entries_;
+  std::array<std::size_t, event_kind_count> handlers_{};
+  std::vector<callback_error> errors_;
+  std::uint64_t error_count_ = 0;
+};
+
+}  // namespace frugal

@@ -1,0 +1,896 @@
+// The controller on synthetic steps of known cost (a manual clock: nothing sleeps): the stop
+// rule and its bound for wall, FLOPs and units; the batch-size knob under a peak-bytes limit;
+// early stopping; epochs that end early; pruning and quantization rules; callbacks (order,
+// every event to every callback, throwing, veto and amendment); bad input.
+#include <frugal/controller.hpp>
+#include <frugal/scope.hpp>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "(no std::invalid_argument thrown)";
+}
+
+// One training step of known cost, charged to the run like a real loop's scope would.
+void run_step(frugal::budget& run, frugal::manual_clock& clock, std::chrono::nanoseconds wall,
+              std::uint64_t flops = 0, double samples = 0) {
+  frugal::scope s{run, "step"};
+  clock.advance(wall);
+  frugal::add_flops(flops);
+  if (samples > 0) frugal::add_units("samples", samples);
+}
+
+constexpr double MiB = 1024.0 * 1024.0;
+constexpr double KiB = 1024.0;
+
+// ---------------------------------------------------------------------------------------------
+// The issue's spellings.
+
+TEST(Controller, TheSpellingsOfTheIssueWork) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(30s)};
+  frugal::controller ctl{run, frugal::controller_options{}.margin(0.05).batch_size(64)};
+  run_step(run, clock, 1s);
+  frugal::decision d = ctl.end_step(frugal::step{}.loss(0.5).samples(64));
+  EXPECT_TRUE(d.is_continue());
+  EXPECT_TRUE(d.has(frugal::action::continue_run));
+  EXPECT_EQ(d.to_string(), "continue");
+  const frugal::decision e = ctl.end_epoch(frugal::epoch{}.metric("val_loss", 0.4));
+  EXPECT_FALSE(e.stops());
+  EXPECT_FALSE(ctl.should_stop());
+  EXPECT_EQ(ctl.stop_reason(), frugal::stop_reason::none);
+  EXPECT_EQ(ctl.batch_size(), 64u);
+  EXPECT_EQ(ctl.accumulation_steps(), 1u);
+  EXPECT_EQ(ctl.steps(), 1u);
+  EXPECT_EQ(ctl.epochs(), 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stop rule.
+
+// Runs 1 s steps under a 30 s limit until the controller says stop; returns the steps run.
+int steps_until_stop(double margin, frugal::stop_reason* why = nullptr, std::string* reason = nullptr) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(30s)};
+  frugal::controller ctl{run, frugal::controller_options{}.margin(margin)};
+  int steps = 0;
+  while (!ctl.should_stop()) {
+    run_step(run, clock, 1s);
+    ++steps;
+    const frugal::decision d = ctl.end_step();
+    if (d.stops() && reason) *reason = d.reason();
+    if (steps > 100) break;
+  }
+  if (why) *why = ctl.stop_reason();
+  EXPECT_LE(run.used(frugal::resource::wall), 30.0 + 1e-9);
+  return steps;
+}
+
+TEST(ControllerStopRule, OneSecondStepsUnderThirtySecondsStopAt29Or30NeverAt31) {
+  frugal::stop_reason why{};
+  const int steps = steps_until_stop(0.0, &why);
+  EXPECT_TRUE(steps == 29 || steps == 30) << steps;
+  EXPECT_TRUE(why == frugal::stop_reason::budget_exhausted || why == frugal::stop_reason::forecast);
+}
+
+TEST(ControllerStopRule, AMarginStopsOneStepEarlierWithTheForecastInWords) {
+  frugal::stop_reason why{};
+  std::string reason;
+  EXPECT_EQ(steps_until_stop(0.05, &why, &reason), 29);
+  EXPECT_EQ(why, frugal::stop_reason::forecast);
+  EXPECT_EQ(reason, "stop (forecast): wall: 29.0 s used of 30.0 s, next step forecast 1.05 s (+5.00 % margin)");
+}
+
+TEST(ControllerStopRule, FlopLimitsAreExact) {
+  for (const double limit : {30e9, 30.5e9}) {
+    frugal::manual_clock clock;
+    frugal::budget run{"train", frugal::limits{}.flops(limit)};
+    frugal::controller ctl{run};
+    int steps = 0;
+    frugal::decision last;
+    while (!ctl.should_stop() && steps < 100) {
+      run_step(run, clock, 10ms, 1'000'000'000);
+      ++steps;
+      last = ctl.end_step();
+    }
+    EXPECT_EQ(steps, 30) << "limit " << limit;
+    EXPECT_EQ(run.used(frugal::resource::flops), 30e9);
+    if (limit == 30e9) {
+      EXPECT_EQ(ctl.stop_reason(), frugal::stop_reason::budget_exhausted);
+      EXPECT_EQ(last.reason(), "stop (budget_exhausted): flops: 3.00e10 used of 3.00e10 (limit reached)");
+    } else {
+      EXPECT_EQ(ctl.stop_reason(), frugal::stop_reason::forecast);
+      EXPECT_EQ(last.reason(), "stop (forecast): flops: 3.00e10 used of 3.05e10, next step forecast 1.00e9");
+    }
+  }
+}
+
+TEST(ControllerStopRule, UnitLimitsAreExactToo) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.units("samples", 640)};
+  frugal::controller ctl{run, frugal::controller_options{}.batch_size(64)};
+  int steps = 0;
+  while (!ctl.should_stop() && steps < 100) {
+    run_step(run, clock, 10ms, 0, 64);
+    ++steps;
+    (void)ctl.end_step(frugal::step{}.samples(64));
+  }
+  EXPECT_EQ(steps, 10);
+  EXPECT_EQ(run.used("samples"), 640);
+  EXPECT_EQ(ctl.stop_reason(), frugal::stop_reason::budget_exhausted);
+}
+
+TEST(ControllerStopRule, NoisyStepsNeverGoMoreThanOneStepPast) {
+  // 1 s +- 30 % (uniform), 200 seeded runs under a 30 s limit.
+  int overshooting_runs = 0;
+  double utilisation_sum = 0, utilisation_min = 1;
+  for (unsigned seed = 1; seed <= 200; ++seed) {
+    frugal::manual_clock clock;
+    frugal::budget run{"train", frugal::limits{}.wall(30s)};
+    frugal::controller ctl{run};
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<std::int64_t> ns(700'000'000, 1'300'000'000);
+    double before_last = 0, last = 0;
+    int steps = 0;
+    while (!ctl.should_stop() && steps < 100) {
+      before_last = run.used(frugal::resource::wall);
+      ASSERT_LT(before_last, 30.0) << "seed " << seed << ": a step started with the budget used up";
+      const std::chrono::nanoseconds d{ns(rng)};
+      run_step(run, clock, d);
+      last = std::chrono::duration<double>(d).count();
+      ++steps;
+      (void)ctl.end_step();
+    }
+    const double used = run.used(frugal::resource::wall);
+    const double over = used - 30.0;
+    ASSERT_LT(over, last) << "seed " << seed << ": more than one step past the limit";
+    if (over > 0) ++overshooting_runs;
+    utilisation_sum += std::min(used, 30.0) / 30.0;
+    utilisation_min = std::min(utilisation_min, std::min(used, 30.0) / 30.0);
+  }
+  // The forecast is the largest of the last 16 steps, so a step beats it with probability ~1/17.
+  EXPECT_LT(overshooting_runs, 40);
+  EXPECT_GT(utilisation_sum / 200, 0.97);
+  EXPECT_GT(utilisation_min, 0.95);
+}
+
+TEST(ControllerStopRule, StopStandsAtLaterCheckpointsUntilVetoed) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.flops(2)};
+  frugal::controller ctl{run};
+  run_step(run, clock, 1s, 2);
+  EXPECT_TRUE(ctl.end_step().stops());
+  run_step(run, clock, 1s, 0);  // the loop ignored it
+  const frugal::decision again = ctl.end_step();
+  EXPECT_TRUE(again.stops());
+  EXPECT_EQ(again.cause(), frugal::stop_reason::budget_exhausted);
+  EXPECT_EQ(ctl.stop_message(), "stop (budget_exhausted): flops: 2 used of 2 (limit reached)");
+}
+
+TEST(ControllerStopRule, NonFiniteLossStopsUnlessTurnedOff) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train"};
+  frugal::controller ctl{run};
+  run_step(run, clock, 1s);
+  EXPECT_FALSE(ctl.end_step(frugal::step{}.loss(1.0)).stops());
+  run_step(run, clock, 1s);
+  const frugal::decision d = ctl.end_step(frugal::step{}.loss(std::nan("")));
+  EXPECT_TRUE(d.stops());
+  EXPECT_EQ(d.cause(), frugal::stop_reason::non_finite);
+  EXPECT_EQ(d.reason(), "stop (non_finite): loss is nan at step 2");
+
+  frugal::budget other{"other"};
+  frugal::controller lenient{other, frugal::controller_options{}.check_finite_loss(false)};
+  EXPECT_FALSE(lenient.end_step(frugal::step{}.loss(std::numeric_limits<double>::infinity())).stops());
+}
+
+TEST(ControllerStopRule, RequestStopAndACancelFlag) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train"};
+  frugal::controller ctl{run};
+  ctl.request_stop("checkpoint and quit");
+  EXPECT_TRUE(ctl.should_stop());
+  EXPECT_EQ(ctl.stop_reason(), frugal::stop_reason::user);
+  const frugal::decision d = ctl.end_step();
+  EXPECT_EQ(d.cause(), frugal::stop_reason::user);
+  EXPECT_EQ(d.reason(), "stop (user): checkpoint and quit");
+
+  frugal::budget other{"other"};
+  frugal::controller c2{other};
+  std::atomic<bool> flag{false};
+  c2.cancel_on(flag);
+  EXPECT_FALSE(c2.end_step().stops());
+  flag = true;
+  EXPECT_TRUE(c2.should_stop());
+  EXPECT_EQ(c2.stop_reason(), frugal::stop_reason::deadline);
+  const frugal::decision cancelled = c2.end_step();
+  EXPECT_TRUE(cancelled.has(frugal::action::cancelled));
+  EXPECT_EQ(cancelled.primary(), frugal::action::cancelled);
+  EXPECT_TRUE(cancelled.stops());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The batch-size knob under a peak-bytes limit (synthetic peaks: no allocation hooks needed).
+
+TEST(ControllerBatch, MemoryGrowingWithTimeShrinksTheBatchBeforeTheLimitAndKeepsTheEffectiveBatch) {
+  // peak = 1 MiB + batch * (64 KiB + t * 512 B): per-sample memory grows step after step.
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.peak_bytes(6 * MiB)};
+  frugal::controller ctl{run, frugal::controller_options{}.margin(0.05).batch_size(64).batch_limits(4, 64)};
+  std::vector<std::size_t> batches;
+  double max_peak = 0;
+  for (int t = 0; t < 300 && !ctl.should_stop(); ++t) {
+    const std::size_t b = ctl.batch_size();
+    const double peak = 1 * MiB + static_cast<double>(b) * (64 * KiB + t * 512.0);
+    max_peak = std::max(max_peak, peak);
+    run_step(run, clock, 10ms);
+    const frugal::decision d = ctl.end_step(frugal::step{}.samples(b).peak_bytes(peak));
+    if (d.has(frugal::action::shrink_batch)) {
+      batches.push_back(d.batch_size());
+      EXPECT_EQ(d.batch_size() * d.accumulation_steps(), 64u);
+      EXPECT_NE(d.reason().find("peak_bytes: next step forecast"), std::string::npos) << d.reason();
+    }
+    EXPECT_EQ(ctl.batch_size() * ctl.accumulation_steps(), 64u);
+  }
+  EXPECT_LT(max_peak, 6 * MiB);
+  ASSERT_GE(batches.size(), 2u);
+  EXPECT_EQ(batches[0], 32u);
+  EXPECT_EQ(batches[1], 16u);
+  EXPECT_EQ(ctl.effective_batch(), 64u);
+}
+
+TEST(ControllerBatch, GrowsBackWhenThereIsRoomAndNeverCrosses) {
+  // peak = 1 MiB + batch * 64 KiB under 6 MiB: 64 fits (5 MiB), 128 would not (9 MiB).
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.peak_bytes(6 * MiB)};
+  frugal::controller ctl{run, frugal::controller_options{}
+                                  .batch_size(16)
+                                  .batch_limits(1, 128)
+                                  .effective_batch(64)
+                                  .grow_after(5)
+                                  .grow_headroom(0.9)};
+  EXPECT_EQ(ctl.accumulation_steps(), 4u);
+  std::vector<std::size_t> seen;
+  for (int t = 0; t < 60; ++t) {
+    const std::size_t b = ctl.batch_size();
+    const double peak = 1 * MiB + static_cast<double>(b) * 64 * KiB;
+    ASSERT_LT(peak, 6 * MiB) << "step " << t << " at batch " << b;
+    run_step(run, clock, 10ms);
+    const frugal::decision d = ctl.end_step(frugal::step{}.samples(b).peak_bytes(peak));
+    if (d.has(frugal::action::grow_batch)) seen.push_back(d.batch_size());
+  }
+  EXPECT_EQ(seen, (std::vector<std::size_t>{32, 64}));
+  EXPECT_EQ(ctl.batch_size(), 64u);
+  EXPECT_EQ(ctl.accumulation_steps(), 1u);
+  EXPECT_EQ(ctl.forecast_peak(64), 5 * MiB);
+}
+
+TEST(ControllerBatch, AFirstStepOverTheLimitShrinksByTheFactorThenTheFitPicksTheSize) {
+  // peak = fixed + batch * 64 KiB; the fixed part grows from 1 MiB to 2 MiB at step 4 (an
+  // optimizer allocating its state, say). Limit 4.5 MiB, margin 20 %.
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.peak_bytes(4.5 * MiB)};
+  frugal::controller ctl{run, frugal::controller_options{}.margin(0.2).batch_size(64).batch_limits(1, 64)};
+  std::vector<std::size_t> sizes;
+  std::vector<double> peaks;
+  for (int t = 0; t < 10; ++t) {
+    const std::size_t b = ctl.batch_size();
+    sizes.push_back(b);
+    peaks.push_back((t < 4 ? 1 * MiB : 2 * MiB) + static_cast<double>(b) * 64 * KiB);
+    run_step(run, clock, 10ms);
+    (void)ctl.end_step(frugal::step{}.samples(b).peak_bytes(peaks.back()));
+  }
+  // Step 0 at 64 peaks at 5 MiB, over the limit with nothing to forecast from: the factor, 32.
+  // Step 4 at 32 peaks at 4 MiB, 4.8 MiB with the margin: the line through (64, 5 MiB) and
+  // (32, 4 MiB) fits 24 under 4.5 MiB / 1.2, and 22 x 3 keeps the effective batch near 64.
+  EXPECT_EQ(sizes, (std::vector<std::size_t>{64, 32, 32, 32, 32, 22, 22, 22, 22, 22}));
+  EXPECT_EQ(ctl.accumulation_steps(), 3u);
+  EXPECT_EQ(ctl.effective_batch(), 66u);
+  EXPECT_LT(*std::max_element(peaks.begin() + 1, peaks.end()), 4.5 * MiB);
+}
+
+TEST(ControllerBatch, MaxStepTimeShrinksTheBatch) {
+  // Step time = 10 ms + batch * 1 ms; cap 50 ms.
+  frugal::manual_clock clock;
+  frugal::budget run{"train"};
+  frugal::controller ctl{run, frugal::controller_options{}.batch_size(128).max_step_time(50ms).grow_after(0)};
+  std::vector<std::size_t> sizes;
+  std::string first_reason;
+  for (int t = 0; t < 6; ++t) {
+    const std::size_t b = ctl.batch_size();
+    sizes.push_back(b);
+    run_step(run, clock, 10ms + std::chrono::milliseconds(b));
+    const frugal::decision d = ctl.end_step(frugal::step{}.samples(b));
+    if (t == 0) first_reason = d.reason();
+  }
+  // 128 (138 ms) -> 64 by the factor, whose proportional forecast (69 ms) is still over: 32.
+  EXPECT_EQ(sizes, (std::vector<std::size_t>{128, 32, 32, 32, 32, 32}));
+  EXPECT_EQ(first_reason,
+            "shrink batch 128 -> 32 (accumulation 4): step time forecast 138 ms at batch 128 over max_step_time 50.0 ms");
+  EXPECT_NEAR(*ctl.forecast_step(frugal::resource::wall), 0.042, 1e-9);
+  EXPECT_EQ(ctl.effective_batch(), 128u);
+}
+
+TEST(ControllerBatch, AtTheMinimumBatchAPeakForecastOverTheLimitStops) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.peak_bytes(1 * MiB)};
+  frugal::controller ctl{run, frugal::controller_options{}.batch_size(8).batch_limits(8, 8)};
+  run_step(run, clock, 10ms);
+  const frugal::decision d = ctl.end_step(frugal::step{}.samples(8).peak_bytes(2 * MiB));
+  EXPECT_TRUE(d.stops());
+  EXPECT_EQ(d.cause(), frugal::stop_reason::forecast);
+  EXPECT_EQ(d.reason(),
+            "stop (forecast): peak_bytes: next step forecast 2.00 MiB at batch 8 over limit 1.00 MiB (batch at its minimum)");
+}
+
+TEST(ControllerBatch, AUserRuleReplacesTheDefault) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.peak_bytes(4.5 * MiB)};
+  std::vector<std::size_t> proposals;
+  frugal::controller ctl{run, frugal::controller_options{}.batch_size(64).batch_limits(1, 64).batch_rule(
+                                  [&](const frugal::batch_request& r) {
+                                    proposals.push_back(r.proposed);
+                                    // Memory over the limit: take the largest size the forecast fits.
+                                    if (r.ctl.forecast_peak(r.current) > 4.5 * MiB) return std::size_t{48};
+                                    return r.current;
+                                  })};
+  run_step(run, clock, 10ms);
+  const frugal::decision d = ctl.end_step(frugal::step{}.samples(64).peak_bytes(5 * MiB));
+  EXPECT_EQ(proposals, (std::vector<std::size_t>{32}));  // what the default would have done
+  EXPECT_EQ(d.batch_size(), 48u);
+  EXPECT_EQ(ctl.batch_size(), 48u);
+  EXPECT_EQ(ctl.accumulation_steps(), 2u);  // ceil(64 / 48)
+  EXPECT_NE(d.reason().find("batch rule"), std::string::npos);
+}
+
+TEST(ControllerBatch, ABatchRuleOutOfBoundsOrThrowingIsRecordedAndIgnored) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train"};
+  int calls = 0;
+  frugal::controller ctl{run, frugal::controller_options{}.batch_size(16).batch_limits(4, 16).batch_rule(
+                                  [&](const frugal::batch_request&) -> std::size_t {
+                                    if (++calls == 1) return 1000;
+                                    throw std::runtime_error("rule broke");
+                                  })};
+  (void)ctl.end_step();
+  (void)ctl.end_step();
+  EXPECT_EQ(ctl.batch_size(), 16u);
+  ASSERT_EQ(ctl.callback_errors().size(), 2u);
+  EXPECT_EQ(ctl.callback_errors()[0].callback, "batch_rule");
+  EXPECT_EQ(ctl.callback_errors()[0].what, "batch rule returned 1000, outside [4, 16]");
+  EXPECT_EQ(ctl.callback_errors()[1].what, "rule broke");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Epochs.
+
+TEST(ControllerEpochs, AnEpochEndsEarlyWhenOnlyItsEndStillFits) {
+  // 10 steps of 1 s, then a 3 s evaluation, under 30 s: epochs end at 13 s and 26 s; in the third
+  // epoch one more step and the evaluation (4 s) no longer fit after the first step (27 s).
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(30s)};
+  frugal::controller ctl{run, frugal::controller_options{}.steps_per_epoch(10)};
+  std::vector<bool> early;
+  ctl.add_callback("epochs", [&](const frugal::epoch_end_event& e) { early.push_back(e.ended_early); });
+  std::vector<int> steps_per_epoch;
+  while (!ctl.should_stop()) {
+    int steps = 0;
+    for (int i = 0; i < 10; ++i) {
+      run_step(run, clock, 1s);
+      ++steps;
+      const frugal::decision d = ctl.end_step();
+      if (d.ends_epoch()) {
+        if (ctl.epochs() == 2) {
+          EXPECT_TRUE(d.has(frugal::action::end_epoch));
+          EXPECT_EQ(d.reason(),
+                    "end epoch: wall: 27.0 s used of 30.0 s; the next step (1.00 s) and the epoch's end (3.00 s) "
+                    "would not fit, 9 steps of the epoch left");
+        }
+        break;
+      }
+    }
+    steps_per_epoch.push_back(steps);
+    {
+      frugal::scope eval{run, "eval"};
+      clock.advance(3s);
+    }
+    (void)ctl.end_epoch();
+  }
+  EXPECT_EQ(steps_per_epoch, (std::vector<int>{10, 10, 1}));
+  EXPECT_EQ(early, (std::vector<bool>{false, false, true}));
+  EXPECT_DOUBLE_EQ(run.used(frugal::resource::wall), 30.0);
+  EXPECT_EQ(ctl.stop_reason(), frugal::stop_reason::budget_exhausted);
+  EXPECT_NEAR(*ctl.forecast_epoch_end(frugal::resource::wall), 3.0, 1e-9);
+}
+
+TEST(ControllerEpochs, ANewEpochThatCannotFitOneStepAndItsEndStops) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(10s)};
+  frugal::controller ctl{run};
+  for (int i = 0; i < 5; ++i) {
+    run_step(run, clock, 1s);
+    (void)ctl.end_step();
+  }
+  run_step(run, clock, 2s);  // evaluation
+  EXPECT_FALSE(ctl.end_epoch().stops());  // 7 s used; 1 s + 2 s fit in 3 s
+  run_step(run, clock, 1s);
+  const frugal::decision d = ctl.end_step();
+  EXPECT_TRUE(d.has(frugal::action::end_epoch));  // 8 s: a step and the evaluation no longer fit
+  run_step(run, clock, 2s);
+  const frugal::decision e = ctl.end_epoch();
+  EXPECT_TRUE(e.stops());
+  EXPECT_DOUBLE_EQ(run.used(frugal::resource::wall), 10.0);
+}
+
+TEST(ControllerEpochs, EarlyStoppingOnAnEpochMetric) {
+  frugal::budget run{"train"};
+  frugal::controller ctl{run, frugal::controller_options{}.early_stop(frugal::early_stopping{"val_loss"}.patience(2))};
+  const std::vector<double> losses{1.0, 0.8, 0.9, 0.85};
+  std::size_t epochs = 0;
+  frugal::decision d;
+  for (double v : losses) {
+    ++epochs;
+    d = ctl.end_epoch(frugal::epoch{}.metric("val_loss", v));
+    if (d.stops()) break;
+  }
+  EXPECT_EQ(epochs, 4u);
+  EXPECT_EQ(ctl.stop_reason(), frugal::stop_reason::early_stopping);
+  EXPECT_EQ(d.reason(), "stop (early_stopping): val_loss did not improve on 0.8 (epoch 1) for 2 evaluations (patience 2)");
+  ASSERT_EQ(ctl.early_stoppers().size(), 1u);
+  EXPECT_EQ(ctl.early_stoppers()[0].best(), 0.8);
+  EXPECT_EQ(ctl.early_stoppers()[0].best_epoch(), 1u);
+}
+
+TEST(ControllerEpochs, DivergedAndNonFiniteMetricsHaveTheirOwnReasons) {
+  frugal::budget run{"train"};
+  frugal::controller ctl{run, frugal::controller_options{}.early_stop(frugal::early_stopping{}.divergence_threshold(5))};
+  EXPECT_FALSE(ctl.end_epoch(frugal::epoch{}.metric("val_loss", 1)).stops());
+  EXPECT_FALSE(ctl.end_epoch(frugal::epoch{}.metric("other", 100)).stops());  // not watched
+  EXPECT_EQ(ctl.end_epoch(frugal::epoch{}.metric("val_loss", 6)).cause(), frugal::stop_reason::diverged);
+
+  frugal::budget run2{"train2"};
+  frugal::controller c2{run2, frugal::controller_options{}.early_stop(frugal::early_stopping{})};
+  EXPECT_EQ(c2.end_epoch(frugal::epoch{}.metric("val_loss", std::nan(""))).cause(), frugal::stop_reason::non_finite);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pruning and quantization rules.
+
+TEST(ControllerRules, PruneFiresWithTheShortfallAndWaitsItsCooldown) {
+  // 100 planned steps of 1 s under 50 s: after 10 steps, 90 s of work and 40 s left (55.6 % short).
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(50s)};
+  std::vector<double> pruned;
+  frugal::controller ctl{run, frugal::controller_options{}.planned_steps(100).prune(
+                                  frugal::prune_rule{}.max_fraction(0.9).min_shortfall(0.5).cooldown_steps(5).action(
+                                      [&](double f) { pruned.push_back(f); }))};
+  std::vector<frugal::forecast_horizon> overruns;
+  ctl.add_callback("overruns", [&](const frugal::forecast_overrun_event& e) { overruns.push_back(e.horizon); });
+  std::vector<std::uint64_t> fired_at;
+  for (int i = 0; i < 20; ++i) {
+    run_step(run, clock, 1s);
+    const frugal::decision d = ctl.end_step();
+    if (d.has(frugal::action::prune)) {
+      fired_at.push_back(ctl.steps());
+      EXPECT_NE(d.reason().find("wall: planned work left forecast"), std::string::npos) << d.reason();
+    }
+  }
+  // Step 1: 99 s needed, 49 s left: 50.5 % short -> fires. Cooldown 5: next at step 6 (94 s
+  // needed, 44 s left: 53.2 %), then 11 (89 / 39: 56.2 %), 16 (84 / 34: 59.5 %).
+  EXPECT_EQ(fired_at, (std::vector<std::uint64_t>{1, 6, 11, 16}));
+  ASSERT_EQ(pruned.size(), 4u);
+  EXPECT_DOUBLE_EQ(pruned[0], 1 - 49.0 / 99.0);
+  EXPECT_DOUBLE_EQ(pruned[3], 1 - 34.0 / 84.0);
+  EXPECT_EQ(overruns, (std::vector<frugal::forecast_horizon>{frugal::forecast_horizon::planned_work}));
+}
+
+TEST(ControllerRules, QuantizePicksTheWidestWidthThatCoversTheShortfall) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(50s)};
+  std::vector<int> widths;
+  frugal::controller ctl{run, frugal::controller_options{}.planned_steps(100).quantize(
+                                  frugal::quantize_rule{}.cooldown_steps(1).action([&](int b) { widths.push_back(b); }))};
+  for (int i = 0; i < 4; ++i) {
+    run_step(run, clock, 1s);
+    (void)ctl.end_step();
+  }
+  // ~50 % short: 16 bits (removes 50 %) is not quite enough (50.5 %): 8. Then 4, then nothing.
+  EXPECT_EQ(widths, (std::vector<int>{8, 4}));
+}
+
+TEST(ControllerRules, AVetoedPruneDoesNotRunTheAction) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(50s)};
+  int actions = 0;
+  frugal::controller ctl{run, frugal::controller_options{}.planned_steps(100).prune(
+                                  frugal::prune_rule{}.action([&](double) { ++actions; }))};
+  ctl.add_callback("no pruning", [](frugal::decision_event& e) { e.decision.veto(frugal::action::prune); });
+  run_step(run, clock, 1s);
+  const frugal::decision d = ctl.end_step();
+  EXPECT_FALSE(d.has(frugal::action::prune));
+  EXPECT_EQ(actions, 0);
+}
+
+TEST(ControllerRules, PlanFromEpochsIsLearntFromTheFirstEpoch) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(30s)};
+  frugal::controller ctl{run, frugal::controller_options{}.batch_size(10).planned_epochs(5).prune(frugal::prune_rule{})};
+  int prunes = 0;
+  for (int e = 0; e < 2 && !ctl.should_stop(); ++e) {
+    for (int i = 0; i < 4; ++i) {
+      run_step(run, clock, 1s);
+      prunes += ctl.end_step(frugal::step{}.samples(10)).has(frugal::action::prune) ? 1 : 0;
+    }
+    run_step(run, clock, 1s);
+    (void)ctl.end_epoch();
+    if (e == 0) {
+      EXPECT_EQ(prunes, 0);  // the epoch's size is unknown until it ends
+    }
+  }
+  // After epoch 0 (5 s): 4 epochs of 4 steps + 4 evaluations = 20 s needed, 25 s left: fits.
+  EXPECT_EQ(prunes, 0);
+  // Now ask for more epochs than fit: 20 planned epochs, 5 s each.
+  frugal::budget run2{"train2", frugal::limits{}.wall(30s)};
+  frugal::controller c2{run2, frugal::controller_options{}.batch_size(10).planned_epochs(20).prune(frugal::prune_rule{})};
+  for (int i = 0; i < 4; ++i) {
+    run_step(run2, clock, 1s);
+    (void)c2.end_step(frugal::step{}.samples(10));
+  }
+  run_step(run2, clock, 1s);
+  (void)c2.end_epoch();
+  run_step(run2, clock, 1s);
+  const frugal::decision d = c2.end_step(frugal::step{}.samples(10));
+  ASSERT_TRUE(d.has(frugal::action::prune));
+  // 3 steps + 18 epochs * 4 steps + 19 evaluations = 94 s needed, 24 s left.
+  EXPECT_NEAR(d.prune_fraction(), 0.5, 1e-12);  // capped by max_fraction
+  EXPECT_EQ(d.reason(), "prune 50.0 %: wall: planned work left forecast 1m 34s, 24.0 s left (74.5 % short) [prune]");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events and callbacks.
+
+TEST(ControllerEvents, ThresholdsFireOncePerResourceAndThresholdInOrder) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(10s).flops(100)};
+  frugal::controller ctl{run, frugal::controller_options{}.thresholds({0.5, 0.8}).thresholds(frugal::resource::flops, {0.9})};
+  std::vector<std::string> log;
+  ctl.add_callback("log", [&](const auto& e) {
+    using E = std::decay_t<decltype(e)>;
+    if constexpr (std::is_same_v<E, frugal::approaching_event>)
+      log.push_back(std::string(e.resource) + " " + std::to_string(static_cast<int>(e.threshold * 100)));
+    if constexpr (std::is_same_v<E, frugal::exhausted_event>) log.push_back(std::string(e.resource) + " exhausted");
+  });
+  run_step(run, clock, 6s, 10);  // wall jumps over 50 %
+  (void)ctl.end_step();
+  run_step(run, clock, 1s, 10);
+  (void)ctl.end_step();  // nothing new
+  run_step(run, clock, 1s, 75);  // wall 80 %, flops 95 %
+  (void)ctl.end_step();
+  run_step(run, clock, 2s, 5);  // both reach their limits
+  (void)ctl.end_step();
+  (void)ctl.end_step();  // nothing fires twice
+  EXPECT_EQ(log, (std::vector<std::string>{"wall 50", "wall 80", "flops 90", "wall exhausted", "flops exhausted"}));
+}
+
+struct recorder {
+  std::string name;
+  std::vector<std::string>* log;
+  void operator()(const frugal::step_end_event&) { log->push_back(name + ":step_end"); }
+  void operator()(const frugal::epoch_end_event&) { log->push_back(name + ":epoch_end"); }
+  void operator()(const frugal::approaching_event&) { log->push_back(name + ":approaching"); }
+  void operator()(const frugal::exhausted_event&) { log->push_back(name + ":exhausted"); }
+  void operator()(const frugal::forecast_overrun_event&) { log->push_back(name + ":forecast_overrun"); }
+  void operator()(frugal::decision_event& e) {
+    log->push_back(name + ":decision:" + std::string(frugal::to_string(e.decision.primary())));
+  }
+};
+
+TEST(ControllerEvents, EveryCallbackSeesEveryEventInRegistrationOrder) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.flops(10)};
+  frugal::controller ctl{run, frugal::controller_options{}.thresholds({0.5})};
+  std::vector<std::string> log;
+  ctl.add_callback("a", recorder{"a", &log});
+  // b stops the run at every decision: c must still see everything, the stop included.
+  ctl.add_callback("b", [&](frugal::decision_event& e) {
+    log.push_back("b:decision");
+    e.decision.stop("b says so");
+  });
+  ctl.add_callback("c", recorder{"c", &log});
+  run_step(run, clock, 1s, 6);
+  const frugal::decision d = ctl.end_step();
+  EXPECT_EQ(log, (std::vector<std::string>{"a:step_end", "c:step_end", "a:approaching", "c:approaching",
+                                           "a:forecast_overrun", "c:forecast_overrun", "a:decision:stop",
+                                           "b:decision", "c:decision:stop"}));
+  EXPECT_EQ(d.cause(), frugal::stop_reason::forecast);  // the first stop's cause stays
+  log.clear();
+  (void)ctl.end_epoch();
+  EXPECT_EQ(log, (std::vector<std::string>{"a:epoch_end", "c:epoch_end", "a:decision:stop", "b:decision",
+                                           "c:decision:stop"}));
+}
+
+TEST(ControllerEvents, AThrowingCallbackIsRecordedAndTheOthersAndTheStateAreUnharmed) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.flops(100)};
+  frugal::controller ctl{run, frugal::controller_options{}.batch_size(8)};
+  std::vector<std::string> log;
+  ctl.add_callback("first", [&](const frugal::step_end_event&) { log.push_back("first"); });
+  ctl.add_callback("thrower", [&](const auto& e) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(e)>, frugal::decision_event>) {
+      e.decision.stop("half an amendment");  // then throws: the amendment must not stick
+      e.decision.batch_size(2);
+      throw std::runtime_error("broken in decision");
+    }
+    throw 42;  // not even a std::exception
+  });
+  ctl.add_callback("last", [&](const frugal::step_end_event&) { log.push_back("last"); });
+  run_step(run, clock, 1s, 10);
+  const frugal::decision d = ctl.end_step();
+  EXPECT_TRUE(d.is_continue());
+  EXPECT_FALSE(ctl.should_stop());
+  EXPECT_EQ(ctl.batch_size(), 8u);
+  EXPECT_EQ(ctl.steps(), 1u);
+  EXPECT_EQ(log, (std::vector<std::string>{"first", "last"}));
+  ASSERT_EQ(ctl.callback_errors().size(), 2u);
+  EXPECT_EQ(ctl.callback_errors()[0].callback, "thrower");
+  EXPECT_EQ(ctl.callback_errors()[0].event, frugal::event_kind::step_end);
+  EXPECT_EQ(ctl.callback_errors()[0].what, "unknown exception");
+  EXPECT_EQ(ctl.callback_errors()[1].event, frugal::event_kind::decision);
+  EXPECT_EQ(ctl.callback_errors()[1].what, "broken in decision");
+  EXPECT_EQ(ctl.callback_errors()[1].step_index, 1u);
+  // The models saw the step: 10 FLOPs forecast next.
+  EXPECT_EQ(*ctl.forecast_step(frugal::resource::flops), 10.0);
+}
+
+TEST(ControllerEvents, ACallbackCanVetoAStop) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.flops(10)};
+  frugal::controller ctl{run};
+  bool allow = false;
+  ctl.add_callback("keep going", [&](frugal::decision_event& e) {
+    if (!allow && e.decision.stops()) e.decision.veto();
+  });
+  run_step(run, clock, 1s, 6);
+  const frugal::decision d = ctl.end_step();  // the forecast says the next 6 would not fit
+  EXPECT_TRUE(d.is_continue());
+  EXPECT_EQ(d.reason(), "stop (forecast): flops: 6 used of 10, next step forecast 6; amended by 'keep going'");
+  EXPECT_FALSE(ctl.should_stop());
+  run_step(run, clock, 1s, 6);
+  allow = true;
+  const frugal::decision e = ctl.end_step();
+  EXPECT_TRUE(e.stops());
+  EXPECT_EQ(e.cause(), frugal::stop_reason::budget_exhausted);
+}
+
+TEST(ControllerEvents, ACallbackCanAmendTheBatchWithinBoundsOnly) {
+  frugal::budget run{"train"};
+  frugal::controller ctl{run, frugal::controller_options{}.batch_size(32).batch_limits(8, 32)};
+  std::size_t next = 16;
+  ctl.add_callback("resize", [&](frugal::decision_event& e) { e.decision.batch_size(next); });
+  const frugal::decision d = ctl.end_step(frugal::step{}.samples(32));
+  EXPECT_TRUE(d.has(frugal::action::shrink_batch));
+  EXPECT_EQ(ctl.batch_size(), 16u);
+  EXPECT_EQ(ctl.accumulation_steps(), 2u);
+  next = 4;  // below the minimum: rejected
+  const frugal::decision e = ctl.end_step(frugal::step{}.samples(16));
+  EXPECT_TRUE(e.is_continue());
+  EXPECT_EQ(ctl.batch_size(), 16u);
+  ASSERT_EQ(ctl.callback_errors().size(), 1u);
+  EXPECT_EQ(ctl.callback_errors()[0].what, "batch size 4 is outside [8, 32]");
+  next = 0;  // the decision itself refuses it
+  (void)ctl.end_step(frugal::step{}.samples(16));
+  ASSERT_EQ(ctl.callback_errors().size(), 2u);
+  EXPECT_EQ(ctl.callback_errors()[1].what, "frugal::decision::batch_size: must be > 0, got 0");
+}
+
+TEST(ControllerEvents, ACancellationCannotBeVetoed) {
+  frugal::budget run{"train"};
+  frugal::controller ctl{run};
+  std::atomic<bool> flag{true};
+  ctl.cancel_on(flag);
+  ctl.add_callback("veto", [](frugal::decision_event& e) { e.decision.veto(); });
+  const frugal::decision d = ctl.end_step();
+  EXPECT_TRUE(d.has(frugal::action::cancelled));
+  EXPECT_TRUE(ctl.should_stop());
+  EXPECT_EQ(ctl.stop_reason(), frugal::stop_reason::deadline);
+}
+
+TEST(ControllerEvents, ACallbackCallingACheckpointIsAnError) {
+  frugal::budget run{"train"};
+  frugal::controller ctl{run};
+  ctl.add_callback("reentrant", [&](const frugal::step_end_event&) { (void)ctl.end_step(); });
+  (void)ctl.end_step();
+  EXPECT_EQ(ctl.steps(), 1u);
+  ASSERT_EQ(ctl.callback_errors().size(), 1u);
+  EXPECT_NE(ctl.callback_errors()[0].what.find("called from inside a checkpoint"), std::string::npos);
+}
+
+// Callbacks are checked at compile time: a hook is an operator() overload chosen by its event
+// type, so a misspelled event type does not compile, and these are rejected by add_callback
+// (tests/compile_fail/ proves the static_asserts fire).
+struct named_hooks_only {  // ensmallen style: silently ignored there, an error here
+  void on_approaching(const frugal::approaching_event&) {}
+};
+struct mutable_observer {
+  void operator()(frugal::approaching_event&) {}
+};
+struct returns_bool {
+  bool operator()(const frugal::exhausted_event&) { return true; }
+};
+struct good_struct {
+  void operator()(const frugal::exhausted_event&) {}
+  void operator()(frugal::decision_event&) {}
+};
+static_assert(!frugal::is_callback_v<named_hooks_only>);
+static_assert(!frugal::is_callback_v<mutable_observer>);
+static_assert(!frugal::is_callback_v<returns_bool>);
+static_assert(frugal::is_callback_v<good_struct>);
+static_assert(frugal::is_callback_v<recorder>);
+
+TEST(ControllerEvents, CallbacksCanBeRemovedAndNamesAreUnique) {
+  frugal::budget run{"train"};
+  frugal::controller ctl{run};
+  int calls = 0;
+  ctl.add_callback("x", [&](const frugal::step_end_event&) { ++calls; });
+  EXPECT_EQ(error_of([&] { ctl.add_callback("x", good_struct{}); }),
+            "frugal::callback_list::add: a callback named 'x' is already registered");
+  EXPECT_EQ(error_of([&] { ctl.add_callback("", good_struct{}); }),
+            "frugal::callback_list::add: name must not be empty, got ''");
+  (void)ctl.end_step();
+  EXPECT_TRUE(ctl.remove_callback("x"));
+  EXPECT_FALSE(ctl.remove_callback("x"));
+  (void)ctl.end_step();
+  EXPECT_EQ(calls, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the budget, summaries, bad input.
+
+TEST(Controller, SeveralAdditiveLimitsAreReadInOnePass) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.flops(1000).units("samples", 100).units("tokens", 1e6)};
+  frugal::controller ctl{run};
+  EXPECT_EQ(ctl.tracked_resources(), (std::vector<std::string>{"wall", "flops", "peak_bytes", "samples", "tokens"}));
+  {
+    frugal::scope s{run, "step"};
+    clock.advance(1s);
+    frugal::add_flops(100);
+    frugal::add_units("samples", 10);
+    frugal::add_units("tokens", 500);
+  }
+  (void)ctl.end_step();
+  EXPECT_EQ(*ctl.forecast_step(frugal::resource::flops), 100);
+  EXPECT_EQ(*ctl.forecast_step("samples"), 10);
+  EXPECT_EQ(*ctl.forecast_step("tokens"), 500);
+  EXPECT_EQ(*ctl.forecast_step(frugal::resource::wall), 1.0);
+  EXPECT_FALSE(ctl.forecast_step(frugal::resource::cpu).has_value());  // not limited: not tracked
+  EXPECT_DOUBLE_EQ(ctl.fraction_used(), 0.1);
+}
+
+TEST(Controller, ReloadLimitsPicksUpNewLimitsAndKeepsTheModels) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(100s)};
+  frugal::controller ctl{run};
+  run_step(run, clock, 1s, 50);
+  (void)ctl.end_step();
+  run.set_limits(frugal::limits{}.wall(100s).flops(120));
+  ctl.reload_limits();
+  EXPECT_EQ(*ctl.forecast_step(frugal::resource::wall), 1.0);
+  run_step(run, clock, 1s, 50);
+  const frugal::decision d = ctl.end_step();  // 100 used, the next 50 would not fit
+  EXPECT_EQ(d.cause(), frugal::stop_reason::forecast);
+}
+
+TEST(Controller, SummaryNamesTheStopAndTheForecasts) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(3s)};
+  frugal::controller ctl{run, frugal::controller_options{}.batch_size(4)};
+  while (!ctl.should_stop()) {
+    run_step(run, clock, 1s);
+    (void)ctl.end_step(frugal::step{}.samples(4));
+  }
+  std::ostringstream out;
+  ctl.print_summary(out);
+  const std::string s = out.str();
+  EXPECT_NE(s.find("controller of budget train: 3 steps, 0 epochs, batch 4 x 1 accumulation (0 changes)"),
+            std::string::npos)
+      << s;
+  EXPECT_NE(s.find("stop: budget_exhausted: stop (budget_exhausted): wall: 3.00 s used of 3.00 s"), std::string::npos)
+      << s;
+  EXPECT_NE(s.find("step forecast"), std::string::npos) << s;
+}
+
+TEST(Controller, BadInputIsRejectedWithFieldAndValueAndChangesNothing) {
+  frugal::controller_options o;
+  EXPECT_EQ(error_of([&] { o.margin(-1); }), "frugal::controller_options: margin must be finite and >= 0, got -1");
+  EXPECT_EQ(error_of([&] { o.margin(std::nan("")); }), "frugal::controller_options: margin must be finite and >= 0, got nan");
+  EXPECT_EQ(error_of([&] { o.batch_size(0); }), "frugal::controller_options: batch_size must be > 0, got 0");
+  EXPECT_EQ(error_of([&] { o.batch_limits(0, 4); }), "frugal::controller_options: batch_limits min must be > 0, got 0");
+  EXPECT_EQ(error_of([&] { o.batch_limits(8, 4); }), "frugal::controller_options: batch_limits max must be >= min (8), got 4");
+  EXPECT_EQ(error_of([&] { o.shrink_factor(1); }), "frugal::controller_options: shrink_factor must be in (0, 1), got 1");
+  EXPECT_EQ(error_of([&] { o.thresholds({0.5, 1.2}); }),
+            "frugal::controller_options: thresholds must be fractions in (0, 1), got 1.2");
+  EXPECT_EQ(error_of([&] { o.max_step_time(-1s); }),
+            "frugal::controller_options: max_step_time must be finite and > 0 s, got -1");
+  EXPECT_EQ(error_of([&] { o.planned_epochs(0); }), "frugal::controller_options: planned_epochs must be > 0, got 0");
+  EXPECT_EQ(error_of([&] { frugal::step{}.samples(0); }), "frugal::step: samples must be > 0, got 0");
+  EXPECT_EQ(error_of([&] { frugal::step{}.peak_bytes(-1); }), "frugal::step: peak_bytes must be finite and >= 0, got -1");
+  EXPECT_EQ(error_of([&] { frugal::epoch{}.metric("", 1); }), "frugal::epoch: metric name must not be empty, got ''");
+  EXPECT_EQ(error_of([&] { frugal::prune_rule{}.max_fraction(0); }),
+            "frugal::prune_rule: max_fraction must be in (0, 1], got 0");
+  EXPECT_EQ(error_of([&] { frugal::quantize_rule{}.widths({16, 0}); }),
+            "frugal::quantize_rule: widths must be in [1, 64], got 0");
+
+  frugal::budget run{"train", frugal::limits{}.wall(10s)};
+  EXPECT_EQ(error_of([&] { frugal::controller c(run, frugal::controller_options{}.batch_size(64).batch_limits(8, 32)); }),
+            "frugal::controller: batch_size must be within batch_limits [8, 32], got 64");
+  EXPECT_EQ(error_of([&] { frugal::controller c(run, frugal::controller_options{}.batch_limits(8, 32)); }),
+            "frugal::controller: batch_limits must be given with batch_size, got no batch_size");
+  EXPECT_EQ(error_of([&] { frugal::controller c(run, frugal::controller_options{}.thresholds(frugal::resource::flops, {0.5})); }),
+            "frugal::controller: thresholds(flops) must be for a resource the budget 'train' limits, got 'flops'");
+  EXPECT_EQ(error_of([&] { frugal::controller c(run, frugal::controller_options{}.prune(frugal::prune_rule{})); }),
+            "frugal::controller: prune/quantize rules must be given a plan (planned_epochs, planned_steps or "
+            "planned_samples), got no plan");
+  EXPECT_EQ(error_of([&] {
+              frugal::controller c(run, frugal::controller_options{}.planned_steps(10).prune(
+                                            frugal::prune_rule{}.watch(frugal::resource::flops)));
+            }),
+            "frugal::controller: prune watch must be a resource the budget 'train' limits, got 'flops'");
+  frugal::controller ok{run};
+  std::atomic<bool> flag{false};
+  EXPECT_EQ(error_of([&] { ok.cancel_on(flag, frugal::stop_reason::none); }),
+            "frugal::controller: cancel_on must be a reason other than none, got none");
+  EXPECT_FALSE(ok.should_stop());
+}
+
+TEST(Decision, ActionsCombineAndVetoesDropThem) {
+  frugal::decision d;
+  EXPECT_TRUE(d.is_continue());
+  EXPECT_EQ(d.primary(), frugal::action::continue_run);
+  d.end_epoch("eval must fit").prune(0.25, "short");
+  EXPECT_TRUE(d.has(frugal::action::end_epoch));
+  EXPECT_TRUE(d.has(frugal::action::prune));
+  EXPECT_TRUE(d.ends_epoch());
+  EXPECT_FALSE(d.stops());
+  EXPECT_EQ(d.primary(), frugal::action::end_epoch);
+  EXPECT_EQ(d.reason(), "end epoch: eval must fit; prune 25.0 %: short");
+  d.veto(frugal::action::end_epoch);
+  EXPECT_EQ(d.primary(), frugal::action::prune);
+  d.stop("enough");
+  EXPECT_EQ(d.cause(), frugal::stop_reason::user);
+  EXPECT_EQ(d.primary(), frugal::action::stop);
+  d.veto();
+  EXPECT_TRUE(d.is_continue());
+  EXPECT_EQ(d.prune_fraction(), 0);
+  EXPECT_EQ(error_of([&] { d.prune(1.5, "x"); }), "frugal::decision::prune: fraction must be in (0, 1], got 1.5");
+  EXPECT_EQ(error_of([&] { d.quantize(0, "x"); }), "frugal::decision::quantize: bits must be in [1, 64], got 0");
+  EXPECT_EQ(error_of([&] { d.batch_size(8); }),
+            "frugal::decision::batch_size: the controller does not manage the batch size");
+  EXPECT_EQ(frugal::to_string(frugal::stop_reason::budget_exhausted), "budget_exhausted");
+  EXPECT_EQ(frugal::to_string(frugal::action::shrink_batch), "shrink_batch");
+}
+
+}  // namespace

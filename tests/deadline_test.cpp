@@ -1,0 +1,115 @@
+// The hard-deadline watchdog: it cancels a real tbb::parallel_for in flight at the budget's wall
+// limit (the one frugal test on the real clock: it asserts only that the work stops), fires
+// once, never while its budget is idle, never without a wall limit, and joins at once.
+#include <frugal/controller.hpp>
+#include <frugal/deadline.hpp>
+#include <frugal/scope.hpp>
+
+#include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/partitioner.h>
+#include <oneapi/tbb/task_group.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+TEST(DeadlineWatchdog, CancelsARealParallelForInFlight) {
+  frugal::budget run{"train", frugal::limits{}.wall(50ms)};
+  tbb::task_group_context ctx;
+  frugal::deadline_watchdog watchdog{run, ctx};
+  frugal::controller ctl{run};
+  ctl.cancel_on(watchdog.stop_flag());
+
+  constexpr int chunks = 1000;
+  std::atomic<int> started{0};
+  std::atomic<bool> gave_up{false};
+  {
+    frugal::scope step{run, "step"};
+    // Every chunk spins until the group is cancelled: without the watchdog this never ends
+    // (the 30 s escape only keeps a broken build from hanging the suite).
+    tbb::parallel_for(
+        tbb::blocked_range<int>(0, chunks, 1),
+        [&](const tbb::blocked_range<int>&) {
+          started.fetch_add(1, std::memory_order_relaxed);
+          const auto t0 = std::chrono::steady_clock::now();
+          while (!ctx.is_group_execution_cancelled()) {
+            if (std::chrono::steady_clock::now() - t0 > 30s) {
+              gave_up = true;
+              return;
+            }
+          }
+        },
+        tbb::simple_partitioner(), ctx);
+  }
+  EXPECT_FALSE(gave_up.load());
+  EXPECT_TRUE(watchdog.fired());
+  EXPECT_TRUE(ctx.is_group_execution_cancelled());
+  EXPECT_LT(started.load(), chunks);  // the rest were never scheduled
+  // The scope still charged the step, past the limit.
+  EXPECT_GE(run.used(frugal::resource::wall), 0.050);
+  EXPECT_EQ(run.stage("step").calls, 1u);
+  ASSERT_TRUE(watchdog.fired_at_ns().has_value());
+
+  EXPECT_TRUE(ctl.should_stop());
+  EXPECT_EQ(ctl.stop_reason(), frugal::stop_reason::deadline);
+  const frugal::decision d = ctl.end_step();
+  EXPECT_TRUE(d.has(frugal::action::cancelled));
+  EXPECT_EQ(d.cause(), frugal::stop_reason::deadline);
+  EXPECT_EQ(d.reason(),
+            "cancelled (deadline): the deadline watchdog fired at the wall limit; parallel work in flight was cancelled");
+}
+
+TEST(DeadlineWatchdog, PollFiresAtTheLimitOnAManualClock) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(30s)};
+  frugal::deadline_watchdog watchdog{run};
+  EXPECT_FALSE(watchdog.poll());
+  {
+    frugal::scope s{run, "step"};
+    clock.advance(29s);
+    EXPECT_FALSE(watchdog.poll());
+    clock.advance(1s);
+    EXPECT_TRUE(watchdog.poll());
+  }
+  EXPECT_TRUE(watchdog.fired());
+  EXPECT_TRUE(watchdog.stop_flag().load());
+  EXPECT_EQ(*watchdog.fired_at_ns(), std::chrono::nanoseconds(30s).count());
+  clock.advance(5s);
+  EXPECT_TRUE(watchdog.poll());  // fired once; the time stays the first one
+  EXPECT_EQ(*watchdog.fired_at_ns(), std::chrono::nanoseconds(30s).count());
+}
+
+TEST(DeadlineWatchdog, NeverFiresWhileTheBudgetIsIdle) {
+  // The budget's wall time runs only while a scope is open: on a manual clock that never moves
+  // it never runs out, however often the thread wakes (every 10 ms of real time here).
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(10ms)};
+  frugal::deadline_watchdog watchdog{run};
+  std::this_thread::sleep_for(50ms);
+  EXPECT_FALSE(watchdog.fired());
+  EXPECT_FALSE(watchdog.poll());
+}
+
+TEST(DeadlineWatchdog, WithoutAWallLimitItNeverFiresAndStillJoinsAtOnce) {
+  frugal::budget run{"train", frugal::limits{}.flops(10)};
+  frugal::budget hour{"hour", frugal::limits{}.wall(1h)};
+  tbb::task_group_context ctx;
+  {
+    frugal::deadline_watchdog a{run, ctx};
+    frugal::deadline_watchdog b{hour};
+    frugal::scope s{hour, "step"};
+    EXPECT_FALSE(a.poll());
+    EXPECT_FALSE(b.poll());
+  }  // both threads are asleep (for an hour): the destructors wake and join them
+  EXPECT_FALSE(ctx.is_group_execution_cancelled());
+}
+
+}  // namespace
