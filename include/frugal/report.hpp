@@ -1,15 +1,20 @@
-// Human-readable reports of a budget tree: used against limit per resource, and the per-stage
-// table (calls, wall time, share of the budget's wall time, FLOPs, allocations, units).
+// Reports of a budget tree — used against limit per resource, the per-stage table (calls, wall
+// time, share, FLOPs, allocations, units), children — as aligned text, JSON, and CSV.
 #pragma once
 
 #include <frugal/budget.hpp>
+#include <frugal/detail/json.hpp>
 #include <frugal/units.hpp>
+#include <frugal/version.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <ostream>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace frugal {
@@ -70,10 +75,12 @@ inline void print_budget(std::ostream& out, const budget& b, const std::string& 
     // Allocation columns only where something counted them (the allocation hooks).
     const bool allocations = std::any_of(stages.begin(), stages.end(), [](const stage_stats& s) { return s.allocations > 0; });
     std::vector<std::vector<std::string>> st{{"stage", "calls", "wall", "share", "flops"}};
+    const bool peaks = std::any_of(stages.begin(), stages.end(), [](const stage_stats& s) { return s.peak_bytes > 0; });
     if (allocations) {
       st.front().emplace_back("allocations");
       st.front().emplace_back("alloc bytes");
     }
+    if (peaks) st.front().emplace_back("peak rise");  // above the heap when the scope opened
     for (const auto& s : stages) {
       st.push_back({s.name, std::to_string(s.calls), format_duration(s.wall_seconds),
                     wall > 0 ? percent(s.wall_seconds / wall) : "-", format_count(static_cast<double>(s.flops))});
@@ -81,6 +88,7 @@ inline void print_budget(std::ostream& out, const budget& b, const std::string& 
         st.back().push_back(format_count(static_cast<double>(s.allocations)));
         st.back().push_back(format_bytes(static_cast<double>(s.alloc_bytes)));
       }
+      if (peaks) st.back().push_back(format_bytes(static_cast<double>(s.peak_bytes)));
     }
     out << '\n';
     print_table(out, st, indent + "  ");
@@ -98,6 +106,199 @@ inline void print_report(std::ostream& out, const budget& b) { detail::print_bud
 [[nodiscard]] inline std::string text_report(const budget& b) {
   std::ostringstream s;
   print_report(s, b);
+  return s.str();
+}
+
+namespace detail {
+
+[[nodiscard]] constexpr std::string_view unit_of_measure(resource r) noexcept {
+  switch (kind_of(r)) {
+    case quantity_kind::duration: return "seconds";
+    case quantity_kind::bytes: return "bytes";
+    case quantity_kind::count: break;
+  }
+  return "count";
+}
+
+// Whole amounts are written as integers, so FLOP and byte counts read back exactly in tools
+// that parse JSON numbers as 64-bit integers (CMake's string(JSON), jq); the rest as doubles.
+inline void json_amount(json_writer& w, double v) {
+  if (std::isfinite(v) && v >= 0 && v == std::floor(v) && v < 9007199254740992.0)
+    w.value(static_cast<std::uint64_t>(v));
+  else
+    w.value(v);
+}
+
+inline void json_units(json_writer& w, const std::vector<std::pair<std::string, double>>& units) {
+  w.begin_object();
+  for (const auto& [name, value] : units) {
+    w.key(name);
+    json_amount(w, value);
+  }
+  w.end_object();
+}
+
+inline void json_budget(json_writer& w, const budget& b) {
+  const usage u = b.snapshot();
+  const frugal::limits l = b.limits();
+  w.begin_object().member("name", std::string_view(b.name())).member("path", std::string_view(b.path()));
+
+  w.key("limits").begin_object();
+  for (resource r : all_resources) {
+    w.key(to_string(r));
+    if (const auto lim = l.get(r))
+      json_amount(w, *lim);
+    else
+      w.null();
+  }
+  w.key("units");
+  json_units(w, l.unit_limits());
+  w.end_object();
+
+  // Every charged unit, and every limited one (at 0 if nothing was charged yet).
+  std::vector<std::pair<std::string, double>> units = u.units;
+  for (const auto& limited : l.unit_limits()) {
+    const std::string& name = limited.first;  // a named variable: lambdas may not capture bindings in C++17
+    if (std::none_of(units.begin(), units.end(), [&](const auto& e) { return e.first == name; }))
+      units.emplace_back(name, 0.0);
+  }
+  w.key("used").begin_object();
+  for (resource r : all_resources) {
+    w.key(to_string(r));
+    if ((r == resource::cpu && !b.measures_cpu()) || (r == resource::peak_bytes && !b.measures_peak()))
+      w.null();  // not measured, which is not the same as zero
+    else
+      json_amount(w, u[r]);
+  }
+  w.key("units");
+  json_units(w, units);
+  w.end_object();
+
+  double worst = 0;
+  w.key("exhausted").begin_array();
+  for (resource r : all_resources)
+    if (const auto lim = l.get(r)) {
+      worst = std::max(worst, *lim > 0 ? u[r] / *lim : 1.0);
+      if (u[r] >= *lim) w.value(to_string(r));
+    }
+  for (const auto& [name, lim] : l.unit_limits()) {
+    worst = std::max(worst, lim > 0 ? u.of(name) / lim : 1.0);
+    if (u.of(name) >= lim) w.value(std::string_view(name));
+  }
+  w.end_array();
+  w.key("fraction_used");
+  w.value(worst);
+
+  const double wall = u[resource::wall];
+  w.key("stages").begin_array();
+  for (const stage_stats& s : b.stages()) {
+    w.begin_object().member("name", std::string_view(s.name)).member("calls", s.calls);
+    w.member("wall", s.wall_seconds);
+    w.key("share");
+    if (wall > 0)
+      w.value(s.wall_seconds / wall);
+    else
+      w.null();
+    w.member("flops", s.flops).member("allocations", s.allocations).member("alloc_bytes", s.alloc_bytes);
+    w.member("peak_bytes", s.peak_bytes);
+    w.key("units");
+    json_units(w, s.units);
+    w.end_object();
+  }
+  w.end_array();
+
+  w.key("children").begin_array();
+  for (const budget* c : b.children()) json_budget(w, *c);
+  w.end_array();
+  w.end_object();
+}
+
+// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
+inline std::string csv_field(std::string_view text) {
+  if (text.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(text);
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+inline std::string csv_number(double v) {
+  std::ostringstream s;
+  json_writer w(s);  // the same locale-independent, round-trip numbers as the JSON report
+  json_amount(w, v);
+  return s.str();
+}
+
+inline void collect_stage_units(const budget& b, std::vector<std::string>& names) {
+  for (const stage_stats& s : b.stages())
+    for (const auto& [name, value] : s.units)
+      if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  for (const budget* c : b.children()) collect_stage_units(*c, names);
+}
+
+inline void csv_stages(std::ostream& out, const budget& b, const std::vector<std::string>& units) {
+  const double wall = b.used(resource::wall);
+  for (const stage_stats& s : b.stages()) {
+    out << csv_field(b.path()) << ',' << csv_field(s.name) << ',' << s.calls << ',' << csv_number(s.wall_seconds)
+        << ',' << (wall > 0 ? csv_number(s.wall_seconds / wall) : std::string()) << ',' << s.flops << ','
+        << s.allocations << ',' << s.alloc_bytes << ',' << s.peak_bytes;
+    for (const std::string& u : units) out << ',' << csv_number(s.units_of(u));
+    out << '\n';
+  }
+  for (const budget* c : b.children()) csv_stages(out, *c, units);
+}
+
+}  // namespace detail
+
+// The budget tree as one JSON document:
+//   {"frugal_version": "0.1.0",
+//    "units_of_measure": {"wall": "seconds", "flops": "count", "peak_bytes": "bytes", ...},
+//    "budget": {"name", "path",
+//               "limits": {<resource>: number or null (unlimited), ..., "units": {<unit>: number}},
+//               "used":   {<resource>: number (cpu, peak_bytes: null when not measured), ...,
+//                          "units": {...}},
+//               "exhausted": [<resource or unit>, ...], "fraction_used": number,
+//               "stages": [{"name", "calls", "wall", "share" (of the budget's wall, or null),
+//                           "flops", "allocations", "alloc_bytes", "peak_bytes", "units": {...}}, ...],
+//               "children": [<budget>, ...]}}
+// Stage charges are inclusive (a stage includes the scopes opened inside it), so a budget's
+// totals equal the sum of its outermost stages' (plus work charged outside any stage's scope).
+inline void write_json_report(std::ostream& out, const budget& b) {
+  detail::json_writer w(out);
+  w.begin_object().member("frugal_version", version_string);
+  w.key("units_of_measure").begin_object();
+  for (resource r : all_resources) w.member(to_string(r), detail::unit_of_measure(r));
+  w.end_object();
+  w.key("budget");
+  detail::json_budget(w, b);
+  w.end_object();
+  out << '\n';
+}
+
+[[nodiscard]] inline std::string json_report(const budget& b) {
+  std::ostringstream s;
+  write_json_report(s, b);
+  return s.str();
+}
+
+// Every stage of the budget and of its descendants, one CSV row each (header first):
+//   budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_bytes[,<unit>...]
+// budget is the path ("train/eval"); share is of that budget's wall time (empty when it has
+// none); one column per user unit charged to any stage of the tree.
+inline void write_stages_csv(std::ostream& out, const budget& b) {
+  std::vector<std::string> units;
+  detail::collect_stage_units(b, units);
+  out << "budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_bytes";
+  for (const std::string& u : units) out << ',' << detail::csv_field(u);
+  out << '\n';
+  detail::csv_stages(out, b, units);
+}
+
+[[nodiscard]] inline std::string stages_csv(const budget& b) {
+  std::ostringstream s;
+  write_stages_csv(s, b);
   return s.str();
 }
 

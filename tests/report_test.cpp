@@ -1,0 +1,438 @@
+// Reports of a budget tree: the text tables, the JSON document (checked against a golden copy
+// and read back with a small strict parser) and the CSV stage table, on a manual clock.
+#include <frugal/frugal.hpp>
+#include <frugal/report.hpp>
+#include <frugal/tbb.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// ---- a strict JSON reader (RFC 8259), enough to read reports back ---------------------------
+struct json {
+  enum class kind { null, boolean, number, string, array, object };
+  kind type = kind::null;
+  bool boolean = false;
+  double number = 0;
+  std::string text;
+  std::vector<json> items;
+  std::vector<std::pair<std::string, json>> members;
+
+  [[nodiscard]] const json& operator[](std::string_view key) const {
+    if (type != kind::object) throw std::runtime_error("not an object, looking for '" + std::string(key) + "'");
+    for (const auto& [k, v] : members)
+      if (k == key) return v;
+    throw std::runtime_error("no member '" + std::string(key) + "'");
+  }
+  [[nodiscard]] const json& operator[](std::size_t i) const {
+    if (type != kind::array || i >= items.size()) throw std::runtime_error("no element " + std::to_string(i));
+    return items[i];
+  }
+  [[nodiscard]] bool is_null() const { return type == kind::null; }
+  [[nodiscard]] double num() const {
+    if (type != kind::number) throw std::runtime_error("not a number");
+    return number;
+  }
+  [[nodiscard]] const std::string& str() const {
+    if (type != kind::string) throw std::runtime_error("not a string");
+    return text;
+  }
+};
+
+class json_reader {
+ public:
+  static json parse(std::string_view s) {
+    json_reader r(s);
+    json v = r.value();
+    r.space();
+    if (r.at_ != s.size()) r.fail("trailing text");
+    return v;
+  }
+
+ private:
+  explicit json_reader(std::string_view s) : s_(s) {}
+  [[noreturn]] void fail(const std::string& why) const {
+    throw std::runtime_error("JSON error at " + std::to_string(at_) + ": " + why);
+  }
+  void space() {
+    while (at_ < s_.size() && (s_[at_] == ' ' || s_[at_] == '\n' || s_[at_] == '\r' || s_[at_] == '\t')) ++at_;
+  }
+  bool take(char c) {
+    space();
+    if (at_ < s_.size() && s_[at_] == c) {
+      ++at_;
+      return true;
+    }
+    return false;
+  }
+  void expect(char c) {
+    if (!take(c)) fail(std::string("expected '") + c + "'");
+  }
+  bool literal(std::string_view word) {
+    if (s_.substr(at_, word.size()) != word) return false;
+    at_ += word.size();
+    return true;
+  }
+  json value() {
+    space();
+    if (at_ >= s_.size()) fail("unexpected end");
+    json v;
+    const char c = s_[at_];
+    if (c == '{') {
+      ++at_;
+      v.type = json::kind::object;
+      if (take('}')) return v;
+      do {
+        space();
+        std::string key = string();
+        expect(':');
+        v.members.emplace_back(std::move(key), value());
+      } while (take(','));
+      expect('}');
+    } else if (c == '[') {
+      ++at_;
+      v.type = json::kind::array;
+      if (take(']')) return v;
+      do v.items.push_back(value());
+      while (take(','));
+      expect(']');
+    } else if (c == '"') {
+      v.type = json::kind::string;
+      v.text = string();
+    } else if (literal("null")) {
+      v.type = json::kind::null;
+    } else if (literal("true") || literal("false")) {
+      v.type = json::kind::boolean;
+      v.boolean = s_[at_ - 1] == 'e' && s_[at_ - 2] == 'u';
+    } else {
+      v.type = json::kind::number;
+      v.number = number();
+    }
+    return v;
+  }
+  std::string string() {
+    if (at_ >= s_.size() || s_[at_] != '"') fail("expected a string");
+    ++at_;
+    std::string out;
+    for (;;) {
+      if (at_ >= s_.size()) fail("unterminated string");
+      const char c = s_[at_++];
+      if (c == '"') return out;
+      if (static_cast<unsigned char>(c) < 0x20) fail("control character in a string");
+      if (c != '\\') {
+        out += c;
+        continue;
+      }
+      if (at_ >= s_.size()) fail("unterminated escape");
+      const char e = s_[at_++];
+      switch (e) {
+        case '"': out += '"'; break;
+        case '\\': out += '\\'; break;
+        case '/': out += '/'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          if (at_ + 4 > s_.size()) fail("short \\u escape");
+          const unsigned long cp = std::stoul(std::string(s_.substr(at_, 4)), nullptr, 16);
+          at_ += 4;
+          if (cp >= 0x80) fail("only ASCII \\u escapes are expected here");
+          out += static_cast<char>(cp);
+          break;
+        }
+        default: fail(std::string("bad escape \\") + e);
+      }
+    }
+  }
+  double number() {
+    const std::size_t start = at_;
+    auto digits = [&] {
+      const std::size_t from = at_;
+      while (at_ < s_.size() && s_[at_] >= '0' && s_[at_] <= '9') ++at_;
+      return at_ - from;
+    };
+    if (at_ < s_.size() && s_[at_] == '-') ++at_;
+    if (at_ < s_.size() && s_[at_] == '0')
+      ++at_;
+    else if (digits() == 0)
+      fail("expected a value");
+    if (at_ < s_.size() && s_[at_] == '.') {
+      ++at_;
+      if (digits() == 0) fail("digits expected after '.'");
+    }
+    if (at_ < s_.size() && (s_[at_] == 'e' || s_[at_] == 'E')) {
+      ++at_;
+      if (at_ < s_.size() && (s_[at_] == '+' || s_[at_] == '-')) ++at_;
+      if (digits() == 0) fail("digits expected in the exponent");
+    }
+    return std::strtod(std::string(s_.substr(start, at_ - start)).c_str(), nullptr);
+  }
+
+  std::string_view s_;
+  std::size_t at_ = 0;
+};
+
+const json& stage_named(const json& budget, std::string_view name) {
+  for (const json& s : budget["stages"].items)
+    if (s["name"].str() == name) return s;
+  throw std::runtime_error("no stage '" + std::string(name) + "'");
+}
+
+// ---- the reader itself is tested, or the tests below could pass on anything ----------------
+TEST(JsonReader, AcceptsValidAndRejectsInvalidDocuments) {
+  const json v = json_reader::parse(R"({"a": [1, -2.5e3, true, null], "b\n": "x\"\\y"})");
+  EXPECT_EQ(v["a"][1].num(), -2500);
+  EXPECT_TRUE(v["a"][2].boolean);
+  EXPECT_TRUE(v["a"][3].is_null());
+  EXPECT_EQ(v["b\n"].str(), "x\"\\y");
+  for (const char* bad : {"", "{", "{\"a\":}", "[1,]", "[01x]", "{\"a\" 1}", "\"\n\"", "nan", "[1] 2", "{'a':1}"})
+    EXPECT_THROW(json_reader::parse(bad), std::runtime_error) << bad;
+}
+
+// ---- text ------------------------------------------------------------------------------------
+TEST(TextReport, ShowsUsedAgainstLimitStagesAndChildren) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(10s).flops(1000)};
+  frugal::budget& eval = run.child("eval");
+  {
+    frugal::scope e{run, "epoch"};
+    {
+      frugal::scope s{run, "step"};
+      frugal::add_flops(300);
+      clock.advance(2s);
+    }
+    frugal::scope s{eval, "test"};
+    frugal::add_flops(100);
+    clock.advance(2s);
+  }
+  const std::string text = frugal::text_report(run);
+  std::ostringstream printed;
+  frugal::print_report(printed, run);
+  EXPECT_EQ(text, printed.str());
+  const std::string expected =
+      "budget train\n"
+      "  resource    used   limit  used %\n"
+      "  wall      4.00 s  10.0 s  40.0 %\n"
+      "  flops        400   1.00k  40.0 %\n"
+      "\n"
+      "  stage  calls    wall    share  flops\n"
+      "  epoch      1  4.00 s  100.0 %    400\n"
+      "  step       1  2.00 s   50.0 %    300\n"
+      "\n"
+      "  budget train/eval\n"
+      "    resource    used  limit  used %\n"
+      "    wall      2.00 s      -       -\n"
+      "    flops        100      -       -\n"
+      "\n"
+      "    stage  calls    wall    share  flops\n"
+      "    test       1  2.00 s  100.0 %    100\n";
+  EXPECT_EQ(text, expected);
+}
+
+// ---- JSON --------------------------------------------------------------------------------------
+TEST(JsonReport, GoldenDocument) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(10s).flops(1000).units("samples", 64)};
+  frugal::budget& eval = run.child("eval", frugal::limits{}.wall(2s));
+  {
+    frugal::scope e{run, "epoch"};
+    {
+      frugal::scope s{run, "step"};
+      frugal::add_flops(600);
+      frugal::add_units("samples", 32);
+      clock.advance(1500ms);
+    }
+    frugal::scope s{eval, "test"};
+    frugal::add_flops(400);
+    clock.advance(500ms);
+  }
+  const std::string expected =
+      R"({"frugal_version":")" FRUGAL_VERSION_STRING R"(",)"
+      R"("units_of_measure":{"wall":"seconds","cpu":"seconds","flops":"count","allocations":"count",)"
+      R"("alloc_bytes":"bytes","peak_bytes":"bytes"},)"
+      R"("budget":{"name":"train","path":"train",)"
+      R"("limits":{"wall":10,"cpu":null,"flops":1000,"allocations":null,"alloc_bytes":null,"peak_bytes":null,)"
+      R"("units":{"samples":64}},)"
+      R"("used":{"wall":2,"cpu":null,"flops":1000,"allocations":0,"alloc_bytes":0,"peak_bytes":null,)"
+      R"("units":{"samples":32}},)"
+      R"("exhausted":["flops"],"fraction_used":1,)"
+      R"("stages":[)"
+      R"({"name":"epoch","calls":1,"wall":2,"share":1,"flops":1000,"allocations":0,"alloc_bytes":0,"peak_bytes":0,)"
+      R"("units":{"samples":32}},)"
+      R"({"name":"step","calls":1,"wall":1.5,"share":0.75,"flops":600,"allocations":0,"alloc_bytes":0,)"
+      R"("peak_bytes":0,"units":{"samples":32}}],)"
+      R"("children":[{"name":"eval","path":"train/eval",)"
+      R"("limits":{"wall":2,"cpu":null,"flops":null,"allocations":null,"alloc_bytes":null,"peak_bytes":null,)"
+      R"("units":{}},)"
+      R"("used":{"wall":0.5,"cpu":null,"flops":400,"allocations":0,"alloc_bytes":0,"peak_bytes":null,"units":{}},)"
+      R"("exhausted":[],"fraction_used":0.25,)"
+      R"("stages":[{"name":"test","calls":1,"wall":0.5,"share":1,"flops":400,"allocations":0,"alloc_bytes":0,)"
+      R"("peak_bytes":0,"units":{}}],)"
+      R"("children":[]}]}})"
+      "\n";
+  std::ostringstream written;
+  frugal::write_json_report(written, run);
+  EXPECT_EQ(written.str(), frugal::json_report(run));
+  if (run.measures_peak()) GTEST_SKIP() << "allocation hooks linked: peak_bytes is measured, the golden has null";
+  EXPECT_EQ(frugal::json_report(run), expected);
+  EXPECT_NO_THROW(json_reader::parse(expected));
+}
+
+TEST(JsonReport, UnmeasuredCpuIsNullMeasuredCpuIsANumber) {
+  frugal::manual_clock clock;
+  frugal::budget quiet{"quiet"};
+  frugal::budget timed{"timed"};
+  timed.measure_cpu();
+  for (frugal::budget* b : {&quiet, &timed}) {
+    frugal::scope s{*b, "work"};
+    clock.advance_cpu(250ms);
+  }
+  EXPECT_TRUE(json_reader::parse(frugal::json_report(quiet))["budget"]["used"]["cpu"].is_null());
+  EXPECT_EQ(json_reader::parse(frugal::json_report(timed))["budget"]["used"]["cpu"].num(), 0.25);
+}
+
+TEST(JsonReport, NoLimitsMeansNullLimitsNothingExhaustedAndNoFraction) {
+  frugal::budget b{"free"};
+  const json doc = json_reader::parse(frugal::json_report(b));
+  for (frugal::resource r : frugal::all_resources)
+    EXPECT_TRUE(doc["budget"]["limits"][frugal::to_string(r)].is_null()) << frugal::to_string(r);
+  EXPECT_TRUE(doc["budget"]["exhausted"].items.empty());
+  EXPECT_EQ(doc["budget"]["fraction_used"].num(), 0);
+  EXPECT_TRUE(doc["budget"]["stages"].items.empty());
+  EXPECT_TRUE(doc["budget"]["children"].items.empty());
+  // No scope ever opened: no wall time, so a stage share cannot be computed.
+  EXPECT_EQ(doc["budget"]["used"]["wall"].num(), 0);
+}
+
+TEST(JsonReport, EscapesNamesAndReadsBackTheSameNames) {
+  frugal::budget run{"run \"A\"\\\n\t1"};
+  frugal::budget& child = run.child("x,y\x01");
+  {
+    frugal::scope s{child, std::string("stage \"q\"")};
+    frugal::add_units("tokens", 3);
+  }
+  const json doc = json_reader::parse(frugal::json_report(run));
+  EXPECT_EQ(doc["budget"]["name"].str(), "run \"A\"\\\n\t1");
+  EXPECT_EQ(doc["budget"]["children"][0]["name"].str(), "x,y\x01");
+  EXPECT_EQ(doc["budget"]["children"][0]["path"].str(), "run \"A\"\\\n\t1/x,y\x01");
+  EXPECT_EQ(doc["budget"]["children"][0]["stages"][0]["name"].str(), "stage \"q\"");
+  EXPECT_EQ(doc["budget"]["used"]["units"]["tokens"].num(), 3);
+}
+
+TEST(JsonReport, WholeAmountsAreIntegersOthersRoundTrip) {
+  frugal::budget run{"r", frugal::limits{}.flops(2.5e15).wall(std::chrono::duration<double>(0.1)).alloc_bytes(1e300)};
+  const std::string text = frugal::json_report(run);
+  EXPECT_NE(text.find(R"("flops":2500000000000000,)"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"("wall":0.1,)"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"("alloc_bytes":1e+300,)"), std::string::npos) << text;
+  const json doc = json_reader::parse(text);
+  EXPECT_EQ(doc["budget"]["limits"]["flops"].num(), 2.5e15);
+  EXPECT_EQ(doc["budget"]["limits"]["wall"].num(), 0.1);
+  EXPECT_EQ(doc["budget"]["limits"]["alloc_bytes"].num(), 1e300);
+}
+
+TEST(JsonReport, ExhaustedListsEveryResourceAndUnitAtItsLimit) {
+  frugal::manual_clock clock;
+  frugal::budget run{"run", frugal::limits{}.wall(1s).flops(100).units("samples", 10).units("tokens", 5)};
+  {
+    frugal::scope s{run, "step"};
+    clock.advance(1s);
+    frugal::add_flops(50);
+    frugal::add_units("samples", 10);
+  }
+  const json doc = json_reader::parse(frugal::json_report(run));
+  const json& exhausted = doc["budget"]["exhausted"];
+  ASSERT_EQ(exhausted.items.size(), 2u);
+  EXPECT_EQ(exhausted[0].str(), "wall");
+  EXPECT_EQ(exhausted[1].str(), "samples");
+  EXPECT_EQ(doc["budget"]["fraction_used"].num(), run.fraction_used());
+  // A limited unit nothing was charged to is reported at 0, not left out.
+  EXPECT_EQ(doc["budget"]["used"]["units"]["tokens"].num(), 0);
+}
+
+// Conservation, as a reader of report.json checks it: with oneTBB workers charging FLOPs, a
+// budget's total equals its outermost stage's and the sum of its children's and own stages.
+TEST(JsonReport, TotalsEqualTheSumOfTheStagesWithWorkerThreads) {
+  frugal::budget run{"train"};
+  frugal::budget& eval = run.child("eval");
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    frugal::scope e{run, "epoch"};
+    {
+      frugal::scope s{run, "forward"};
+      frugal::parallel_for(0, 1000, [](int i) { frugal::add_flops(static_cast<std::uint64_t>(i)); });
+    }
+    {
+      frugal::scope s{run, "backward"};
+      frugal::parallel_for(0, 1000, [](int) { frugal::add_flops(2); });
+    }
+    frugal::scope s{eval, "evaluate"};
+    frugal::parallel_for(0, 100, [](int) { frugal::add_flops(7); });
+  }
+  const json doc = json_reader::parse(frugal::json_report(run));
+  const json& train = doc["budget"];
+  const json& ev = train["children"][0];
+  const double forward = stage_named(train, "forward")["flops"].num();
+  const double backward = stage_named(train, "backward")["flops"].num();
+  const double evaluate = stage_named(ev, "evaluate")["flops"].num();
+  EXPECT_EQ(forward, 3 * 999 * 1000 / 2);
+  EXPECT_EQ(backward, 3 * 2000);
+  EXPECT_EQ(evaluate, 3 * 700);
+  EXPECT_EQ(ev["used"]["flops"].num(), evaluate);
+  EXPECT_EQ(stage_named(train, "epoch")["flops"].num(), forward + backward + evaluate);
+  EXPECT_EQ(train["used"]["flops"].num(), stage_named(train, "epoch")["flops"].num());
+  EXPECT_EQ(stage_named(train, "epoch")["calls"].num(), 3);
+  EXPECT_EQ(stage_named(train, "forward")["calls"].num(), 3);  // workers continue scopes, never call them
+}
+
+// ---- CSV -------------------------------------------------------------------------------------
+TEST(CsvReport, OneRowPerStageOfTheTreeWithUnitColumns) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train"};
+  frugal::budget& eval = run.child("eval");
+  {
+    frugal::scope e{run, "epoch"};
+    {
+      frugal::scope s{run, "step, \"fast\""};
+      frugal::add_flops(600);
+      frugal::add_units("samples", 32);
+      clock.advance(1500ms);
+    }
+    frugal::scope s{eval, "test"};
+    frugal::add_flops(400);
+    frugal::add_units("images", 8);
+    clock.advance(500ms);
+  }
+  const std::string expected =
+      "budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_bytes,samples,images\n"
+      "train,epoch,1,2,1,1000,0,0,0,32,8\n"
+      "train,\"step, \"\"fast\"\"\",1,1.5,0.75,600,0,0,0,32,0\n"
+      "train/eval,test,1,0.5,1,400,0,0,0,0,8\n";
+  std::ostringstream written;
+  frugal::write_stages_csv(written, run);
+  EXPECT_EQ(written.str(), expected);
+  EXPECT_EQ(frugal::stages_csv(run), expected);
+}
+
+TEST(CsvReport, ShareIsEmptyWithoutWallTimeAndHeaderAlone) {
+  frugal::manual_clock clock;
+  frugal::budget run{"r"};
+  EXPECT_EQ(frugal::stages_csv(run), "budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_bytes\n");
+  { frugal::scope s{run, "instant"}; }
+  EXPECT_EQ(frugal::stages_csv(run),
+            "budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_bytes\nr,instant,1,0,,0,0,0,0\n");
+}
+
+}  // namespace
