@@ -1,0 +1,85 @@
+# ctest example.fashion_mnist.command_line: --help explains every option; a bad value is a
+# clear error naming the option and the value, with exit status 2; missing or corrupt data is
+# a clear message naming the Debian package or the file, exit status 1, never a crash.
+# cmake -DEXE=<fashion_mnist> -DWORK=<scratch dir> -P check_command_line.cmake
+cmake_minimum_required(VERSION 3.20)
+
+foreach(v EXE WORK)
+  if(NOT DEFINED ${v})
+    message(FATAL_ERROR "check_command_line.cmake: -D${v}=... is required")
+  endif()
+endforeach()
+file(REMOVE_RECURSE "${WORK}")
+file(MAKE_DIRECTORY "${WORK}")
+
+set(failures "")
+
+# expect(<status> <regex the output must match> <args>...)
+function(expect status regex)
+  execute_process(COMMAND "${EXE}" ${ARGN} --out "${WORK}/out"
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc STREQUAL status)
+    set(failures "${failures}\n  [${ARGN}]: exit status '${rc}', expected ${status}\n${out}${err}" PARENT_SCOPE)
+  elseif(NOT "${out}${err}" MATCHES "${regex}")
+    set(failures "${failures}\n  [${ARGN}]: output does not match '${regex}':\n${out}${err}" PARENT_SCOPE)
+  endif()
+endfunction()
+
+# --help: every option explained, exit status 0.
+execute_process(COMMAND "${EXE}" --help RESULT_VARIABLE rc OUTPUT_VARIABLE help ERROR_VARIABLE err)
+if(NOT rc STREQUAL "0")
+  string(APPEND failures "\n  --help: exit status ${rc}")
+endif()
+foreach(option --budget --epochs --batch --lr --schedule --optimizer --momentum --hidden --patience
+               --seed --threads --data --out --trace-events --help budget-linear dataset-fashion-mnist)
+  string(FIND "${help}" "${option}" at)
+  if(at EQUAL -1)
+    string(APPEND failures "\n  --help does not mention ${option}")
+  endif()
+endforeach()
+
+# Bad values: exit status 2, the option and the value named.
+expect(2 "--batch: invalid value '0'" --batch 0)
+expect(2 "--batch: invalid value '12x'" --batch 12x)
+expect(2 "--epochs: invalid value '-3'" --epochs=-3)
+expect(2 "--epochs: missing value" --epochs)
+expect(2 "--lr: invalid value 'nan'" --lr nan)
+expect(2 "--lr: invalid value '0'" --lr 0)
+expect(2 "--momentum: invalid value '1'" --momentum 1)
+expect(2 "--schedule: unknown schedule 'cosine'" --schedule cosine)
+expect(2 "--optimizer: invalid value 'rmsprop'" --optimizer rmsprop)
+expect(2 "--threads: invalid value '0'" --threads 0)
+expect(2 "--hidden: invalid value '256,,128'" --hidden 256,,128)
+expect(2 "--trace-events: invalid value '1e3'" --trace-events 1e3)
+expect(2 "--seed: invalid value '18446744073709551616': out of range" --seed 18446744073709551616)
+expect(2 "--budget: invalid value 'wall=-1s'.*negative" --budget wall=-1s)
+expect(2 "--budget: invalid value 'wall=5 parsecs'.*unknown unit 'parsecs'" "--budget" "wall=5 parsecs")
+expect(2 "--budget: invalid value 'flops'.*no '='" --budget flops)
+expect(2 "unknown option '--frobnicate'" --frobnicate 1)
+expect(2 "unexpected argument 'extra'" extra)
+
+# Missing data: the package to install is named.
+expect(1 "Fashion-MNIST not found in ${WORK}/nowhere.*apt-get install dataset-fashion-mnist"
+       --data "${WORK}/nowhere")
+
+# Corrupt data: a file that is not IDX is named, with what is wrong with it.
+file(MAKE_DIRECTORY "${WORK}/corrupt")
+foreach(name train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz
+             t10k-labels-idx1-ubyte.gz)
+  file(WRITE "${WORK}/corrupt/${name}" "this is not an IDX file")
+endforeach()
+expect(1 "corrupt/train-images-idx3-ubyte.gz: not an IDX images file: magic number 0x74686973"
+       --data "${WORK}/corrupt")
+
+# Output that cannot be written: a clear error before any training.
+file(WRITE "${WORK}/a_file" "")
+execute_process(COMMAND "${EXE}" --data "${WORK}/corrupt" --out "${WORK}/a_file/sub"
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc STREQUAL "1" OR NOT err MATCHES "--out: cannot create directory '${WORK}/a_file/sub'")
+  string(APPEND failures "\n  --out under a file: exit status '${rc}', expected 1 and a message\n${out}${err}")
+endif()
+
+if(failures)
+  message(FATAL_ERROR "example.fashion_mnist.command_line:${failures}")
+endif()
+message(STATUS "example.fashion_mnist.command_line: ok")

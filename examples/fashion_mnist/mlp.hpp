@@ -1,0 +1,246 @@
+// The model: a multi-layer perceptron (ReLU hidden layers, softmax cross-entropy) in Eigen
+// float, column-major batches (features x samples), with the FLOPs of every operation counted.
+#pragma once
+
+#include "idx.hpp"
+
+#include <frugal/eigen.hpp>
+#include <frugal/meter.hpp>
+
+#include <Eigen/Dense>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace fmnist {
+
+// FLOPs: the layers, the loss and the optimizers are frugal's counted Eigen ops
+// (<frugal/eigen.hpp>: a GEMM is 2*M*N*K, a MAC two FLOPs; other scalar operations one each);
+// what the example adds around them is counted here, with the same convention.
+namespace flop {
+[[nodiscard]] constexpr std::uint64_t elementwise(std::uint64_t coeffs, std::uint64_t ops = 1) noexcept {
+  return coeffs * ops;
+}
+// The predicted class: a compare per class and sample.
+[[nodiscard]] constexpr std::uint64_t argmax(std::uint64_t classes, std::uint64_t n) noexcept {
+  return elementwise(classes * n);
+}
+inline void count(std::uint64_t n) noexcept { frugal::add_flops(n); }
+}  // namespace flop
+
+// Weights and biases of every layer (also the shape of gradients and optimizer moments).
+struct parameters {
+  std::vector<Eigen::MatrixXf> w;  // w[l]: sizes[l+1] x sizes[l]
+  std::vector<Eigen::VectorXf> b;  // b[l]: sizes[l+1]
+
+  explicit parameters(const std::vector<int>& sizes) {
+    for (std::size_t l = 0; l + 1 < sizes.size(); ++l) {
+      w.push_back(Eigen::MatrixXf::Zero(sizes[l + 1], sizes[l]));
+      b.push_back(Eigen::VectorXf::Zero(sizes[l + 1]));
+    }
+  }
+  [[nodiscard]] std::uint64_t count() const noexcept {
+    std::uint64_t n = 0;
+    for (std::size_t l = 0; l < w.size(); ++l) n += static_cast<std::uint64_t>(w[l].size() + b[l].size());
+    return n;
+  }
+  // this += other: the reduction of per-shard gradients.
+  void add(const parameters& other) {
+    for (std::size_t l = 0; l < w.size(); ++l) {
+      w[l] += other.w[l];
+      b[l] += other.b[l];
+    }
+    flop::count(flop::elementwise(count()));
+  }
+};
+
+// "784,256,128,10": input, hidden layers, classes.
+[[nodiscard]] inline std::vector<int> layer_sizes(const std::vector<int>& hidden) {
+  std::vector<int> sizes{static_cast<int>(image_side * image_side)};
+  sizes.insert(sizes.end(), hidden.begin(), hidden.end());
+  sizes.push_back(classes);
+  return sizes;
+}
+
+class mlp {
+ public:
+  // He initialisation (normal, variance 2/fan_in), zero biases, reproducible from the seed.
+  mlp(std::vector<int> sizes, std::uint64_t seed) : sizes_(std::move(sizes)), params_(sizes_) {
+    if (sizes_.size() < 2) throw std::invalid_argument("fmnist::mlp: sizes: need at least 2 layers");
+    for (int s : sizes_)
+      if (s <= 0) throw std::invalid_argument("fmnist::mlp: sizes: layer size must be > 0, got " + std::to_string(s));
+    std::mt19937_64 rng(seed);
+    for (std::size_t l = 0; l < params_.w.size(); ++l) {
+      std::normal_distribution<float> normal(0.0f, std::sqrt(2.0f / static_cast<float>(sizes_[l])));
+      for (Eigen::Index i = 0; i < params_.w[l].size(); ++i) params_.w[l].data()[i] = normal(rng);
+    }
+  }
+
+  [[nodiscard]] const std::vector<int>& sizes() const noexcept { return sizes_; }
+  [[nodiscard]] std::size_t layers() const noexcept { return params_.w.size(); }
+  [[nodiscard]] parameters& params() noexcept { return params_; }
+  [[nodiscard]] const parameters& params() const noexcept { return params_; }
+
+  // FLOPs of one forward pass over n samples (loading, layers, loss and its gradient, predicted
+  // class) and of one backward pass: the forecast of a step's cost before one is measured.
+  [[nodiscard]] std::uint64_t forward_flops(std::uint64_t n) const noexcept {
+    std::uint64_t f = flop::elementwise(static_cast<std::uint64_t>(sizes_[0]) * n);
+    for (std::size_t l = 0; l < layers(); ++l) {
+      f += shape(l).forward_flops(n);
+      if (l + 1 < layers()) f += frugal::relu_flops(shape(l).out * n);
+    }
+    const auto c = static_cast<std::uint64_t>(sizes_.back());
+    return f + frugal::softmax_cross_entropy_flops(c, n) + flop::argmax(c, n);
+  }
+  [[nodiscard]] std::uint64_t backward_flops(std::uint64_t n) const noexcept {
+    std::uint64_t f = 0;
+    for (std::size_t l = 0; l < layers(); ++l) {
+      f += shape(l).backward_flops(n, l > 0);
+      if (l > 0) f += frugal::relu_backward_flops(shape(l).in * n);
+    }
+    return f;
+  }
+
+  [[nodiscard]] frugal::dense_shape shape(std::size_t l) const noexcept {
+    return frugal::dense_shape{static_cast<std::uint64_t>(sizes_[l]), static_cast<std::uint64_t>(sizes_[l + 1]), true};
+  }
+
+ private:
+  std::vector<int> sizes_;
+  parameters params_;
+};
+
+// One shard's buffers, allocated once for up to `capacity` samples: the steady state of
+// training and evaluation allocates nothing.
+struct workspace {
+  workspace(const std::vector<int>& sizes, Eigen::Index cap) : capacity(cap), input(sizes[0], cap), grad(sizes) {
+    for (std::size_t l = 1; l < sizes.size(); ++l) {
+      act.emplace_back(sizes[l], cap);
+      delta.emplace_back(sizes[l], cap);
+    }
+    labels.resize(static_cast<std::size_t>(cap));
+  }
+  Eigen::Index capacity;
+  Eigen::MatrixXf input;               // pixels scaled to [0, 1]
+  std::vector<Eigen::MatrixXf> act;    // after ReLU; the last one holds the class probabilities
+  std::vector<Eigen::MatrixXf> delta;  // d loss / d pre-activation
+  std::vector<std::uint8_t> labels;
+  parameters grad;
+  double loss_sum = 0;   // summed over the samples scored since reset_scores()
+  std::int64_t correct = 0;
+
+  void reset_scores() noexcept {
+    loss_sum = 0;
+    correct = 0;
+  }
+};
+
+// Gathers images index[0..n) into the workspace's first n columns, pixels scaled to [0, 1].
+inline void load_batch(workspace& ws, const image_set& images, const std::vector<std::uint8_t>& labels,
+                       const std::uint32_t* index, Eigen::Index n) {
+  const auto pixels = static_cast<Eigen::Index>(images.pixels_per_image());
+  for (Eigen::Index j = 0; j < n; ++j) {
+    const std::uint8_t* src = images.pixels.data() + static_cast<std::size_t>(index[j]) * images.pixels_per_image();
+    ws.input.col(j) = Eigen::Map<const Eigen::Matrix<std::uint8_t, Eigen::Dynamic, 1>>(src, pixels).cast<float>() *
+                      (1.0f / 255.0f);
+    ws.labels[static_cast<std::size_t>(j)] = labels[index[j]];
+  }
+  flop::count(flop::elementwise(static_cast<std::uint64_t>(pixels * n)));
+}
+
+// The first n labels of a workspace, as frugal::softmax_cross_entropy reads labels.
+struct label_view {
+  const std::uint8_t* data;
+  std::size_t n;
+  [[nodiscard]] std::size_t size() const noexcept { return n; }
+  [[nodiscard]] std::uint8_t operator[](std::size_t i) const noexcept { return data[i]; }
+};
+
+// Forward pass over the first n columns; the loss and hits of those samples are added to the
+// workspace's scores, and the loss's gradient with respect to the logits, times n / batch (so
+// that the shards' gradients add up to the batch mean), left in ws.delta.back().
+inline void forward(const mlp& model, workspace& ws, Eigen::Index n, Eigen::Index batch) {
+  const parameters& p = model.params();
+  const std::size_t layers = model.layers();
+  for (std::size_t l = 0; l < layers; ++l) {
+    const Eigen::MatrixXf& prev = l == 0 ? ws.input : ws.act[l - 1];
+    auto z = ws.act[l].leftCols(n);
+    frugal::dense_forward(p.w[l], p.b[l], prev.leftCols(n), z);
+    if (l + 1 < layers) frugal::relu(z, z);
+  }
+  const auto logits = ws.act.back().leftCols(n);
+  auto grad = ws.delta.back().leftCols(n);
+  const float mean_loss = frugal::softmax_cross_entropy(logits, label_view{ws.labels.data(), static_cast<std::size_t>(n)}, grad);
+  ws.loss_sum += static_cast<double>(mean_loss) * static_cast<double>(n);
+  if (n != batch) {
+    grad *= static_cast<float>(n) / static_cast<float>(batch);
+    flop::count(flop::elementwise(static_cast<std::uint64_t>(grad.size())));
+  }
+  for (Eigen::Index j = 0; j < n; ++j) {
+    Eigen::Index predicted = 0;
+    logits.col(j).maxCoeff(&predicted);
+    ws.correct += predicted == ws.labels[static_cast<std::size_t>(j)] ? 1 : 0;
+  }
+  flop::count(flop::argmax(static_cast<std::uint64_t>(logits.rows()), static_cast<std::uint64_t>(n)));
+}
+
+// Gradients of the loss over the first n columns into ws.grad, from ws.delta.back() as
+// forward() left it.
+inline void backward(const mlp& model, workspace& ws, Eigen::Index n) {
+  const parameters& p = model.params();
+  for (std::size_t l = model.layers(); l-- > 0;) {
+    const auto dy = ws.delta[l].leftCols(n);
+    if (l == 0) {
+      frugal::dense_backward(p.w[0], ws.input.leftCols(n), dy, ws.grad.w[0], ws.grad.b[0]);
+      break;
+    }
+    auto dx = ws.delta[l - 1].leftCols(n);
+    frugal::dense_backward(p.w[l], ws.act[l - 1].leftCols(n), dy, ws.grad.w[l], ws.grad.b[l], dx);
+    frugal::relu_backward(ws.act[l - 1].leftCols(n), dx, dx);
+  }
+}
+
+enum class optimizer_kind { sgd, adam };
+
+// SGD with momentum (v = mu*v + g; w -= lr*v) or Adam: frugal's counted update ops.
+class optimizer {
+ public:
+  optimizer(optimizer_kind kind, const mlp& model, float momentum)
+      : kind_(kind), momentum_(momentum), m_(model.sizes()), v_(model.sizes()) {}
+
+  void step(mlp& model, const parameters& g, float lr) {
+    parameters& p = model.params();
+    ++t_;
+    for (std::size_t l = 0; l < p.w.size(); ++l) {
+      if (kind_ == optimizer_kind::sgd) {
+        frugal::sgd_momentum_update(p.w[l], g.w[l], m_.w[l], lr, momentum_);
+        frugal::sgd_momentum_update(p.b[l], g.b[l], m_.b[l], lr, momentum_);
+      } else {
+        frugal::adam_options o;
+        o.lr = lr;
+        frugal::adam_update(p.w[l], g.w[l], m_.w[l], v_.w[l], t_, o);
+        frugal::adam_update(p.b[l], g.b[l], m_.b[l], v_.b[l], t_, o);
+      }
+    }
+  }
+
+  // FLOPs of one step, for forecasts.
+  [[nodiscard]] std::uint64_t step_flops(const mlp& model) const noexcept {
+    const std::uint64_t n = model.params().count();
+    return kind_ == optimizer_kind::sgd ? frugal::sgd_momentum_flops(n) : frugal::adam_flops(n);
+  }
+
+ private:
+  optimizer_kind kind_;
+  float momentum_;
+  parameters m_;  // momentum (SGD) or first moment (Adam)
+  parameters v_;  // second moment (Adam)
+  std::int64_t t_ = 0;
+};
+
+}  // namespace fmnist

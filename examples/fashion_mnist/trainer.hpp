@@ -1,0 +1,163 @@
+// Data-parallel training of the MLP: each batch split into shards that run forward and backward
+// on oneTBB workers, gradients reduced after; every stage measured by a frugal scope.
+#pragma once
+
+#include "idx.hpp"
+#include "mlp.hpp"
+
+#include <frugal/budget.hpp>
+#include <frugal/scope.hpp>
+#include <frugal/tbb.hpp>
+
+#include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/partitioner.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <utility>
+#include <vector>
+
+namespace fmnist {
+
+struct batch_result {
+  double loss_sum = 0;  // summed over the batch's samples
+  std::int64_t correct = 0;
+};
+
+struct evaluation {
+  double loss = 0;      // mean cross-entropy
+  double accuracy = 0;
+  std::size_t samples = 0;
+};
+
+class trainer {
+ public:
+  // Shards: at most `shards` per batch (one per worker thread). Buffers hold the larger of a
+  // shard of `max_batch` samples and an evaluation chunk.
+  trainer(mlp& model, optimizer& opt, int shards, Eigen::Index max_batch)
+      : model_(model), opt_(opt), shards_(std::max(1, shards)) {
+    const Eigen::Index per_shard = (max_batch + shards_ - 1) / shards_;
+    capacity_ = std::max<Eigen::Index>(per_shard, eval_chunk);
+    for (int s = 0; s < shards_; ++s) work_.emplace_back(model.sizes(), capacity_);
+  }
+
+  [[nodiscard]] int shards() const noexcept { return shards_; }
+
+  // One optimisation step on the samples index[0..batch). With `run`, each stage is a scope
+  // of it ("forward", "backward", "update": the caller opens "step"); with null, the same
+  // work runs unmeasured (the plain side of an overhead comparison).
+  [[nodiscard]] batch_result step(const dataset& data, const std::uint32_t* index, Eigen::Index batch, float lr,
+                    frugal::budget* run) {
+    const int used = shards_used(batch);
+    const auto range = [&](int k) { return shard(batch, used, k); };
+    {
+      std::optional<frugal::scope> s;
+      if (run) s.emplace(*run, "forward");
+      for_shards(used, [&](int k) {
+        const auto [first, n] = range(k);
+        workspace& ws = work_[static_cast<std::size_t>(k)];
+        ws.reset_scores();
+        load_batch(ws, data.train_images, data.train_labels, index + first, n);
+        forward(model_, ws, n, batch);
+      });
+    }
+    {
+      std::optional<frugal::scope> s;
+      if (run) s.emplace(*run, "backward");
+      for_shards(used, [&](int k) { backward(model_, work_[static_cast<std::size_t>(k)], range(k).second); });
+      for (int k = 1; k < used; ++k) work_[0].grad.add(work_[static_cast<std::size_t>(k)].grad);
+    }
+    {
+      std::optional<frugal::scope> s;
+      if (run) s.emplace(*run, "update");
+      opt_.step(model_, work_[0].grad, lr);
+    }
+    batch_result r;
+    for (int k = 0; k < used; ++k) {
+      r.loss_sum += work_[static_cast<std::size_t>(k)].loss_sum;
+      r.correct += work_[static_cast<std::size_t>(k)].correct;
+    }
+    return r;
+  }
+
+  // Loss and accuracy of the model on images index[0..n), forward only, sharded like training.
+  // Charged to whatever scope the caller has open (an evaluation budget's).
+  [[nodiscard]] evaluation evaluate(const image_set& images, const std::vector<std::uint8_t>& labels,
+                      const std::vector<std::uint32_t>& index) {
+    const auto n = static_cast<Eigen::Index>(index.size());
+    for_shards(shards_, [&](int k) {
+      workspace& ws = work_[static_cast<std::size_t>(k)];
+      ws.reset_scores();
+      const Eigen::Index first = n * k / shards_, last = n * (k + 1) / shards_;
+      for (Eigen::Index at = first; at < last; at += capacity_) {
+        const Eigen::Index m = std::min(capacity_, last - at);
+        load_batch(ws, images, labels, index.data() + at, m);
+        forward(model_, ws, m, m);
+      }
+    });
+    evaluation e;
+    for (const workspace& ws : work_) {
+      e.loss += ws.loss_sum;
+      e.accuracy += static_cast<double>(ws.correct);
+    }
+    e.samples = index.size();
+    if (n > 0) {
+      e.loss /= static_cast<double>(n);
+      e.accuracy /= static_cast<double>(n);
+    }
+    return e;
+  }
+
+  // FLOPs of a step of `batch` samples and of evaluating n samples, from the formulas: the
+  // forecast before anything has been measured.
+  [[nodiscard]] std::uint64_t step_flops(Eigen::Index batch) const noexcept {
+    const int used = shards_used(batch);
+    std::uint64_t f = 0;
+    for (int k = 0; k < used; ++k) {
+      const auto n = static_cast<std::uint64_t>(shard(batch, used, k).second);
+      f += model_.forward_flops(n) + model_.backward_flops(n);
+      // Shards scale their loss gradient to the whole batch.
+      if (used > 1) f += flop::elementwise(static_cast<std::uint64_t>(model_.sizes().back()) * n);
+    }
+    return f + static_cast<std::uint64_t>(used - 1) * model_.params().count() + opt_.step_flops(model_);
+  }
+  [[nodiscard]] std::uint64_t evaluation_flops(std::size_t n) const noexcept {
+    return model_.forward_flops(static_cast<std::uint64_t>(n));
+  }
+
+  static constexpr Eigen::Index eval_chunk = 256;
+
+ private:
+  [[nodiscard]] int shards_used(Eigen::Index batch) const noexcept {
+    return static_cast<int>(std::min<Eigen::Index>(shards_, batch));
+  }
+  // Shard k of `used`: [first, first + n) of the batch, sizes differing by one at most.
+  [[nodiscard]] static std::pair<Eigen::Index, Eigen::Index> shard(Eigen::Index batch, int used, int k) noexcept {
+    const Eigen::Index base = batch / used, extra = batch % used;
+    return {k * base + std::min<Eigen::Index>(k, extra), base + (k < extra ? 1 : 0)};
+  }
+
+  // f(k) for each shard k on its own oneTBB task, charged to the caller's open scopes.
+  template <class F>
+  void for_shards(int n, const F& f) {
+    if (n == 1) {
+      f(0);
+      return;
+    }
+    frugal::parallel_for(
+        tbb::blocked_range<int>(0, n, 1),
+        [&](const tbb::blocked_range<int>& r) {
+          for (int k = r.begin(); k != r.end(); ++k) f(k);
+        },
+        tbb::simple_partitioner{});
+  }
+
+  mlp& model_;
+  optimizer& opt_;
+  int shards_;
+  Eigen::Index capacity_ = 0;
+  std::vector<workspace> work_;
+};
+
+}  // namespace fmnist

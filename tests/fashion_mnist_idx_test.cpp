@@ -1,0 +1,244 @@
+// The Fashion-MNIST example's IDX reader: valid files load; truncated, corrupt, mismatched and
+// missing files are rejected with an error naming the file and what is wrong.
+#include "idx.hpp"
+
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using bytes = std::vector<std::uint8_t>;
+
+void put_u32(bytes& b, std::uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<std::uint8_t>(v >> shift));
+}
+
+bytes idx_images(std::uint32_t count, std::uint32_t rows, std::uint32_t cols, std::size_t payload) {
+  bytes b;
+  put_u32(b, fmnist::images_magic);
+  put_u32(b, count);
+  put_u32(b, rows);
+  put_u32(b, cols);
+  for (std::size_t i = 0; i < payload; ++i) b.push_back(static_cast<std::uint8_t>(i * 7));
+  return b;
+}
+
+bytes idx_labels(std::uint32_t count, std::size_t payload, std::uint8_t first = 0) {
+  bytes b;
+  put_u32(b, fmnist::labels_magic);
+  put_u32(b, count);
+  for (std::size_t i = 0; i < payload; ++i) b.push_back(static_cast<std::uint8_t>(i == 0 ? first : i % 10));
+  return b;
+}
+
+void write_gz(const fs::path& path, const bytes& data) {
+  gzFile f = gzopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr) << path;
+  ASSERT_EQ(gzwrite(f, data.data(), static_cast<unsigned>(data.size())), static_cast<int>(data.size()));
+  ASSERT_EQ(gzclose(f), Z_OK);
+}
+
+bytes read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void write_file(const fs::path& path, const bytes& data) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+}
+
+// The message of the data_error f throws; fails the test if it throws nothing.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const fmnist::data_error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no fmnist::data_error thrown";
+  return {};
+}
+
+class IdxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("frugal_idx_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // A complete, valid data directory of n training and m test images.
+  void write_dataset(std::uint32_t n, std::uint32_t m) {
+    write_gz(dir_ / "train-images-idx3-ubyte.gz", idx_images(n, 28, 28, n * 784u));
+    write_gz(dir_ / "train-labels-idx1-ubyte.gz", idx_labels(n, n));
+    write_gz(dir_ / "t10k-images-idx3-ubyte.gz", idx_images(m, 28, 28, m * 784u));
+    write_gz(dir_ / "t10k-labels-idx1-ubyte.gz", idx_labels(m, m));
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(IdxTest, ReadsValidImagesAndLabels) {
+  write_gz(dir_ / "i.gz", idx_images(3, 28, 28, 3 * 784));
+  write_gz(dir_ / "l.gz", idx_labels(3, 3, 9));
+  const fmnist::image_set images = fmnist::read_images(dir_ / "i.gz");
+  EXPECT_EQ(images.count, 3u);
+  EXPECT_EQ(images.rows, 28u);
+  EXPECT_EQ(images.cols, 28u);
+  ASSERT_EQ(images.pixels.size(), 3u * 784u);
+  EXPECT_EQ(images.pixels[0], 0);
+  EXPECT_EQ(images.pixels[1], 7);
+  EXPECT_EQ(images.pixels[2351], static_cast<std::uint8_t>(2351 * 7));
+  const std::vector<std::uint8_t> labels = fmnist::read_labels(dir_ / "l.gz");
+  EXPECT_EQ(labels, (std::vector<std::uint8_t>{9, 1, 2}));
+}
+
+TEST_F(IdxTest, ReadsUncompressedFilesToo) {
+  write_file(dir_ / "i", idx_images(1, 28, 28, 784));
+  EXPECT_EQ(fmnist::read_images(dir_ / "i").count, 1u);
+}
+
+TEST_F(IdxTest, RejectsTruncatedPayloadNamingExpectedAndActualBytes) {
+  write_gz(dir_ / "i.gz", idx_images(3, 28, 28, 2 * 784));
+  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "i.gz"); });
+  EXPECT_NE(e.find((dir_ / "i.gz").string()), std::string::npos) << e;
+  EXPECT_NE(e.find("truncated"), std::string::npos) << e;
+  EXPECT_NE(e.find(std::to_string(16 + 3 * 784)), std::string::npos) << e;  // expected
+  EXPECT_NE(e.find(std::to_string(16 + 2 * 784)), std::string::npos) << e;  // actual
+}
+
+TEST_F(IdxTest, RejectsTruncatedHeader) {
+  bytes header = idx_images(3, 28, 28, 0);
+  header.resize(10);
+  write_gz(dir_ / "i.gz", header);
+  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "i.gz"); });
+  EXPECT_NE(e.find("truncated"), std::string::npos) << e;
+  EXPECT_NE(e.find("16-byte IDX header, file has 10 bytes"), std::string::npos) << e;
+}
+
+TEST_F(IdxTest, RejectsHeaderThatAnnouncesAnAbsurdSize) {
+  write_gz(dir_ / "i.gz", idx_images(0xffffffffu, 28, 28, 784));
+  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "i.gz"); });
+  EXPECT_NE(e.find("truncated"), std::string::npos) << e;
+  bytes huge;
+  put_u32(huge, fmnist::images_magic);
+  for (int i = 0; i < 3; ++i) put_u32(huge, 0xffffffffu);  // the product overflows 64 bits
+  write_gz(dir_ / "h.gz", huge);
+  const std::string h = error_of([&] { (void)fmnist::read_images(dir_ / "h.gz"); });
+  EXPECT_NE(h.find("more than 2^48"), std::string::npos) << h;
+}
+
+TEST_F(IdxTest, RejectsTrailingBytes) {
+  write_gz(dir_ / "l.gz", idx_labels(3, 5));
+  const std::string e = error_of([&] { (void)fmnist::read_labels(dir_ / "l.gz"); });
+  EXPECT_NE(e.find("corrupt: 2 bytes after the 11"), std::string::npos) << e;
+}
+
+TEST_F(IdxTest, RejectsWrongMagic) {
+  write_gz(dir_ / "l.gz", idx_labels(3, 3));
+  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "l.gz"); });
+  EXPECT_NE(e.find("not an IDX images file: magic number 0x00000801, expected 0x00000803"), std::string::npos) << e;
+}
+
+TEST_F(IdxTest, RejectsImagesThatAreNot28x28) {
+  write_gz(dir_ / "i.gz", idx_images(2, 27, 28, 2 * 27 * 28));
+  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "i.gz"); });
+  EXPECT_NE(e.find("images are 27x28, expected 28x28"), std::string::npos) << e;
+}
+
+TEST_F(IdxTest, RejectsLabelOutOfRange) {
+  write_gz(dir_ / "l.gz", idx_labels(3, 3, 10));
+  const std::string e = error_of([&] { (void)fmnist::read_labels(dir_ / "l.gz"); });
+  EXPECT_NE(e.find("label 0 is 10, expected 0..9"), std::string::npos) << e;
+}
+
+TEST_F(IdxTest, RejectsCorruptGzipData) {
+  write_gz(dir_ / "i.gz", idx_images(20, 28, 28, 20 * 784));
+  bytes gz = read_file(dir_ / "i.gz");
+  ASSERT_GT(gz.size(), 40u);
+  for (std::size_t i = 20; i < gz.size() - 8; i += 3) gz[i] ^= 0x5a;  // scramble the deflate stream
+  write_file(dir_ / "bad.gz", gz);
+  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "bad.gz"); });
+  EXPECT_NE(e.find((dir_ / "bad.gz").string()), std::string::npos) << e;
+  EXPECT_NE(e.find("corrupt gzip data"), std::string::npos) << e;
+}
+
+TEST_F(IdxTest, RejectsGzipCheckMismatch) {
+  write_gz(dir_ / "i.gz", idx_images(2, 28, 28, 2 * 784));
+  bytes gz = read_file(dir_ / "i.gz");
+  gz[gz.size() - 6] ^= 0xff;  // the CRC-32 of the trailer
+  write_file(dir_ / "crc.gz", gz);
+  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "crc.gz"); });
+  EXPECT_NE(e.find("corrupt gzip data"), std::string::npos) << e;
+}
+
+TEST_F(IdxTest, RejectsGzipStreamCutShort) {
+  write_gz(dir_ / "i.gz", idx_images(50, 28, 28, 50 * 784));
+  bytes gz = read_file(dir_ / "i.gz");
+  gz.resize(gz.size() / 2);
+  write_file(dir_ / "cut.gz", gz);
+  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "cut.gz"); });
+  EXPECT_NE(e.find((dir_ / "cut.gz").string()), std::string::npos) << e;
+  EXPECT_TRUE(e.find("corrupt gzip data") != std::string::npos || e.find("truncated") != std::string::npos) << e;
+}
+
+TEST_F(IdxTest, MissingFileIsNamed) {
+  const std::string e = error_of([&] { (void)fmnist::read_labels(dir_ / "absent.gz"); });
+  EXPECT_NE(e.find((dir_ / "absent.gz").string() + ": no such file"), std::string::npos) << e;
+}
+
+TEST_F(IdxTest, LoadsADatasetDirectory) {
+  write_dataset(4, 2);
+  const fmnist::dataset d = fmnist::load_fashion_mnist(dir_);
+  EXPECT_EQ(d.train_images.count, 4u);
+  EXPECT_EQ(d.train_labels.size(), 4u);
+  EXPECT_EQ(d.test_images.count, 2u);
+  EXPECT_EQ(d.test_labels.size(), 2u);
+}
+
+TEST_F(IdxTest, MissingDatasetNamesTheDebianPackage) {
+  write_dataset(4, 2);
+  fs::remove(dir_ / "t10k-labels-idx1-ubyte.gz");
+  const std::string e = error_of([&] { (void)fmnist::load_fashion_mnist(dir_); });
+  EXPECT_NE(e.find("missing t10k-labels-idx1-ubyte.gz"), std::string::npos) << e;
+  EXPECT_NE(e.find("apt-get install dataset-fashion-mnist"), std::string::npos) << e;
+  EXPECT_NE(e.find("--data DIR"), std::string::npos) << e;
+}
+
+TEST_F(IdxTest, RejectsImageAndLabelCountsThatDiffer) {
+  write_dataset(4, 2);
+  write_gz(dir_ / "train-labels-idx1-ubyte.gz", idx_labels(3, 3));
+  const std::string e = error_of([&] { (void)fmnist::load_fashion_mnist(dir_); });
+  EXPECT_NE(e.find("has 4 images but"), std::string::npos) << e;
+  EXPECT_NE(e.find("has 3 labels"), std::string::npos) << e;
+}
+
+// The real files, where Debian's package installed them.
+TEST(IdxRealData, LoadsFashionMnist) {
+  const fs::path dir = fmnist::default_data_dir;
+  if (!fs::exists(dir / "train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "Fashion-MNIST not installed in " << dir << " (apt-get install " << fmnist::data_package << ")";
+  const fmnist::dataset d = fmnist::load_fashion_mnist(dir);
+  EXPECT_EQ(d.train_images.count, 60000u);
+  EXPECT_EQ(d.test_images.count, 10000u);
+  EXPECT_EQ(d.train_images.pixels.size(), 60000u * 784u);
+  std::vector<int> per_class(fmnist::classes, 0);
+  for (std::uint8_t l : d.test_labels) ++per_class[l];
+  for (int c = 0; c < fmnist::classes; ++c) EXPECT_EQ(per_class[static_cast<std::size_t>(c)], 1000) << "class " << c;
+}
+
+}  // namespace
