@@ -18,7 +18,11 @@
 #include <string>
 #include <vector>
 
+#include "support/checks.hpp"
+
 namespace {
+
+using frugal_test::expect_invalid;
 
 using Eigen::Index;
 using Eigen::MatrixXf;
@@ -26,15 +30,6 @@ using Eigen::VectorXf;
 using frugal::optimizer_kind;
 using u64 = std::uint64_t;
 
-template <class F>
-void expect_invalid(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception";
-  } catch (const std::invalid_argument& e) {
-    for (const std::string& part : parts) EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
-}
 
 // A ReLU MLP of any depth, trained through frugal's ops.
 struct net {

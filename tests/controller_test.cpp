@@ -20,19 +20,14 @@
 #include <utility>
 #include <vector>
 
+#include "support/checks.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(no std::invalid_argument thrown)";
-}
+using frugal_test::error_of;
+
 
 // One training step of known cost, charged to the run like a real loop's scope would.
 void run_step(frugal::budget& run, frugal::manual_clock& clock, std::chrono::nanoseconds wall,

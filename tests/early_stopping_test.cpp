@@ -10,19 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "support/checks.hpp"
+
 namespace {
+
+using frugal_test::error_of;
 
 using frugal::early_stop_verdict;
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(no std::invalid_argument thrown)";
-}
 
 // Feeds the values as epochs 0, 1, 2, ... and returns the epoch whose update stopped (-1: none).
 int stopping_epoch(frugal::early_stopping& es, const std::vector<double>& values) {

@@ -17,7 +17,12 @@
 #include <string>
 #include <vector>
 
+#include "support/checks.hpp"
+
 namespace {
+
+using frugal_test::expect_invalid;
+using frugal_test::charged;
 
 using Eigen::MatrixXd;
 using Eigen::VectorXd;
@@ -35,27 +40,7 @@ u64 exact_ops(F&& f) {
   return (frugal::counted_scalar_ops() - before).total();
 }
 
-// FLOPs charged by f, read from a fresh budget's stage.
-template <class F>
-u64 charged(F&& f) {
-  frugal::budget run{"run"};
-  {
-    frugal::scope s{run, "op"};
-    f();
-  }
-  return run.stage("op").flops;
-}
 
-// Expects f to throw std::invalid_argument whose message contains every one of `parts`.
-template <class F>
-void expect_invalid(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception";
-  } catch (const std::invalid_argument& e) {
-    for (const std::string& part : parts) EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Dense layer.

@@ -3,6 +3,8 @@
 #include "idx.hpp"
 
 #include <gtest/gtest.h>
+
+#include <functional>
 #include <zlib.h>
 
 #include <cstdint>
@@ -12,6 +14,8 @@
 #include <string>
 #include <unistd.h>
 #include <vector>
+
+#include "support/checks.hpp"
 
 namespace fs = std::filesystem;
 
@@ -58,17 +62,7 @@ void write_file(const fs::path& path, const bytes& data) {
   out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
 }
 
-// The message of the data_error f throws; fails the test if it throws nothing.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const fmnist::data_error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no fmnist::data_error thrown";
-  return {};
-}
+std::string data_error_of(std::function<void()> f) { return frugal_test::error_of<fmnist::data_error>(f); }
 
 class IdxTest : public ::testing::Test {
  protected:
@@ -114,7 +108,7 @@ TEST_F(IdxTest, ReadsUncompressedFilesToo) {
 
 TEST_F(IdxTest, RejectsTruncatedPayloadNamingExpectedAndActualBytes) {
   write_gz(dir_ / "i.gz", idx_images(3, 28, 28, 2 * 784));
-  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "i.gz"); });
+  const std::string e = data_error_of([&] { (void)fmnist::read_images(dir_ / "i.gz"); });
   EXPECT_NE(e.find((dir_ / "i.gz").string()), std::string::npos) << e;
   EXPECT_NE(e.find("truncated"), std::string::npos) << e;
   EXPECT_NE(e.find(std::to_string(16 + 3 * 784)), std::string::npos) << e;  // expected
@@ -125,44 +119,44 @@ TEST_F(IdxTest, RejectsTruncatedHeader) {
   bytes header = idx_images(3, 28, 28, 0);
   header.resize(10);
   write_gz(dir_ / "i.gz", header);
-  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "i.gz"); });
+  const std::string e = data_error_of([&] { (void)fmnist::read_images(dir_ / "i.gz"); });
   EXPECT_NE(e.find("truncated"), std::string::npos) << e;
   EXPECT_NE(e.find("16-byte IDX header, file has 10 bytes"), std::string::npos) << e;
 }
 
 TEST_F(IdxTest, RejectsHeaderThatAnnouncesAnAbsurdSize) {
   write_gz(dir_ / "i.gz", idx_images(0xffffffffu, 28, 28, 784));
-  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "i.gz"); });
+  const std::string e = data_error_of([&] { (void)fmnist::read_images(dir_ / "i.gz"); });
   EXPECT_NE(e.find("truncated"), std::string::npos) << e;
   bytes huge;
   put_u32(huge, fmnist::images_magic);
   for (int i = 0; i < 3; ++i) put_u32(huge, 0xffffffffu);  // the product overflows 64 bits
   write_gz(dir_ / "h.gz", huge);
-  const std::string h = error_of([&] { (void)fmnist::read_images(dir_ / "h.gz"); });
+  const std::string h = data_error_of([&] { (void)fmnist::read_images(dir_ / "h.gz"); });
   EXPECT_NE(h.find("more than 2^48"), std::string::npos) << h;
 }
 
 TEST_F(IdxTest, RejectsTrailingBytes) {
   write_gz(dir_ / "l.gz", idx_labels(3, 5));
-  const std::string e = error_of([&] { (void)fmnist::read_labels(dir_ / "l.gz"); });
+  const std::string e = data_error_of([&] { (void)fmnist::read_labels(dir_ / "l.gz"); });
   EXPECT_NE(e.find("corrupt: 2 bytes after the 11"), std::string::npos) << e;
 }
 
 TEST_F(IdxTest, RejectsWrongMagic) {
   write_gz(dir_ / "l.gz", idx_labels(3, 3));
-  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "l.gz"); });
+  const std::string e = data_error_of([&] { (void)fmnist::read_images(dir_ / "l.gz"); });
   EXPECT_NE(e.find("not an IDX images file: magic number 0x00000801, expected 0x00000803"), std::string::npos) << e;
 }
 
 TEST_F(IdxTest, RejectsImagesThatAreNot28x28) {
   write_gz(dir_ / "i.gz", idx_images(2, 27, 28, 2 * 27 * 28));
-  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "i.gz"); });
+  const std::string e = data_error_of([&] { (void)fmnist::read_images(dir_ / "i.gz"); });
   EXPECT_NE(e.find("images are 27x28, expected 28x28"), std::string::npos) << e;
 }
 
 TEST_F(IdxTest, RejectsLabelOutOfRange) {
   write_gz(dir_ / "l.gz", idx_labels(3, 3, 10));
-  const std::string e = error_of([&] { (void)fmnist::read_labels(dir_ / "l.gz"); });
+  const std::string e = data_error_of([&] { (void)fmnist::read_labels(dir_ / "l.gz"); });
   EXPECT_NE(e.find("label 0 is 10, expected 0..9"), std::string::npos) << e;
 }
 
@@ -172,7 +166,7 @@ TEST_F(IdxTest, RejectsCorruptGzipData) {
   ASSERT_GT(gz.size(), 40u);
   for (std::size_t i = 20; i < gz.size() - 8; i += 3) gz[i] ^= 0x5a;  // scramble the deflate stream
   write_file(dir_ / "bad.gz", gz);
-  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "bad.gz"); });
+  const std::string e = data_error_of([&] { (void)fmnist::read_images(dir_ / "bad.gz"); });
   EXPECT_NE(e.find((dir_ / "bad.gz").string()), std::string::npos) << e;
   EXPECT_NE(e.find("corrupt gzip data"), std::string::npos) << e;
 }
@@ -182,7 +176,7 @@ TEST_F(IdxTest, RejectsGzipCheckMismatch) {
   bytes gz = read_file(dir_ / "i.gz");
   gz[gz.size() - 6] ^= 0xff;  // the CRC-32 of the trailer
   write_file(dir_ / "crc.gz", gz);
-  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "crc.gz"); });
+  const std::string e = data_error_of([&] { (void)fmnist::read_images(dir_ / "crc.gz"); });
   EXPECT_NE(e.find("corrupt gzip data"), std::string::npos) << e;
 }
 
@@ -191,13 +185,13 @@ TEST_F(IdxTest, RejectsGzipStreamCutShort) {
   bytes gz = read_file(dir_ / "i.gz");
   gz.resize(gz.size() / 2);
   write_file(dir_ / "cut.gz", gz);
-  const std::string e = error_of([&] { (void)fmnist::read_images(dir_ / "cut.gz"); });
+  const std::string e = data_error_of([&] { (void)fmnist::read_images(dir_ / "cut.gz"); });
   EXPECT_NE(e.find((dir_ / "cut.gz").string()), std::string::npos) << e;
   EXPECT_TRUE(e.find("corrupt gzip data") != std::string::npos || e.find("truncated") != std::string::npos) << e;
 }
 
 TEST_F(IdxTest, MissingFileIsNamed) {
-  const std::string e = error_of([&] { (void)fmnist::read_labels(dir_ / "absent.gz"); });
+  const std::string e = data_error_of([&] { (void)fmnist::read_labels(dir_ / "absent.gz"); });
   EXPECT_NE(e.find((dir_ / "absent.gz").string() + ": no such file"), std::string::npos) << e;
 }
 
@@ -213,7 +207,7 @@ TEST_F(IdxTest, LoadsADatasetDirectory) {
 TEST_F(IdxTest, MissingDatasetNamesTheDebianPackage) {
   write_dataset(4, 2);
   fs::remove(dir_ / "t10k-labels-idx1-ubyte.gz");
-  const std::string e = error_of([&] { (void)fmnist::load_fashion_mnist(dir_); });
+  const std::string e = data_error_of([&] { (void)fmnist::load_fashion_mnist(dir_); });
   EXPECT_NE(e.find("missing t10k-labels-idx1-ubyte.gz"), std::string::npos) << e;
   EXPECT_NE(e.find("apt-get install dataset-fashion-mnist"), std::string::npos) << e;
   EXPECT_NE(e.find("--data DIR"), std::string::npos) << e;
@@ -222,7 +216,7 @@ TEST_F(IdxTest, MissingDatasetNamesTheDebianPackage) {
 TEST_F(IdxTest, RejectsImageAndLabelCountsThatDiffer) {
   write_dataset(4, 2);
   write_gz(dir_ / "train-labels-idx1-ubyte.gz", idx_labels(3, 3));
-  const std::string e = error_of([&] { (void)fmnist::load_fashion_mnist(dir_); });
+  const std::string e = data_error_of([&] { (void)fmnist::load_fashion_mnist(dir_); });
   EXPECT_NE(e.find("has 4 images but"), std::string::npos) << e;
   EXPECT_NE(e.find("has 3 labels"), std::string::npos) << e;
 }

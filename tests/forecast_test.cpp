@@ -12,17 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "support/checks.hpp"
+
 namespace {
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(no std::invalid_argument thrown)";
-}
+using frugal_test::error_of;
+
 
 TEST(CostStats, EmptyForecastsZero) {
   frugal::cost_stats s;

@@ -18,32 +18,19 @@
 #include <string>
 #include <vector>
 
+#include "support/checks.hpp"
+
 namespace {
+
+using frugal_test::expect_invalid;
+using frugal_test::charged;
 
 using Eigen::MatrixXd;
 using Eigen::MatrixXf;
 using Eigen::VectorXf;
 using u64 = std::uint64_t;
 
-template <class F>
-u64 charged(F&& f) {
-  frugal::budget run{"run"};
-  {
-    frugal::scope s{run, "op"};
-    f();
-  }
-  return run.stage("op").flops;
-}
 
-template <class F>
-void expect_invalid(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception";
-  } catch (const std::invalid_argument& e) {
-    for (const std::string& part : parts) EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
-}
 
 // Few distinct magnitudes, both signs: many ties.
 MatrixXf tied_matrix(Eigen::Index rows, Eigen::Index cols, unsigned seed) {

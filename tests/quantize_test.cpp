@@ -18,7 +18,12 @@
 #include <tuple>
 #include <vector>
 
+#include "support/checks.hpp"
+
 namespace {
+
+using frugal_test::expect_invalid;
+using frugal_test::charged;
 
 using Eigen::Index;
 using Eigen::MatrixXd;
@@ -31,25 +36,7 @@ using u64 = std::uint64_t;
 constexpr quantized_product_mode both_modes[] = {quantized_product_mode::int32_accumulate,
                                                  quantized_product_mode::dequantize};
 
-template <class F>
-u64 charged(F&& f) {
-  frugal::budget run{"run"};
-  {
-    frugal::scope s{run, "op"};
-    f();
-  }
-  return run.stage("op").flops;
-}
 
-template <class F>
-void expect_invalid(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception";
-  } catch (const std::invalid_argument& e) {
-    for (const std::string& part : parts) EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
-}
 
 // Rows whose magnitudes differ by up to 10^4.
 MatrixXf skewed(Index rows, Index cols) {

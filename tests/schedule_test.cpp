@@ -11,19 +11,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "support/checks.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(no std::invalid_argument thrown)";
-}
+using frugal_test::error_of;
+
 
 void spend(frugal::budget& run, frugal::manual_clock& clock, std::chrono::nanoseconds d) {
   frugal::scope s{run, "step"};
