@@ -25,49 +25,37 @@ template <class F>
   };
 }
 
-// tbb::parallel_for, with every chunk charged to the caller's innermost scope. The loop runs
-// isolated: while it waits, the calling thread takes no unrelated outer task, which would
-// otherwise run (and be charged) inside the caller's scope.
+namespace detail {
+// Every chunk continues the caller's scopes. The loop runs isolated: while it waits, the
+// calling thread takes no unrelated outer task, which would otherwise run (and be charged)
+// inside the caller's scope.
+template <class Range, class Body, class... Extra>
+void attached_parallel_for(const Range& range, const Body& body, Extra&&... extra) {
+  const context ctx = current_context();
+  tbb::this_task_arena::isolate([&] {
+    tbb::parallel_for(
+        range,
+        [&](const Range& r) {
+          attach a{ctx};
+          body(r);
+        },
+        std::forward<Extra>(extra)...);
+  });
+}
+}  // namespace detail
+
+// tbb::parallel_for, with every chunk charged to the caller's innermost scope.
 template <class Range, class Body>
 void parallel_for(const Range& range, const Body& body) {
-  const context ctx = current_context();
-  tbb::this_task_arena::isolate([&] {
-    tbb::parallel_for(range, [&](const Range& r) {
-      attach a{ctx};
-      body(r);
-    });
-  });
+  detail::attached_parallel_for(range, body);
 }
 
-template <class Range, class Body, class Partitioner,
-          std::enable_if_t<!std::is_integral_v<Range> && !std::is_same_v<std::decay_t<Partitioner>, tbb::task_group_context>, int> = 0>
-void parallel_for(const Range& range, const Body& body, Partitioner&& partitioner) {
-  const context ctx = current_context();
-  tbb::this_task_arena::isolate([&] {
-    tbb::parallel_for(
-        range,
-        [&](const Range& r) {
-          attach a{ctx};
-          body(r);
-        },
-        std::forward<Partitioner>(partitioner));
-  });
-}
-
-// tbb::parallel_for bound to a task_group_context (a deadline_watchdog cancels it), every
-// chunk charged to the caller's innermost scope.
-template <class Range, class Body>
-void parallel_for(const Range& range, const Body& body, tbb::task_group_context& group) {
-  const context ctx = current_context();
-  tbb::this_task_arena::isolate([&] {
-    tbb::parallel_for(
-        range,
-        [&](const Range& r) {
-          attach a{ctx};
-          body(r);
-        },
-        group);
-  });
+// The same with a partitioner, or bound to a tbb::task_group_context (which a
+// deadline_watchdog cancels at the wall limit).
+template <class Range, class Body, class PartitionerOrContext,
+          std::enable_if_t<!std::is_integral_v<Range>, int> = 0>
+void parallel_for(const Range& range, const Body& body, PartitionerOrContext&& extra) {
+  detail::attached_parallel_for(range, body, std::forward<PartitionerOrContext>(extra));
 }
 
 // The index form: f(i) for i in [first, last), chunked so the attach costs once per chunk.
