@@ -1,7 +1,7 @@
 # ctest example.fashion_mnist: runs the example on a FLOP budget (deterministic, a few seconds
 # even under sanitizers) and checks what it promises:
-#   - it stops for the FLOP limit, never past it, and not early (the next step and the final
-#     evaluation would not have fitted);
+#   - frugal::controller stops it for the FLOP limit, never past it, and not early (the next
+#     step and the final evaluation would not have fitted);
 #   - report.json parses, its limits are the ones given, and its totals equal the sums of its
 #     stages (FLOPs exactly: train = epoch = step + eval, step = forward + backward + update);
 #   - epochs.csv has its header and one row per evaluation;
@@ -47,7 +47,9 @@ endif()
 message("${out}")
 
 # --- the stop and the accuracy (stdout) -----------------------------------------------------
-if(NOT out MATCHES "stopped: budget: the next step and the final evaluation would cross the flops limit")
+# frugal::controller's words for the same rule: after an evaluation, one more step and its
+# evaluation would cross the FLOP limit.
+if(NOT out MATCHES "stopped: stop \\(forecast\\): flops: [^\n]* used of [^\n]*, one step and an epoch end forecast")
   fail("did not stop for the FLOP limit")
 endif()
 if(NOT out MATCHES "\ntest accuracy: ([0-9]\\.[0-9][0-9][0-9][0-9])\n?$")

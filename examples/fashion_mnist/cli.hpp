@@ -55,8 +55,10 @@ Trains an MLP on Fashion-MNIST inside a compute budget, then reports what it cos
                     keys wall, cpu (durations: 1h30m, 20s, 500ms), flops, allocations
                     (counts: 2.5e12), alloc_bytes, peak_bytes (sizes: 512MiB, 2GB), or any
                     user unit such as samples=1e6. "" means no limit (the epochs cap ends).
-                    Training stops before a limit would be crossed: the next step and the
-                    final evaluation must still fit.
+                    frugal::controller stops training before a limit would be crossed:
+                    the next step and the final evaluation must still fit. Under a
+                    peak_bytes limit it shrinks the batch, and gradient accumulation keeps
+                    --batch samples per update.
   --epochs N        at most N passes over the training set (default 100)
   --batch N         samples per optimisation step (default 128)
   --lr X            initial learning rate (default 0.1 for sgd, 0.001 for adam)

@@ -7,6 +7,8 @@
 #include "progress.hpp"
 #include "trainer.hpp"
 
+#include <frugal/allocation.hpp>
+#include <frugal/controller.hpp>
 #include <frugal/early_stopping.hpp>
 #include <frugal/frugal.hpp>
 #include <frugal/report.hpp>
@@ -64,17 +66,13 @@ void write_epochs_csv(std::ostream& out, const std::vector<epoch_row>& rows) {
 }
 
 // Fraction used of each limited resource, for the progress line.
-std::vector<std::pair<std::string, double>> fractions(const frugal::limits& l, const fmnist::reading& now) {
+std::vector<std::pair<std::string, double>> fractions(const frugal::budget& run) {
+  const frugal::limits l = run.limits();
   std::vector<std::pair<std::string, double>> out;
   for (frugal::resource r : frugal::all_resources)
-    if (const auto lim = l.get(r))
-      out.emplace_back(std::string(frugal::to_string(r)),
-                       *lim > 0 ? now.resources[static_cast<std::size_t>(r)] / *lim : 1.0);
-  std::size_t u = 0;
-  for (const auto& [name, lim] : l.unit_limits()) {
-    out.emplace_back(name, lim > 0 ? now.units[u] / lim : 1.0);
-    ++u;
-  }
+    if (const auto lim = l.get(r)) out.emplace_back(std::string(frugal::to_string(r)), *lim > 0 ? run.used(r) / *lim : 1.0);
+  for (const auto& [name, lim] : l.unit_limits())
+    out.emplace_back(name, lim > 0 ? run.used(std::string_view(name)) / lim : 1.0);
   return out;
 }
 
@@ -130,14 +128,34 @@ int train(const options& opt) {
   if (opt.trace_events > 0) frugal::start_tracing(opt.trace_events);
 #endif
 
-  fmnist::budget_guard guard(run);
-  guard.set_first_forecasts(static_cast<double>(trainer.step_flops(batch)),
-                            static_cast<double>(trainer.evaluation_flops(val_n + test_index.size())), batch);
+  // The controller decides after every step: it stops before a step whose forecast (the
+  // largest of the recent steps) would cross a limit, ends an epoch early when the rest of it
+  // and the evaluation at its end would not fit, stops after an evaluation when one more step
+  // and evaluation would not, shrinks the batch on a peak_bytes limit (gradient accumulation
+  // keeps the --batch samples per update), and applies early stopping on the validation loss.
+  frugal::controller_options control;
+  control.batch_size(static_cast<std::size_t>(batch))
+      .batch_limits(std::min<std::size_t>(16, static_cast<std::size_t>(batch)), static_cast<std::size_t>(batch))
+      .effective_batch(static_cast<std::size_t>(batch))
+      .epoch_samples(train_n)
+      .planned_epochs(static_cast<std::size_t>(opt.epochs));
   // Lightning's EarlyStopping rules on the validation loss (<frugal/early_stopping.hpp>).
-  std::optional<frugal::early_stopping> early;
   if (opt.patience > 0)
-    early.emplace(frugal::early_stopping{"val_loss"}.patience(static_cast<std::size_t>(opt.patience)).min_delta(1e-4));
+    control.early_stop(frugal::early_stopping{"val_loss"}.patience(static_cast<std::size_t>(opt.patience)).min_delta(1e-4));
+  // FLOPs are counted exactly, so a FLOP or sample limit needs no margin; timings vary (an
+  // evaluation's by tens of ms on this 2-core VM; with none, a 20 s run ended 3 ms, a step,
+  // past its limit), so with a wall or CPU limit every forecast gets half again.
+  if (run.limits().get(frugal::resource::wall) || run.limits().get(frugal::resource::cpu)) control.margin(0.5);
+  frugal::controller ctl{run, control};
+  const double evaluation_flops = static_cast<double>(trainer.evaluation_flops(val_n + test_index.size()));
+  const double first_step_flops = static_cast<double>(trainer.step_flops(batch));
+  const fmnist::evaluation_cost evaluation_cost(ctl, evaluation_flops, first_step_flops);
+  // The controller learns an evaluation's cost at the first epoch's end; until then this
+  // callback keeps room for it.
+  ctl.add_callback("first evaluation reserve", fmnist::first_evaluation_reserve(ctl, evaluation_cost));
   const fmnist::learning_rate schedule(opt.lr_schedule, opt.lr, run);
+  const frugal::limits limits = run.limits();
+  frugal::heap_watch heap;  // a step's peak heap, for the peak_bytes forecast
 
   char optimizer_text[64];
   if (opt.optimizer == fmnist::optimizer_kind::sgd)
@@ -161,15 +179,26 @@ int train(const options& opt) {
   std::vector<epoch_row> rows;
   std::string stop_reason;
   long total_steps = 0;
+  std::size_t smallest_batch = static_cast<std::size_t>(batch);
   float lr = opt.lr;
   std::optional<fmnist::evaluation> last_test;
-  fmnist::reading now = guard.read();
-  // Training loss and accuracy since the last evaluation (an epoch, or more when deferred).
+  // Training loss and accuracy since the last evaluation.
   double loss_sum = 0;
   std::int64_t correct = 0;
   std::size_t seen = 0;
 
-  for (int epoch = 1; epoch <= opt.epochs && stop_reason.empty(); ++epoch) {
+  // Before anything is measured, the formulas: a FLOP or sample limit that cannot hold one step
+  // and the evaluation is not worth starting on.
+  if (const auto flops = limits.get(frugal::resource::flops); flops && first_step_flops + evaluation_flops > *flops)
+    stop_reason = "budget: one step and the final evaluation do not fit the flops limit (forecast from the formulas)";
+  if (const auto n = limits.get("samples"); n && static_cast<double>(batch) > *n)
+    stop_reason = "budget: one step does not fit the samples limit";
+
+  // Samples in the trainer's pending gradient: with a shrunken batch, micro-batches are gathered
+  // until --batch samples (or the epoch's last) make an update. An epoch the controller ends
+  // early leaves its part for the next one's first update.
+  std::size_t accumulated = 0;
+  for (int epoch = 1; epoch <= opt.epochs && stop_reason.empty() && !ctl.should_stop(); ++epoch) {
     frugal::scope epoch_scope{run, "epoch"};
     std::shuffle(order.begin(), order.end(), shuffle_rng);
     long step = 0;
@@ -177,57 +206,54 @@ int train(const options& opt) {
     status.epoch = epoch;
     status.epochs = opt.epochs;
     status.steps_per_epoch = steps_per_epoch;
-    status.batch = batch;
 
-    for (std::size_t start = 0; start < train_n; start += static_cast<std::size_t>(batch), ++step) {
-      if (const auto crossed = guard.next_step_crosses(now)) {
-        const auto spent = run.exhausted_resources();
-        stop_reason = spent.empty() ? "budget: the next step and the final evaluation would cross the " + *crossed +
-                                          " limit (predictive stop)"
-                                    : "budget: the " + spent.front() + " limit is reached";
-        break;
-      }
-      const auto n = static_cast<Eigen::Index>(std::min<std::size_t>(static_cast<std::size_t>(batch), train_n - start));
-      lr = schedule.at(std::max(guard.progress(now), static_cast<double>(total_steps) / planned_steps));
-      const fmnist::reading before = now;
+    for (std::size_t start = 0; start < train_n; ++step) {
+      const std::size_t b = ctl.batch_size();
+      const std::size_t n = std::min(b, train_n - start);
+      const bool apply = accumulated + n >= static_cast<std::size_t>(batch) || start + n == train_n;
+      lr = schedule.at(std::max(fmnist::budget_progress(run, limits, evaluation_cost),
+                                static_cast<double>(total_steps) / planned_steps));
       fmnist::batch_result r;
+      heap.reset();
       {
         frugal::scope s{run, "step"};
-        r = trainer.step(data, order.data() + start, n, lr, &run);
+        r = trainer.step(data, order.data() + start, static_cast<Eigen::Index>(n), lr, &run, batch, apply);
         frugal::add_units(samples, static_cast<double>(n));
       }
-      now = guard.read();
-      guard.step_done(before, now);
+      accumulated = apply ? 0 : accumulated + n;
+      start += n;
       ++total_steps;
       loss_sum += r.loss_sum;
       correct += r.correct;
-      seen += static_cast<std::size_t>(n);
+      seen += n;
+      const frugal::decision d = ctl.end_step(frugal::step{}
+                                                  .loss(r.loss_sum / static_cast<double>(n))
+                                                  .samples(n)
+                                                  .peak_bytes(static_cast<double>(heap.peak_bytes())));
+      if (d.has(frugal::action::shrink_batch) || d.has(frugal::action::grow_batch)) {
+        smallest_batch = std::min(smallest_batch, d.batch_size());
+        progress.note("step " + std::to_string(total_steps) + ": " + d.reason());
+      }
 
       status.step = step + 1;
+      status.batch = static_cast<int>(ctl.batch_size());
       status.lr = lr;
       status.loss = loss_sum / static_cast<double>(seen);
       status.accuracy = static_cast<double>(correct) / static_cast<double>(seen);
       if (progress.due()) {
-        status.used = fractions(opt.budget, now);
-        const double steps_left =
-            std::min(guard.steps_left(now, true), planned_steps - static_cast<double>(total_steps));
-        status.seconds_left = steps_left * guard.step_seconds(true);
-        status.epochs_left = steps_left / static_cast<double>(steps_per_epoch);
+        status.used = fractions(run);
+        const frugal::cost_model* wall = ctl.step_model(frugal::resource::wall);
+        const double left = std::min(fmnist::steps_left(ctl, evaluation_cost, ctl.batch_size()),
+                                     planned_steps - static_cast<double>(total_steps));
+        status.seconds_left = wall && !wall->empty() ? left * wall->mean(ctl.batch_size()) : -1;
+        status.epochs_left = left / static_cast<double>(steps_per_epoch);
         progress.update(status);
       }
-    }
-    // Stopped before the epoch's first step: the model is the one evaluated last (or, when not
-    // even one step fitted, an untrained one not worth the evaluation).
-    if (step == 0) break;
-    // A full epoch whose evaluation would leave no room for more training: train on into the
-    // next epoch instead, and evaluate once at the budget's end.
-    if (stop_reason.empty() && epoch < opt.epochs && guard.evaluation_would_end_run(now)) {
-      progress.note("epoch " + std::to_string(epoch) + ": evaluation deferred to the end of the budget");
-      continue;
+      if (d.ends_epoch()) break;
     }
 
-    // Evaluation: its own child budget (charged to train too), inside the epoch's scope.
-    const fmnist::reading before_eval = now;
+    // Evaluation, the end of every epoch (a full one, one the controller ended early, or the
+    // last): its own child budget (charged to train too), inside the epoch's scope.
     fmnist::evaluation val, test;
     {
       frugal::scope s{eval, "validation"};
@@ -237,27 +263,29 @@ int train(const options& opt) {
       frugal::scope s{eval, "test"};
       test = trainer.evaluate(data.test_images, data.test_labels, test_index);
     }
-    now = guard.read();
-    guard.evaluation_done(before_eval, now);
     last_test = test;
+    // Early stopping, and whether one more step and evaluation fit.
+    (void)ctl.end_epoch(frugal::epoch{}.metric("val_loss", val.loss));
 
-    rows.push_back(epoch_row{epoch, now.resources[static_cast<std::size_t>(frugal::resource::wall)],
-                             run.fraction_used(), now.resources[static_cast<std::size_t>(frugal::resource::flops)],
-                             batch, lr, loss_sum / static_cast<double>(seen), val.loss, val.accuracy, test.accuracy});
+    rows.push_back(epoch_row{epoch, run.used(frugal::resource::wall), run.fraction_used(),
+                             run.used(frugal::resource::flops), static_cast<int>(ctl.batch_size()), lr,
+                             loss_sum / static_cast<double>(seen), val.loss, val.accuracy, test.accuracy});
     loss_sum = 0;
     correct = 0;
     seen = 0;
-    status.used = fractions(opt.budget, now);
-    const double steps_left =
-        std::min(guard.steps_left(now, true), planned_steps - static_cast<double>(total_steps));
-    status.seconds_left = steps_left * guard.step_seconds(true);
-    status.epochs_left = steps_left / static_cast<double>(steps_per_epoch);
+    status.used = fractions(run);
+    const double left = std::min(fmnist::steps_left(ctl, evaluation_cost, ctl.batch_size()),
+                                 planned_steps - static_cast<double>(total_steps));
+    const frugal::cost_model* wall = ctl.step_model(frugal::resource::wall);
+    status.seconds_left = wall && !wall->empty() ? left * wall->mean(ctl.batch_size()) : -1;
+    status.epochs_left = left / static_cast<double>(steps_per_epoch);
     progress.epoch_done(status, fmnist::epoch_scores{val.loss, val.accuracy, test.accuracy});
-
-    if (stop_reason.empty() && early && frugal::stops(early->update(val.loss, static_cast<std::uint64_t>(epoch))))
-      stop_reason = "early stopping: " + early->message();
   }
-  if (stop_reason.empty()) stop_reason = "done: all " + std::to_string(opt.epochs) + " epochs";
+  if (stop_reason.empty())
+    stop_reason = ctl.should_stop() ? ctl.stop_message() : "done: all " + std::to_string(opt.epochs) + " epochs";
+  if (smallest_batch < static_cast<std::size_t>(batch))
+    std::printf("batch: shrank to %zu (x%zu accumulation), now %zu\n", smallest_batch,
+                (static_cast<std::size_t>(batch) + smallest_batch - 1) / smallest_batch, ctl.batch_size());
 
   // ---- report -------------------------------------------------------------------------------
   const double samples_seen = run.used("samples");

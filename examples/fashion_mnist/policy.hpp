@@ -1,24 +1,20 @@
-// The example's budget decisions: the predictive stop (the next step and the final evaluation
-// must fit), and the learning-rate schedule read at that measure of progress.
+// The example's budget policy around frugal::controller: the final evaluation's reserve before the
+// controller has measured one, the progress the learning-rate schedule reads, the schedules.
 #pragma once
 
 #include <frugal/budget.hpp>
-#include <frugal/config.hpp>
+#include <frugal/controller.hpp>
 #include <frugal/schedule.hpp>
 #include <frugal/units.hpp>
 
 #include <algorithm>
-#include <array>
-#include <cmath>
 #include <cstddef>
 #include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <variant>
-#include <vector>
 
 namespace fmnist {
 
@@ -64,198 +60,112 @@ class learning_rate {
   rule rule_;
 };
 
-// Amounts of the builtin resources and of the limited user units (in the guard's order): what
-// the budget has used, or what a step or an evaluation costs. Fixed-size, so that reading the
-// budget at every step allocates nothing.
-struct reading {
-  std::array<double, frugal::resource_count> resources{};
-  std::array<double, FRUGAL_MAX_UNITS> units{};
-};
-
-// Decides before each step whether that step, and the evaluation that must follow the last
-// one, still fit every limit. Costs are forecast from the largest of the recent measurements
-// (OR-tools' TimeLimit does the same), from formulas before anything is measured.
-class budget_guard {
+// What the end-of-run evaluation will cost, per limited resource: once an epoch has ended, the
+// controller's own forecast of its end-of-epoch work (the largest recent one); before that, the
+// FLOPs from the formulas and wall / CPU time at the measured steps' FLOP rate, with a margin of
+// half, since timings vary more than FLOPs (measured on a loaded 2-core VM, a quarter let a
+// 10 s run end 54 ms late). Evaluations count no samples and allocate nothing.
+class evaluation_cost {
  public:
-  explicit budget_guard(const frugal::budget& run) : run_(run), limits_(run.limits()) {
-    for (const auto& [name, limit] : limits_.unit_limits()) unit_names_.push_back(name);
-    if (unit_names_.size() > FRUGAL_MAX_UNITS)
-      throw std::invalid_argument("--budget: " + std::to_string(unit_names_.size()) + " user units, at most " +
-                                  std::to_string(FRUGAL_MAX_UNITS) + " (FRUGAL_MAX_UNITS)");
-  }
+  evaluation_cost(const frugal::controller& ctl, double evaluation_flops, double step_flops) noexcept
+      : ctl_(&ctl), evaluation_flops_(evaluation_flops), step_flops_(step_flops) {}
 
-  [[nodiscard]] reading read() const {
-    const frugal::usage u = run_.snapshot();
-    reading r;
-    r.resources = u.by_resource;
-    for (std::size_t i = 0; i < unit_names_.size(); ++i) r.units[i] = u.of(unit_names_[i]);
-    return r;
-  }
+  [[nodiscard]] bool measured() const noexcept { return ctl_->epochs() > 0; }
 
-  void step_done(const reading& before, const reading& after) { steps_.push(difference(before, after)); }
-  void evaluation_done(const reading& before, const reading& after) { evals_.push(difference(before, after)); }
-
-  // Forecasts before the first measurement: FLOPs from the formulas; wall time from the FLOPs
-  // at the rate of the steps measured so far (nothing is known before the first step).
-  void set_first_forecasts(double step_flops, double evaluation_flops, double step_units) {
-    first_step_flops_ = step_flops;
-    first_eval_flops_ = evaluation_flops;
-    first_step_units_ = step_units;
-  }
-
-  // The limit the next step would cross (with room for the final evaluation), or nothing.
-  [[nodiscard]] std::optional<std::string> next_step_crosses(const reading& now) const {
-    const reading step = forecast_step(false), eval = forecast_evaluation();
-    for (frugal::resource r : frugal::all_resources) {
-      const auto lim = limits_.get(r);
-      if (!lim) continue;
-      const auto i = static_cast<std::size_t>(r);
-      // peak_bytes is a level, not a sum: it can only be checked, not forecast, here.
-      if (r == frugal::resource::peak_bytes) {
-        if (now.resources[i] >= *lim) return std::string(frugal::to_string(r));
-        continue;
-      }
-      if (now.resources[i] + step.resources[i] + eval.resources[i] > *lim) return std::string(frugal::to_string(r));
+  [[nodiscard]] double of(std::string_view name) const {
+    const std::optional<frugal::resource> r = frugal::resource_from_name(name);
+    if (!r || *r == frugal::resource::peak_bytes) return 0;  // user units: an evaluation counts none
+    if (measured()) return ctl_->forecast_epoch_end(*r).value_or(0);
+    if (*r == frugal::resource::flops) return evaluation_flops_;
+    if (*r == frugal::resource::wall || *r == frugal::resource::cpu) {
+      const auto t = ctl_->forecast_step(*r);
+      return t && step_flops_ > 0 ? 1.5 * *t * evaluation_flops_ / step_flops_ : 0;
     }
-    for (std::size_t u = 0; u < unit_names_.size(); ++u)
-      if (now.units[u] + step.units[u] + eval.units[u] > unit_limit(u)) return unit_names_[u];
-    return std::nullopt;
-  }
-
-  // Whether evaluating now would leave no room for another step and its evaluation: then an
-  // epoch-end evaluation is better skipped, and the rest of the budget spent on training
-  // steps before the final evaluation (what is left unused is then less than a step).
-  [[nodiscard]] bool evaluation_would_end_run(const reading& now) const {
-    reading after = now;
-    const reading eval = forecast_evaluation();
-    for (std::size_t i = 0; i < after.resources.size(); ++i)
-      if (i != static_cast<std::size_t>(frugal::resource::peak_bytes)) after.resources[i] += eval.resources[i];
-    for (std::size_t u = 0; u < unit_names_.size(); ++u) after.units[u] += eval.units[u];
-    return next_step_crosses(after).has_value();
-  }
-
-  // How far along the run is, where 1 is the point where the last step must end: the largest
-  // used / (limit - evaluation reserve) over the limited resources.
-  [[nodiscard]] double progress(const reading& now) const {
-    const reading eval = forecast_evaluation();
-    double p = 0;
-    for (frugal::resource r : frugal::all_resources) {
-      const auto lim = limits_.get(r);
-      if (!lim || r == frugal::resource::peak_bytes) continue;
-      const auto i = static_cast<std::size_t>(r);
-      p = std::max(p, fraction(now.resources[i], *lim - eval.resources[i]));
-    }
-    for (std::size_t u = 0; u < unit_names_.size(); ++u)
-      p = std::max(p, fraction(now.units[u], unit_limit(u) - eval.units[u]));
-    return p;
-  }
-
-  // How many more steps fit, by the tightest limit (infinity when nothing is limited). The
-  // decision uses the largest recent costs; `typical` uses their mean (for display).
-  [[nodiscard]] double steps_left(const reading& now, bool typical = false) const {
-    const reading step = forecast_step(typical), eval = forecast_evaluation();
-    double left = std::numeric_limits<double>::infinity();
-    for (frugal::resource r : frugal::all_resources) {
-      const auto lim = limits_.get(r);
-      const auto i = static_cast<std::size_t>(r);
-      if (!lim || r == frugal::resource::peak_bytes || step.resources[i] <= 0) continue;
-      left = std::min(left, std::max(0.0, *lim - now.resources[i] - eval.resources[i]) / step.resources[i]);
-    }
-    for (std::size_t u = 0; u < unit_names_.size(); ++u)
-      if (step.units[u] > 0)
-        left = std::min(left, std::max(0.0, unit_limit(u) - now.units[u] - eval.units[u]) / step.units[u]);
-    return left;
-  }
-
-  // Wall seconds of a recent step: the slowest, or with `typical` the mean (0 before the first).
-  [[nodiscard]] double step_seconds(bool typical = false) const {
-    return forecast_step(typical).resources[static_cast<std::size_t>(frugal::resource::wall)];
+    return 0;
   }
 
  private:
-  // The last N measurements, oldest overwritten first.
-  template <std::size_t N>
-  struct window {
-    std::array<reading, N> items{};
-    std::size_t count = 0;
-    std::size_t next = 0;
-    void push(const reading& r) noexcept {
-      items[next] = r;
-      next = (next + 1) % N;
-      count = std::min(count + 1, N);
-    }
-    [[nodiscard]] reading largest() const noexcept {
-      reading c;
-      for (std::size_t k = 0; k < count; ++k) {
-        for (std::size_t i = 0; i < c.resources.size(); ++i) c.resources[i] = std::max(c.resources[i], items[k].resources[i]);
-        for (std::size_t u = 0; u < c.units.size(); ++u) c.units[u] = std::max(c.units[u], items[k].units[u]);
-      }
-      return c;
-    }
-    [[nodiscard]] reading mean() const noexcept {
-      reading c;
-      for (std::size_t k = 0; k < count; ++k) {
-        for (std::size_t i = 0; i < c.resources.size(); ++i) c.resources[i] += items[k].resources[i] / static_cast<double>(count);
-        for (std::size_t u = 0; u < c.units.size(); ++u) c.units[u] += items[k].units[u] / static_cast<double>(count);
-      }
-      return c;
-    }
-  };
+  const frugal::controller* ctl_;
+  double evaluation_flops_;
+  double step_flops_;
+};
 
-  static double fraction(double used, double room) noexcept {
+// A controller callback for the first epoch, before the controller has measured an epoch's end
+// and so cannot keep room for it: it ends the epoch (the loop then evaluates, and the controller's
+// end_epoch decides whether another step and evaluation fit) as soon as the next step and the
+// evaluation forecast by evaluation_cost would cross a limit. From the second epoch on the
+// controller's own end-of-epoch rule does this.
+class first_evaluation_reserve {
+ public:
+  first_evaluation_reserve(const frugal::controller& ctl, evaluation_cost cost)
+      : ctl_(&ctl), cost_(cost), limits_(ctl.watched().limits()) {}
+
+  void operator()(frugal::decision_event& e) const {
+    if (e.where != frugal::checkpoint::step || e.decision.ends_epoch() || cost_.measured()) return;
+    const frugal::budget& run = ctl_->watched();
+    const frugal::limits& l = limits_;
+    const double scale = 1 + ctl_->margin();  // as the controller's own forecasts
+    std::string clauses;
+    auto check = [&](const std::string& name, double used, double limit, bool is_builtin, frugal::resource r) {
+      const auto step = ctl_->forecast_step(name);
+      if (!step) return;
+      const double eval = cost_.of(name);
+      if (used + (*step + eval) * scale <= limit) return;
+      auto fmt = [&](double v) { return is_builtin ? frugal::format_quantity(r, v) : frugal::format_count(v); };
+      if (!clauses.empty()) clauses += "; ";
+      clauses += name + ": " + fmt(used) + " used of " + fmt(limit) + "; the next step (" + fmt(*step) +
+                 ") and the first evaluation (" + fmt(eval) + ", forecast)" +
+                 (scale > 1 ? " with the controller's margin" : "") + " would not fit";
+    };
+    for (frugal::resource r : frugal::all_resources) {
+      const auto lim = l.get(r);
+      if (!lim || r == frugal::resource::peak_bytes) continue;
+      check(std::string(frugal::to_string(r)), run.used(r), *lim, true, r);
+    }
+    for (const auto& [unit, lim] : l.unit_limits()) check(unit, run.used(std::string_view(unit)), lim, false, {});
+    if (!clauses.empty()) e.decision.end_epoch(clauses);
+  }
+
+ private:
+  const frugal::controller* ctl_;
+  evaluation_cost cost_;
+  frugal::limits limits_;  // read once: copying them at every step would allocate
+};
+
+// How far along the run is, where 1 is the point where the last step must end: the largest
+// used / (limit - evaluation reserve) over the limited cumulative resources.
+[[nodiscard]] inline double budget_progress(const frugal::budget& run, const frugal::limits& l,
+                                            const evaluation_cost& eval) {
+  auto fraction = [](double used, double room) {
     if (room <= 0) return used > 0 || room < 0 ? 1.0 : 0.0;
     return used / room;
+  };
+  double p = 0;
+  for (frugal::resource r : frugal::all_resources) {
+    const auto lim = l.get(r);
+    if (!lim || r == frugal::resource::peak_bytes) continue;
+    p = std::max(p, fraction(run.used(r), *lim - eval.of(frugal::to_string(r))));
   }
+  for (const auto& [unit, lim] : l.unit_limits())
+    p = std::max(p, fraction(run.used(std::string_view(unit)), lim - eval.of(unit)));
+  return p;
+}
 
-  [[nodiscard]] double unit_limit(std::size_t u) const { return limits_.get(std::string_view(unit_names_[u])).value_or(0); }
-
-  [[nodiscard]] static reading difference(const reading& before, const reading& after) noexcept {
-    reading d;
-    for (std::size_t i = 0; i < d.resources.size(); ++i) d.resources[i] = after.resources[i] - before.resources[i];
-    for (std::size_t u = 0; u < d.units.size(); ++u) d.units[u] = after.units[u] - before.units[u];
-    return d;
-  }
-
-  [[nodiscard]] reading forecast_step(bool typical) const {
-    if (steps_.count > 0) return typical ? steps_.mean() : steps_.largest();
-    reading c;
-    c.resources[static_cast<std::size_t>(frugal::resource::flops)] = first_step_flops_;
-    for (std::size_t u = 0; u < unit_names_.size(); ++u) c.units[u] = first_step_units_;
-    return c;
-  }
-
-  // Timings vary more than FLOPs: the wall and CPU reserve of an evaluation (the slowest of
-  // the last three) gets a margin of half its time. Measured on a loaded 2-core VM, a margin
-  // of a quarter let a 10 s run end 54 ms (25 steps) late.
-  [[nodiscard]] reading forecast_evaluation() const {
-    constexpr std::size_t wall = static_cast<std::size_t>(frugal::resource::wall);
-    constexpr std::size_t cpu = static_cast<std::size_t>(frugal::resource::cpu);
-    constexpr std::size_t flops = static_cast<std::size_t>(frugal::resource::flops);
-    reading c;
-    if (evals_.count > 0) {
-      c = evals_.largest();
-    } else {
-      c.resources[flops] = first_eval_flops_;
-      // Until an evaluation is measured: its FLOPs at the training steps' FLOP rate.
-      const reading s = steps_.largest();
-      if (s.resources[flops] > 0) {
-        c.resources[wall] = s.resources[wall] * first_eval_flops_ / s.resources[flops];
-        c.resources[cpu] = s.resources[cpu] * first_eval_flops_ / s.resources[flops];
-      }
-    }
-    c.resources[wall] *= 1.5;
-    c.resources[cpu] *= 1.5;
-    return c;
-  }
-
-  const frugal::budget& run_;
-  frugal::limits limits_;
-  std::vector<std::string> unit_names_;
-  window<16> steps_;
-  window<3> evals_;
-  double first_step_flops_ = 0;
-  double first_eval_flops_ = 0;
-  double first_step_units_ = 0;
-};
+// How many more steps of `batch` samples fit, by the tightest limit, at the controller's mean
+// step costs (infinity when nothing is limited or measured): for the progress line only.
+[[nodiscard]] inline double steps_left(const frugal::controller& ctl, const evaluation_cost& eval, std::size_t batch) {
+  const frugal::budget& run = ctl.watched();
+  const frugal::limits l = run.limits();
+  double left = std::numeric_limits<double>::infinity();
+  auto take = [&](std::string_view name, double used, double limit) {
+    const frugal::cost_model* m = ctl.step_model(name);
+    if (!m || m->empty() || m->mean(batch) <= 0) return;
+    left = std::min(left, std::max(0.0, limit - used - eval.of(name)) / m->mean(batch));
+  };
+  for (frugal::resource r : frugal::all_resources)
+    if (const auto lim = l.get(r); lim && r != frugal::resource::peak_bytes) take(frugal::to_string(r), run.used(r), *lim);
+  for (const auto& [unit, lim] : l.unit_limits()) take(unit, run.used(std::string_view(unit)), lim);
+  return left;
+}
 
 }  // namespace fmnist

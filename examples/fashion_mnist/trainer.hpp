@@ -49,6 +49,15 @@ class trainer {
   // work runs unmeasured (the plain side of an overhead comparison).
   [[nodiscard]] batch_result step(const dataset& data, const std::uint32_t* index, Eigen::Index batch, float lr,
                     frugal::budget* run) {
+    return step(data, index, batch, lr, run, batch, true);
+  }
+
+  // One micro-batch of gradient accumulation: the gradients of index[0..batch), scaled to
+  // `effective` samples, are added to the pending gradient; with `apply`, the optimiser steps
+  // on it (the "update" scope) and it starts over. A step that applies its own gradient alone
+  // (batch == effective) copies nothing.
+  [[nodiscard]] batch_result step(const dataset& data, const std::uint32_t* index, Eigen::Index batch, float lr,
+                    frugal::budget* run, Eigen::Index effective, bool apply) {
     const int used = shards_used(batch);
     const auto range = [&](int k) { return shard(batch, used, k); };
     {
@@ -59,7 +68,7 @@ class trainer {
         workspace& ws = work_[static_cast<std::size_t>(k)];
         ws.reset_scores();
         load_batch(ws, data.train_images, data.train_labels, index + first, n);
-        forward(model_, ws, n, batch);
+        forward(model_, ws, n, effective);
       });
     }
     {
@@ -67,11 +76,21 @@ class trainer {
       if (run) s.emplace(*run, "backward");
       for_shards(used, [&](int k) { backward(model_, work_[static_cast<std::size_t>(k)], range(k).second); });
       for (int k = 1; k < used; ++k) work_[0].grad.add(work_[static_cast<std::size_t>(k)].grad);
+      if (pending_ || !apply) {
+        if (!pending_) {
+          if (!accumulated_) accumulated_.emplace(model_.sizes());
+          *accumulated_ = work_[0].grad;  // same shapes: no allocation after the first
+        } else {
+          accumulated_->add(work_[0].grad);
+        }
+        pending_ = true;
+      }
     }
-    {
+    if (apply) {
       std::optional<frugal::scope> s;
       if (run) s.emplace(*run, "update");
-      opt_.step(model_, work_[0].grad, lr);
+      opt_.step(model_, pending_ ? *accumulated_ : work_[0].grad, lr);
+      pending_ = false;
     }
     batch_result r;
     for (int k = 0; k < used; ++k) {
@@ -155,6 +174,8 @@ class trainer {
 
   mlp& model_;
   optimizer& opt_;
+  std::optional<parameters> accumulated_;  // the pending gradient of an accumulation
+  bool pending_ = false;
   int shards_;
   Eigen::Index capacity_ = 0;
   std::vector<workspace> work_;
