@@ -10,32 +10,18 @@
 # cmake -DEXE=<fashion_mnist> -DDATA=<dir> -DWORK=<scratch dir> [-DTHREADS=2] -P check_peak.cmake
 cmake_minimum_required(VERSION 3.20)
 
-foreach(v EXE DATA WORK)
-  if(NOT DEFINED ${v})
-    message(FATAL_ERROR "check_peak.cmake: -D${v}=... is required")
-  endif()
-endforeach()
-
-if(NOT EXISTS "${DATA}/train-images-idx3-ubyte.gz")
-  message("SKIPPED: Fashion-MNIST not installed in ${DATA} (apt-get install dataset-fashion-mnist)")
+include("${CMAKE_CURRENT_LIST_DIR}/check_common.cmake")
+frugal_check_prologue(check_peak.cmake)
+if(PROLOGUE_SKIPPED)
   return()
-endif()
-if(NOT DEFINED THREADS)
-  set(THREADS 2)
 endif()
 
 function(fail what)
   message(FATAL_ERROR "example.fashion_mnist.peak_bytes: ${what}\n--- stdout ---\n${out}\n--- stderr ---\n${err}")
 endfunction()
 
-file(REMOVE_RECURSE "${WORK}")
-execute_process(
-  COMMAND "${EXE}" --budget "flops=2e9,peak_bytes=50MiB" --epochs 5 --hidden 64 --batch 128 --threads ${THREADS}
-          --seed 1 --trace-events 0 --data "${DATA}" --out "${WORK}"
-  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-if(NOT rc STREQUAL "0")
-  fail("exit status ${rc}, expected 0")
-endif()
+frugal_run_example(--budget "flops=2e9,peak_bytes=50MiB" --epochs 5 --hidden 64 --batch 128 --seed 1
+                   --trace-events 0)
 
 file(READ "${WORK}/report.json" report)
 string(JSON peak_type ERROR_VARIABLE error TYPE "${report}" budget used peak_bytes)

@@ -11,19 +11,10 @@
 #       -P check_run.cmake
 cmake_minimum_required(VERSION 3.20)
 
-foreach(v EXE DATA WORK)
-  if(NOT DEFINED ${v})
-    message(FATAL_ERROR "check_run.cmake: -D${v}=... is required")
-  endif()
-endforeach()
-
-if(NOT EXISTS "${DATA}/train-images-idx3-ubyte.gz")
-  message("SKIPPED: Fashion-MNIST not installed in ${DATA} (apt-get install dataset-fashion-mnist)")
+include("${CMAKE_CURRENT_LIST_DIR}/check_common.cmake")
+frugal_check_prologue(check_run.cmake)
+if(PROLOGUE_SKIPPED)
   return()
-endif()
-
-if(NOT DEFINED THREADS)
-  set(THREADS 2)
 endif()
 
 # A pass and a bit over the data with a 784-64-10 network, two evaluations: under a second in
@@ -36,14 +27,7 @@ function(fail what)
   message(FATAL_ERROR "example.fashion_mnist: ${what}\n--- stdout ---\n${out}\n--- stderr ---\n${err}")
 endfunction()
 
-file(REMOVE_RECURSE "${WORK}")
-execute_process(
-  COMMAND "${EXE}" --budget "flops=${flop_limit}" --epochs 50 --hidden 64 --batch 128 --threads ${THREADS} --seed 1
-          --data "${DATA}" --out "${WORK}"
-  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-if(NOT rc STREQUAL "0")
-  fail("exit status ${rc}, expected 0")
-endif()
+frugal_run_example(--budget "flops=${flop_limit}" --epochs 50 --hidden 64 --batch 128 --seed 1)
 message("${out}")
 
 # --- the stop and the accuracy (stdout) -----------------------------------------------------
