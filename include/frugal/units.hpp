@@ -266,6 +266,20 @@ inline std::string canonical_bytes(double bytes) {
 
 }  // namespace detail::units_impl
 
+namespace detail::units_impl {
+// The number a byte size or a count starts with (s is the trimmed text; text, as given, is
+// what errors quote): not empty, not negative, a number, and in range.
+inline scanned_number leading_number(std::string_view s, std::string_view text, std::string_view field,
+                                     std::string_view kind, const char* negative) {
+  if (s.empty()) throw_parse_error(field, kind, text, "empty value");
+  if (s.front() == '-') throw_parse_error(field, kind, text, negative);
+  const scanned_number num = scan_number(s);
+  if (num.length == 0) throw_parse_error(field, kind, text, "expected a number");
+  if (num.out_of_range) throw_parse_error(field, kind, text, "number is out of range");
+  return num;
+}
+}  // namespace detail::units_impl
+
 [[nodiscard]] inline double parse_duration(std::string_view text, std::string_view field = "duration") {
   namespace d = detail::units_impl;
   constexpr std::string_view kind = "duration";
@@ -322,12 +336,8 @@ inline std::string canonical_bytes(double bytes) {
   namespace d = detail::units_impl;
   constexpr std::string_view kind = "bytes";
   constexpr std::string_view choices = " (use B, kB, KB, MB, GB, TB, KiB, MiB, GiB, TiB)";
-  std::string_view s = d::trim(text);
-  if (s.empty()) d::throw_parse_error(field, kind, text, "empty value");
-  if (s.front() == '-') d::throw_parse_error(field, kind, text, "negative sizes are not allowed");
-  auto num = d::scan_number(s);
-  if (num.length == 0) d::throw_parse_error(field, kind, text, "expected a number");
-  if (num.out_of_range) d::throw_parse_error(field, kind, text, "number is out of range");
+  const std::string_view s = d::trim(text);
+  const auto num = d::leading_number(s, text, field, kind, "negative sizes are not allowed");
   std::string_view suffix = d::trim(s.substr(num.length));
   double multiplier = 1.0;
   if (!suffix.empty()) {
@@ -349,12 +359,8 @@ inline std::string canonical_bytes(double bytes) {
 [[nodiscard]] inline double parse_count(std::string_view text, std::string_view field = "count") {
   namespace d = detail::units_impl;
   constexpr std::string_view kind = "count";
-  std::string_view s = d::trim(text);
-  if (s.empty()) d::throw_parse_error(field, kind, text, "empty value");
-  if (s.front() == '-') d::throw_parse_error(field, kind, text, "negative counts are not allowed");
-  auto num = d::scan_number(s);
-  if (num.length == 0) d::throw_parse_error(field, kind, text, "expected a number");
-  if (num.out_of_range) d::throw_parse_error(field, kind, text, "number is out of range");
+  const std::string_view s = d::trim(text);
+  const auto num = d::leading_number(s, text, field, kind, "negative counts are not allowed");
   if (num.length != s.size()) {
     d::throw_parse_error(field, kind, text,
                          "unexpected trailing text '" + std::string(d::skip_space(s.substr(num.length))) + "'");
