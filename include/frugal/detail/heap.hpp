@@ -226,7 +226,7 @@ class bookkeeping {
     bool expected = false;
     if (!w.taken.load(std::memory_order_relaxed) &&
         w.taken.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
-      w.peak.store(heap.live.load(std::memory_order_relaxed) * (initial_busy ? 1 : 0), std::memory_order_relaxed);
+      w.peak.store(0, std::memory_order_relaxed);  // a budget raises it when active; heap_watch resets it
       w.busy.store(initial_busy, std::memory_order_relaxed);
       std::size_t used = heap.watchers_used.load(std::memory_order_relaxed);
       while (used < i + 1 &&
