@@ -1,6 +1,8 @@
-// Running cost models for predictive decisions: statistics of one cost over recent steps (EWMA
-// mean, recent maximum), and a model over batch sizes that forecasts a step's cost at any size.
+// Running cost models for predictive decisions: statistics of one cost over its recent steps,
+// robust to one outlier, and a model over batch sizes that forecasts a step's cost at any size.
 #pragma once
+
+#include <frugal/units.hpp>
 
 #include <algorithm>
 #include <array>
@@ -14,8 +16,10 @@
 namespace frugal {
 
 // How the cost models weigh history. The defaults suit steps whose cost varies by tens of
-// percent: the mean forgets in ~1/alpha steps, the high estimate is the largest of the last
-// `window` steps (about their 1 - 1/(window+1) quantile when steps are independent).
+// percent: statistics cover the last `window` steps (the high estimate, their largest, is about
+// their 1 - 1/(window+1) quantile when steps are independent), and a single step more than
+// `outlier_ratio` times every other one is dropped once `outlier_settle` steps have shown it was
+// a one-off (see cost_stats).
 class forecast_options {
  public:
   static constexpr std::size_t max_window = 64;
@@ -27,69 +31,147 @@ class forecast_options {
     window_ = steps;
     return *this;
   }
-  forecast_options& alpha(double a) {
-    if (!(a > 0 && a <= 1))
-      throw std::invalid_argument("frugal::forecast_options: alpha must be in (0, 1], got " + std::to_string(a));
-    alpha_ = a;
+  // Infinity disables outlier exclusion.
+  forecast_options& outlier_ratio(double r) {
+    if (!(r > 1))
+      throw std::invalid_argument("frugal::forecast_options: outlier_ratio must be > 1, got " +
+                                  detail::units_impl::shortest(r));
+    outlier_ratio_ = r;
+    return *this;
+  }
+  forecast_options& outlier_settle(std::size_t steps) {
+    if (steps == 0 || steps > max_window)
+      throw std::invalid_argument("frugal::forecast_options: outlier_settle must be in [1, " +
+                                  std::to_string(max_window) + "], got " + std::to_string(steps));
+    outlier_settle_ = steps;
     return *this;
   }
   [[nodiscard]] std::size_t window() const noexcept { return window_; }
-  [[nodiscard]] double alpha() const noexcept { return alpha_; }
+  [[nodiscard]] double outlier_ratio() const noexcept { return outlier_ratio_; }
+  [[nodiscard]] std::size_t outlier_settle() const noexcept { return outlier_settle_; }
 
  private:
   std::size_t window_ = 16;
-  double alpha_ = 0.2;
+  double outlier_ratio_ = 2;
+  std::size_t outlier_settle_ = 3;
 };
 
-// One cost (seconds, FLOPs, bytes, ...) observed step after step: an exponentially weighted mean
-// for planning many steps ahead, and the maximum of the recent window for the next step, where
-// an underestimate is what overshoots a limit.
+// One cost (seconds, FLOPs, bytes, ...) observed step after step, summarised over the last
+// window() observations: the high estimate for the next step, where an underestimate is what
+// overshoots a limit; the mean for planning many steps ahead; the median and the spread for how
+// much the cost varies.
+//
+// The outlier rule. A warm-up step (JIT, page faults, cold caches) can cost several times the
+// rest; taken at face value it would forecast every step as that slow for a whole window. So at
+// most one observation is excluded at a time: with v the largest value in the window and v2 the
+// second largest (v2 == v when the largest value occurs twice), v is excluded when the window
+// holds at least 2 observations, v > outlier_ratio * v2, and at least outlier_settle()
+// observations came after it -- at least 1 when v was the first observation ever received,
+// which is a warm-up step by nature. Every statistic then ignores v. Hence a forecast drops only
+// a single value that is more than outlier_ratio times every other value in the window, and only
+// once later steps have shown it did not last: the latest observation is never excluded, so a
+// cost that really grows (1 s steps, then 2 s steps for good) shows in high() at once, and
+// spikes that recur within the window are kept as soon as two of them are in it (they tie or
+// come within the ratio of each other).
 class cost_stats {
  public:
   cost_stats() noexcept : cost_stats(forecast_options{}) {}
-  explicit cost_stats(const forecast_options& o) noexcept : window_(o.window()), alpha_(o.alpha()) {}
+  explicit cost_stats(const forecast_options& o) noexcept
+      : window_(o.window()), outlier_ratio_(o.outlier_ratio()), outlier_settle_(o.outlier_settle()) {}
 
   // Negative and non-finite costs are clamped to 0: a counter cannot run backwards, and one bad
-  // reading must not poison every later forecast.
+  // reading must not poison every later forecast. O(window): queries then read cached results.
   void add(double x) noexcept {
     if (!(x >= 0) || !std::isfinite(x)) x = 0;
-    mean_ = count_ == 0 ? x : mean_ + alpha_ * (x - mean_);
-    const std::size_t slot = static_cast<std::size_t>(count_ % window_);
-    const bool evicts = count_ >= window_;
-    const double evicted = ring_[slot];
-    ring_[slot] = x;
+    ring_[static_cast<std::size_t>(count_ % window_)] = x;
     ++count_;
     last_ = x;
-    if (x >= max_) {
-      max_ = x;
-    } else if (evicts && evicted == max_) {
-      max_ = 0;
-      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(count_, window_));
-      for (std::size_t i = 0; i < n; ++i) max_ = std::max(max_, ring_[i]);
-    }
+    update();
   }
 
   [[nodiscard]] std::uint64_t count() const noexcept { return count_; }
   [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
   [[nodiscard]] double last() const noexcept { return last_; }
-  [[nodiscard]] double mean() const noexcept { return mean_; }
-  // The largest of the last window() observations: the next step's forecast.
-  [[nodiscard]] double high() const noexcept { return max_; }
   [[nodiscard]] std::size_t window() const noexcept { return window_; }
+  // The largest non-excluded observation of the window: the next step's forecast (0 if empty).
+  [[nodiscard]] double high() const noexcept { return high_; }
+  // The arithmetic mean of the window's non-excluded observations (0 if empty).
+  [[nodiscard]] double mean() const noexcept { return mean_; }
+  // Their median: the mean of the two middle ones for an even count (0 if empty).
+  [[nodiscard]] double median() const noexcept { return median_; }
+  // How far the largest recent cost lies above the typical one, high() / median() - 1; 0 with
+  // fewer than 2 non-excluded observations or a zero median. The controller's default headroom:
+  // 0 for costs that do not vary, such as FLOPs.
+  [[nodiscard]] double spread() const noexcept { return spread_; }
+  // How many observations have been excluded as outliers so far, each counted once, when first
+  // excluded; they stay counted after leaving the window.
+  [[nodiscard]] std::uint64_t outliers() const noexcept { return outliers_; }
+  // Whether the window's largest value is excluded now.
+  [[nodiscard]] bool outlier_excluded() const noexcept { return excluded_; }
 
  private:
+  static constexpr std::uint64_t none = std::numeric_limits<std::uint64_t>::max();
+
+  // Recomputes every statistic from the window; observation number s (from 0) lives in slot
+  // s % window_.
+  void update() noexcept {
+    const std::uint64_t n = std::min<std::uint64_t>(count_, window_);
+    const std::uint64_t first = count_ - n;
+    double v = -1, v2 = -1;
+    std::uint64_t v_seq = none;
+    for (std::uint64_t s = first; s < count_; ++s) {
+      const double y = ring_[static_cast<std::size_t>(s % window_)];
+      if (y > v) {
+        v2 = v;
+        v = y;
+        v_seq = s;
+      } else if (y > v2) {
+        v2 = y;  // y == v makes v2 == v: a tie, no outlier
+      }
+    }
+    const std::uint64_t after = count_ - 1 - v_seq;
+    const std::uint64_t settle = v_seq == 0 ? 1 : outlier_settle_;
+    excluded_ = n >= 2 && v > outlier_ratio_ * v2 && after >= settle;
+    if (excluded_ && counted_seq_ != v_seq) {
+      ++outliers_;
+      counted_seq_ = v_seq;
+    }
+
+    std::array<double, forecast_options::max_window> kept{};
+    std::size_t m = 0;
+    double sum = 0;
+    for (std::uint64_t s = first; s < count_; ++s) {
+      if (excluded_ && s == v_seq) continue;
+      const double y = ring_[static_cast<std::size_t>(s % window_)];
+      kept[m++] = y;
+      sum += y;
+    }
+    high_ = excluded_ ? v2 : v;
+    mean_ = sum / static_cast<double>(m);
+    const auto mid = kept.begin() + static_cast<std::ptrdiff_t>(m / 2);
+    std::nth_element(kept.begin(), mid, kept.begin() + static_cast<std::ptrdiff_t>(m));
+    median_ = m % 2 == 1 ? *mid : (*std::max_element(kept.begin(), mid) + *mid) / 2;
+    spread_ = m >= 2 && median_ > 0 ? high_ / median_ - 1 : 0;
+  }
+
   std::array<double, forecast_options::max_window> ring_{};
   std::uint64_t count_ = 0;
   std::size_t window_;
-  double alpha_;
-  double mean_ = 0;
-  double max_ = 0;
+  double outlier_ratio_;
+  std::size_t outlier_settle_;
   double last_ = 0;
+  double high_ = 0;
+  double mean_ = 0;
+  double median_ = 0;
+  double spread_ = 0;
+  bool excluded_ = false;
+  std::uint64_t outliers_ = 0;
+  std::uint64_t counted_seq_ = none;  // the observation last counted in outliers_
 };
 
 // The cost of one step as a function of its batch size. Each batch size keeps its own
-// statistics, so a forecast for a size run recently is that size's own history, fixed per-step
-// costs included. Other sizes are estimated from the sizes run recently (within the last
+// statistics (a cost_stats, so its outlier rule applies per size), so a forecast for a size run
+// recently is that size's own history, fixed per-step costs included. Other sizes are estimated from the sizes run recently (within the last
 // `window` observations): a least-squares line, cost = fixed + per_sample * batch, kept between
 // two bounds that hold for any cost with a non-negative fixed part -- below the smallest size,
 // at least the proportional share of its cost; above the largest, at least its cost. With one
@@ -128,6 +210,23 @@ class cost_model {
   [[nodiscard]] double high(std::size_t batch) const noexcept { return estimate(batch, &cost_stats::high); }
   // The expected cost of a step of this size, for planning many steps ahead.
   [[nodiscard]] double mean(std::size_t batch) const noexcept { return estimate(batch, &cost_stats::mean); }
+  // The typical cost of a step of this size, estimated as mean() is.
+  [[nodiscard]] double median(std::size_t batch) const noexcept { return estimate(batch, &cost_stats::median); }
+  // How far a step's cost may lie above the typical one (cost_stats::spread). A relative spread
+  // does not depend on the size much, so a size not run recently takes the spread of the size
+  // run last rather than a fit. 0 before any observation.
+  [[nodiscard]] double spread(std::size_t batch) const noexcept {
+    if (size_ == 0) return 0;
+    const entry* own = find(batch);
+    return own && recent(*own) ? own->stats.spread() : most_recent()->stats.spread();
+  }
+
+  // Forgets every observation and batch size; the options stay.
+  void clear() noexcept {
+    for (entry& e : entries_) e = entry{};
+    size_ = 0;
+    tick_ = 0;
+  }
 
   // The largest batch in [1, upto] whose high() stays within `budget`; 0 if none does.
   [[nodiscard]] std::size_t largest_batch_within(double budget, std::size_t upto) const noexcept {
