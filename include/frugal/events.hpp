@@ -1,6 +1,6 @@
 // The controller's events (step end, epoch end, approaching, exhausted, forecast overrun,
-// decision) and the list of named callbacks that receive them, each callback a struct whose
-// operator() overloads are its hooks, checked at compile time.
+// decision, stopped, level crossed, best metric) and the list of named callbacks that receive
+// them, each callback a struct whose operator() overloads are its hooks, checked at compile time.
 #pragma once
 
 #include <frugal/decision.hpp>
@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -19,8 +20,18 @@
 
 namespace frugal {
 
-enum class event_kind : unsigned char { step_end, epoch_end, approaching, exhausted, forecast_overrun, decision };
-inline constexpr std::size_t event_kind_count = 6;
+enum class event_kind : unsigned char {
+  step_end,
+  epoch_end,
+  approaching,
+  exhausted,
+  forecast_overrun,
+  decision,
+  stopped,
+  level_crossed,
+  best_metric,
+};
+inline constexpr std::size_t event_kind_count = 9;
 
 [[nodiscard]] constexpr std::string_view to_string(event_kind k) noexcept {
   switch (k) {
@@ -30,9 +41,14 @@ inline constexpr std::size_t event_kind_count = 6;
     case event_kind::exhausted: return "exhausted";
     case event_kind::forecast_overrun: return "forecast_overrun";
     case event_kind::decision: return "decision";
+    case event_kind::stopped: return "stopped";
+    case event_kind::level_crossed: return "level_crossed";
+    case event_kind::best_metric: return "best_metric";
   }
   return "unknown";
 }
+
+enum class checkpoint : unsigned char { step, epoch };
 
 // A step ended (fired first at every end_step, before any resource event).
 struct step_end_event {
@@ -90,8 +106,6 @@ struct forecast_overrun_event {
   double limit;
 };
 
-enum class checkpoint : unsigned char { step, epoch };
-
 // The decision of a checkpoint, last event of every checkpoint; a hook may veto or amend it:
 //   void operator()(frugal::decision_event& e) { if (e.decision.stops() && keep_going) e.decision.veto(); }
 // Each hook amends a copy that replaces the decision only when the hook returns normally and
@@ -101,6 +115,34 @@ struct decision_event {
   std::uint64_t step_index;
   std::uint64_t epoch_index;
   frugal::decision& decision;
+};
+
+// The run stopped: fired once, at the checkpoint whose decision first stops the run (again only
+// if a raised limit lifted the stop and a later checkpoint stops again). The moment to save a
+// checkpoint or restore the best weights; later checkpoints only repeat the stop.
+struct stop_event {
+  std::uint64_t step_index;   // steps ended so far in the run
+  std::uint64_t epoch_index;  // the epoch of the checkpoint
+  frugal::checkpoint where;
+  frugal::stop_reason reason;
+  std::string_view message;   // the decision's reasons in words
+};
+
+// A level (peak_bytes: how high the heap stands, not something spent) stood above its limit at a
+// checkpoint: fired when that starts, again only after it has been back under.
+struct level_crossed_event {
+  std::string_view resource;
+  double level;  // in the resource's unit
+  double limit;
+};
+
+// An early-stopping rule recorded a new best value of its metric: the moment to save the best weights.
+struct best_metric_event {
+  std::string_view metric;
+  double value;
+  std::uint64_t epoch_index;                         // the epoch that reached it
+  std::optional<double> previous_best;               // none for the first value
+  std::optional<std::uint64_t> previous_best_epoch;
 };
 
 // A callback that threw: recorded, and the other callbacks still run.
@@ -134,19 +176,23 @@ template <class F>
 inline constexpr bool any_hook_v =
     observes_v<F, step_end_event> || observes_v<F, epoch_end_event> || observes_v<F, approaching_event> ||
     observes_v<F, exhausted_event> || observes_v<F, forecast_overrun_event> ||
-    std::is_invocable_v<F&, decision_event&>;
+    std::is_invocable_v<F&, decision_event&> || observes_v<F, stop_event> || observes_v<F, level_crossed_event> ||
+    observes_v<F, best_metric_event>;
 
 template <class F>
 inline constexpr bool mutable_observer_v =
     observes_mutably_only_v<F, step_end_event> || observes_mutably_only_v<F, epoch_end_event> ||
     observes_mutably_only_v<F, approaching_event> || observes_mutably_only_v<F, exhausted_event> ||
-    observes_mutably_only_v<F, forecast_overrun_event>;
+    observes_mutably_only_v<F, forecast_overrun_event> || observes_mutably_only_v<F, stop_event> ||
+    observes_mutably_only_v<F, level_crossed_event> || observes_mutably_only_v<F, best_metric_event>;
 
 template <class F>
 inline constexpr bool hooks_return_void_v =
     hook_returns_void<F, step_end_event, false>() && hook_returns_void<F, epoch_end_event, false>() &&
     hook_returns_void<F, approaching_event, false>() && hook_returns_void<F, exhausted_event, false>() &&
-    hook_returns_void<F, forecast_overrun_event, false>() && hook_returns_void<F, decision_event, true>();
+    hook_returns_void<F, forecast_overrun_event, false>() && hook_returns_void<F, decision_event, true>() &&
+    hook_returns_void<F, stop_event, false>() && hook_returns_void<F, level_crossed_event, false>() &&
+    hook_returns_void<F, best_metric_event, false>();
 
 }  // namespace detail
 
@@ -162,6 +208,22 @@ inline constexpr bool is_callback_v = detail::any_hook_v<std::decay_t<F>> &&
 
 // Named callbacks in registration order. Every callback sees every event it has a hook for;
 // none can hide an event from the ones after it; one that throws is recorded and skipped.
+//
+// A hook may add and remove callbacks (itself included) while an event is being dispatched
+// (a notify or amend, nested ones included):
+//  - a callback added during a dispatch receives events from the next dispatch on (the next
+//    after the outermost one in progress), not the event in flight; it runs after the
+//    callbacks registered before it, as usual;
+//  - a callback removed during a dispatch receives nothing more, not even the rest of the
+//    current dispatch; its object is destroyed only after the outermost dispatch ends, never
+//    while one of its hooks is running (a decision hook that removes itself still amends the
+//    decision it was given);
+//  - removing a callback and adding one of the same name during a dispatch works (the new one
+//    goes last); names stay unique among live callbacks, and size(), names() and handles()
+//    count only live callbacks, the ones added during the dispatch included.
+// The deferred work (erasing removed callbacks, appending added ones) is done when the
+// outermost dispatch ends, also when a hook threw. A dispatch in which nobody adds or removes
+// a callback allocates nothing and pays only a depth counter.
 class callback_list {
  public:
   static constexpr std::size_t max_recorded_errors = 256;
@@ -172,7 +234,8 @@ class callback_list {
     static_assert(detail::any_hook_v<D> || detail::mutable_observer_v<D>,
                   "frugal: the callback handles no frugal event: give it operator() overloads taking "
                   "(const frugal::step_end_event&), (const frugal::epoch_end_event&), (const frugal::approaching_event&), "
-                  "(const frugal::exhausted_event&), (const frugal::forecast_overrun_event&) or (frugal::decision_event&)");
+                  "(const frugal::exhausted_event&), (const frugal::forecast_overrun_event&), (frugal::decision_event&), "
+                  "(const frugal::stop_event&), (const frugal::level_crossed_event&) or (const frugal::best_metric_event&)");
     static_assert(!detail::mutable_observer_v<D>,
                   "frugal: a callback hook takes a non-const reference to an observation event; take events by "
                   "const reference (only frugal::decision_event& is mutable)");
@@ -180,10 +243,9 @@ class callback_list {
                   "frugal: callback hooks must return void; to stop or veto, amend e.decision in a "
                   "(frugal::decision_event&) hook");
     if (name.empty()) throw std::invalid_argument("frugal::callback_list::add: name must not be empty, got ''");
-    for (const auto& e : entries_)
-      if (e.name == name)
-        throw std::invalid_argument("frugal::callback_list::add: a callback named '" + name + "' is already registered");
-    entry e{std::move(name), owner(new D(std::forward<F>(f)), [](void* p) { delete static_cast<D*>(p); }), {}};
+    if (find_live(name) != nullptr)
+      throw std::invalid_argument("frugal::callback_list::add: a callback named '" + name + "' is already registered");
+    entry e{std::move(name), owner(new D(std::forward<F>(f)), [](void* p) { delete static_cast<D*>(p); }), {}, true};
     set_hook<D, step_end_event>(e, event_kind::step_end);
     set_hook<D, epoch_end_event>(e, event_kind::epoch_end);
     set_hook<D, approaching_event>(e, event_kind::approaching);
@@ -193,25 +255,42 @@ class callback_list {
       e.hooks[index(event_kind::decision)] = [](void* self, void* ev) {
         (*static_cast<D*>(self))(*static_cast<decision_event*>(ev));
       };
-    for (std::size_t k = 0; k < event_kind_count; ++k) handlers_[k] += e.hooks[k] ? 1 : 0;
-    entries_.push_back(std::move(e));
+    set_hook<D, stop_event>(e, event_kind::stopped);
+    set_hook<D, level_crossed_event>(e, event_kind::level_crossed);
+    set_hook<D, best_metric_event>(e, event_kind::best_metric);
+    const std::array<hook, event_kind_count> hooks = e.hooks;
+    if (depth_ == 0 && pending_.empty()) {
+      entries_.push_back(std::move(e));
+    } else {
+      // entries_ does not change during a dispatch: the addition waits for its end.
+      pending_.push_back(std::move(e));
+    }
+    for (std::size_t k = 0; k < event_kind_count; ++k) handlers_[k] += hooks[k] ? 1 : 0;
+    if (depth_ == 0 && !pending_.empty()) settle();
   }
 
   bool remove(std::string_view name) {
-    for (auto it = entries_.begin(); it != entries_.end(); ++it)
-      if (it->name == name) {
-        for (std::size_t k = 0; k < event_kind_count; ++k) handlers_[k] -= it->hooks[k] ? 1 : 0;
-        entries_.erase(it);
-        return true;
-      }
-    return false;
+    entry* e = find_live(name);
+    if (e == nullptr) return false;
+    // One of its hooks may be running: it only stops receiving events here, and is destroyed
+    // when no dispatch is in progress any more.
+    for (std::size_t k = 0; k < event_kind_count; ++k) handlers_[k] -= e->hooks[k] ? 1 : 0;
+    e->hooks = {};
+    e->live = false;
+    ++dead_;
+    if (depth_ == 0) settle();
+    return true;
   }
 
-  [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
+  [[nodiscard]] std::size_t size() const noexcept { return entries_.size() + pending_.size() - dead_; }
   [[nodiscard]] bool handles(event_kind k) const noexcept { return handlers_[index(k)] > 0; }
   [[nodiscard]] std::vector<std::string> names() const {
     std::vector<std::string> out;
-    for (const auto& e : entries_) out.push_back(e.name);
+    out.reserve(size());
+    for (const auto& e : entries_)
+      if (e.live) out.push_back(e.name);
+    for (const auto& e : pending_)
+      if (e.live) out.push_back(e.name);
     return out;
   }
 
@@ -219,6 +298,7 @@ class callback_list {
   template <class E>
   void notify(event_kind k, const E& event, std::uint64_t step_index) {
     if (handlers_[index(k)] == 0) return;
+    const dispatch_scope scope(*this);
     for (auto& e : entries_) {
       const hook h = e.hooks[index(k)];
       if (!h) continue;
@@ -239,6 +319,7 @@ class callback_list {
   void amend(decision& d, checkpoint where, std::uint64_t step_index, std::uint64_t epoch_index, Accept&& accept) {
     const std::size_t k = index(event_kind::decision);
     if (handlers_[k] == 0) return;
+    const dispatch_scope scope(*this);
     for (auto& e : entries_) {
       const hook h = e.hooks[k];
       if (!h) continue;
@@ -272,6 +353,21 @@ class callback_list {
     std::string name;
     owner self;
     std::array<hook, event_kind_count> hooks;
+    bool live;  // false once removed: it then has no hooks, and waits for settle() to destroy it
+  };
+
+  // Marks a dispatch: entries_ stays put while it lasts; the outermost one settles on its way out.
+  class dispatch_scope {
+   public:
+    explicit dispatch_scope(callback_list& list) noexcept : list_(list) { ++list_.depth_; }
+    dispatch_scope(const dispatch_scope&) = delete;
+    dispatch_scope& operator=(const dispatch_scope&) = delete;
+    ~dispatch_scope() {
+      if (--list_.depth_ == 0 && (list_.dead_ != 0 || !list_.pending_.empty())) list_.settle();
+    }
+
+   private:
+    callback_list& list_;
   };
 
   static constexpr std::size_t index(event_kind k) noexcept { return static_cast<std::size_t>(k); }
@@ -282,7 +378,59 @@ class callback_list {
       e.hooks[index(k)] = [](void* self, void* ev) { (*static_cast<D*>(self))(*static_cast<const E*>(ev)); };
   }
 
+  [[nodiscard]] entry* find_live(std::string_view name) noexcept {
+    for (auto* v : {&entries_, &pending_})
+      for (auto& e : *v)
+        if (e.live && e.name == name) return &e;
+    return nullptr;
+  }
+
+  // Outside any dispatch: appends the callbacks added during it and erases the removed ones,
+  // destroying them. Only growing entries_ can fail (out of memory): the additions then stay
+  // pending (live, not dispatched to) until the next dispatch's end. A destructor that adds or
+  // removes callbacks is deferred like a hook, and settled by the next round of the loop.
+  void settle() noexcept {
+    ++depth_;
+    while (dead_ != 0 || !pending_.empty()) {
+      bool append = !pending_.empty();
+      if (append) {
+        try {
+          entries_.reserve(entries_.size() + pending_.size());
+        } catch (...) {  // out of memory: retried at the next dispatch's end
+          append = false;
+        }
+      }
+      const bool out_of_memory = !append && !pending_.empty();
+      if (append) {
+        for (auto& e : pending_) entries_.push_back(std::move(e));  // reserved: does not throw
+        pending_.clear();
+      }
+      erase_removed(entries_);
+      erase_removed(pending_);
+      if (out_of_memory) break;
+    }
+    --depth_;
+  }
+
+  // Moves v's live entries to its front, in order, then destroys the removed ones. Meanwhile a
+  // destructor can only mark entries removed (counted in dead_) or append to pending_ (depth_ > 0).
+  void erase_removed(std::vector<entry>& v) noexcept {
+    std::size_t live = 0;
+    const std::size_t n = v.size();
+    for (std::size_t i = 0; i < n; ++i)
+      if (v[i].live) {
+        if (i != live) std::swap(v[live], v[i]);
+        ++live;
+      }
+    dead_ -= n - live;
+    for (std::size_t i = live; i < n; ++i) v[i].self.reset();  // v[i] is no callback any more
+    v.erase(v.begin() + static_cast<std::ptrdiff_t>(live), v.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+
   std::vector<entry> entries_;
+  std::vector<entry> pending_;  // added during a dispatch: live, not dispatched to before it ends
+  std::size_t dead_ = 0;        // removed entries still in entries_ or pending_
+  std::size_t depth_ = 0;       // dispatches in progress (nested ones included)
   std::array<std::size_t, event_kind_count> handlers_{};
   std::vector<callback_error> errors_;
   std::uint64_t error_count_ = 0;
