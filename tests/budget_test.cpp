@@ -242,6 +242,31 @@ TEST(Budget, AZeroLimitIsExhaustedFromTheStart) {
   EXPECT_DOUBLE_EQ(run.fraction_used(), 1.0);
 }
 
+// peak_bytes is a level (without the allocation hooks, as here, it stands at 0): it is never
+// "used up", so it neither exhausts the budget nor counts in fraction_used().
+TEST(Budget, LevelsAreHeightsNotConsumables) {
+  frugal::manual_clock clock;
+  frugal::budget run{"run", frugal::limits{}.wall(10s).peak_bytes(1 << 20)};
+  {
+    frugal::scope s{run, "step"};
+    clock.advance(5s);
+  }
+  EXPECT_DOUBLE_EQ(run.fraction_used(), 0.5);  // the wall alone
+  EXPECT_EQ(run.fraction_used(frugal::resource::peak_bytes), 0);
+  EXPECT_EQ(run.remaining(frugal::resource::peak_bytes), 1 << 20);  // the headroom
+  EXPECT_FALSE(run.level_crossed());
+
+  frugal::budget ceiling{"ceiling", frugal::limits{}.peak_bytes(0)};
+  EXPECT_EQ(ceiling.fraction_used(), 0);  // no consumable is limited
+  EXPECT_FALSE(ceiling.exhausted());
+  EXPECT_TRUE(ceiling.exhausted_resources().empty());
+  // At the ceiling (0 of 0) is not above it.
+  EXPECT_FALSE(ceiling.level_crossed());
+  EXPECT_TRUE(ceiling.crossed_levels().empty());
+  EXPECT_EQ(ceiling.fraction_used(frugal::resource::peak_bytes), 1.0);
+  EXPECT_EQ(ceiling.remaining(frugal::resource::peak_bytes), 0);
+}
+
 TEST(Budget, UnlimitedBudgetIsNeverExhausted) {
   frugal::budget run{"run"};
   {
@@ -420,6 +445,34 @@ TEST(Budget, SetLimitsKeepsUsage) {
   EXPECT_FALSE(run.exhausted());
   EXPECT_EQ(run.used(frugal::resource::flops), 150);
   EXPECT_EQ(run.limits(), frugal::limits{}.flops(1000));
+}
+
+TEST(Budget, LimitsListenersAreCalledOnEverySetLimitsUntilRemoved) {
+  frugal::budget run{"run"};
+  int calls = 0;
+  double seen = 0;
+  // A listener may read the budget back: it runs under the listeners' lock, not the budget's.
+  const std::uint64_t id = run.add_limits_listener([&] {
+    ++calls;
+    seen = run.limit(frugal::resource::wall);
+  });
+  const std::uint64_t other = run.add_limits_listener([&] { ++calls; });
+  EXPECT_NE(id, other);
+  run.set_limits(frugal::limits{}.wall(5s));
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(seen, 5);
+  run.remove_limits_listener(other);
+  run.remove_limits_listener(other);   // twice: nothing happens
+  run.remove_limits_listener(12345);   // unknown: nothing happens
+  run.set_limits(frugal::limits{}.wall(2s));
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(seen, 2);
+  run.measure_cpu();  // not a change of limits
+  EXPECT_EQ(calls, 3);
+  run.remove_limits_listener(id);
+  run.set_limits(frugal::limits{});
+  EXPECT_EQ(calls, 3);
+  EXPECT_NE(error_of([&] { (void)run.add_limits_listener({}); }).find("must not be empty"), std::string::npos);
 }
 
 TEST(Budget, FindChildAndChildren) {

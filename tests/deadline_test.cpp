@@ -1,6 +1,7 @@
 // The hard-deadline watchdog: it cancels a real tbb::parallel_for in flight at the budget's wall
-// limit (the one frugal test on the real clock: it asserts only that the work stops), fires
-// once, never while its budget is idle, never without a wall limit, and joins at once.
+// limit (on the real clock: these tests assert only what a loaded machine cannot break), fires
+// once, never while its budget is idle, never without a wall limit, wakes at once when the limit
+// is set or lowered, and joins at once.
 #include <frugal/controller.hpp>
 #include <frugal/deadline.hpp>
 #include <frugal/scope.hpp>
@@ -14,6 +15,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <thread>
 
@@ -96,6 +98,37 @@ TEST(DeadlineWatchdog, NeverFiresWhileTheBudgetIsIdle) {
   std::this_thread::sleep_for(50ms);
   EXPECT_FALSE(watchdog.fired());
   EXPECT_FALSE(watchdog.poll());
+}
+
+// Waits (real time, polling the flag the watchdog's own thread sets) up to `patience` for it.
+bool fires_within(const frugal::deadline_watchdog& w, std::chrono::milliseconds patience) {
+  const auto until = std::chrono::steady_clock::now() + patience;
+  while (!w.fired() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+  return w.fired();
+}
+
+TEST(DeadlineWatchdog, AWallLimitSetLaterWakesAWatchdogThatHadNone) {
+  frugal::budget run{"train"};
+  frugal::deadline_watchdog watchdog{run};
+  frugal::scope step{run, "step"};
+  std::this_thread::sleep_for(10ms);  // the thread is asleep: without a limit, for an hour
+  EXPECT_FALSE(watchdog.fired());
+  run.set_limits(frugal::limits{}.wall(100ms));
+  EXPECT_TRUE(fires_within(watchdog, 2000ms));
+  EXPECT_GE(run.used(frugal::resource::wall), 0.100);
+}
+
+TEST(DeadlineWatchdog, LoweringTheLimitBelowTheWallUsedFiresAtOnce) {
+  frugal::budget run{"train", frugal::limits{}.wall(1h)};
+  frugal::deadline_watchdog watchdog{run};
+  frugal::scope step{run, "step"};
+  std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(watchdog.fired());
+  const std::int64_t lowered_ns = frugal::wall_now_ns();
+  run.set_limits(frugal::limits{}.wall(5ms));  // already passed
+  ASSERT_TRUE(fires_within(watchdog, 2000ms));
+  // "At once": a wake-up, not the end of some sleep (generous for a loaded machine).
+  EXPECT_LT(*watchdog.fired_at_ns() - lowered_ns, std::chrono::nanoseconds(500ms).count());
 }
 
 TEST(DeadlineWatchdog, WithoutAWallLimitItNeverFiresAndStillJoinsAtOnce) {

@@ -102,24 +102,26 @@ TEST(JsonReport, GoldenDocument) {
       R"({"frugal_version":")" FRUGAL_VERSION_STRING R"(",)"
       R"("units_of_measure":{"wall":"seconds","cpu":"seconds","flops":"count","allocations":"count",)"
       R"("alloc_bytes":"bytes","peak_bytes":"bytes"},)"
+      R"("resource_kinds":{"wall":"consumable","cpu":"consumable","flops":"consumable","allocations":"consumable",)"
+      R"("alloc_bytes":"consumable","peak_bytes":"level"},)"
       R"("budget":{"name":"train","path":"train",)"
       R"("limits":{"wall":10,"cpu":null,"flops":1000,"allocations":null,"alloc_bytes":null,"peak_bytes":null,)"
       R"("units":{"samples":64}},)"
       R"("used":{"wall":2,"cpu":null,"flops":1000,"allocations":0,"alloc_bytes":0,"peak_bytes":null,)"
       R"("units":{"samples":32}},)"
-      R"("exhausted":["flops"],"fraction_used":1,)"
+      R"("exhausted":["flops"],"levels_crossed":[],"fraction_used":1,)"
       R"("stages":[)"
-      R"({"name":"epoch","calls":1,"wall":2,"share":1,"flops":1000,"allocations":0,"alloc_bytes":0,"peak_bytes":0,)"
-      R"("units":{"samples":32}},)"
+      R"({"name":"epoch","calls":1,"wall":2,"share":1,"flops":1000,"allocations":0,"alloc_bytes":0,)"
+      R"("peak_rise_bytes":0,"units":{"samples":32}},)"
       R"({"name":"step","calls":1,"wall":1.5,"share":0.75,"flops":600,"allocations":0,"alloc_bytes":0,)"
-      R"("peak_bytes":0,"units":{"samples":32}}],)"
+      R"("peak_rise_bytes":0,"units":{"samples":32}}],)"
       R"("children":[{"name":"eval","path":"train/eval",)"
       R"("limits":{"wall":2,"cpu":null,"flops":null,"allocations":null,"alloc_bytes":null,"peak_bytes":null,)"
       R"("units":{}},)"
       R"("used":{"wall":0.5,"cpu":null,"flops":400,"allocations":0,"alloc_bytes":0,"peak_bytes":null,"units":{}},)"
-      R"("exhausted":[],"fraction_used":0.25,)"
+      R"("exhausted":[],"levels_crossed":[],"fraction_used":0.25,)"
       R"("stages":[{"name":"test","calls":1,"wall":0.5,"share":1,"flops":400,"allocations":0,"alloc_bytes":0,)"
-      R"("peak_bytes":0,"units":{}}],)"
+      R"("peak_rise_bytes":0,"units":{}}],)"
       R"("children":[]}]}})"
       "\n";
   std::ostringstream written;
@@ -149,6 +151,7 @@ TEST(JsonReport, NoLimitsMeansNullLimitsNothingExhaustedAndNoFraction) {
   for (frugal::resource r : frugal::all_resources)
     EXPECT_TRUE(doc["budget"]["limits"][frugal::to_string(r)].is_null()) << frugal::to_string(r);
   EXPECT_TRUE(doc["budget"]["exhausted"].items.empty());
+  EXPECT_TRUE(doc["budget"]["levels_crossed"].items.empty());
   EXPECT_EQ(doc["budget"]["fraction_used"].num(), 0);
   EXPECT_TRUE(doc["budget"]["stages"].items.empty());
   EXPECT_TRUE(doc["budget"]["children"].items.empty());
@@ -236,6 +239,36 @@ TEST(JsonReport, TotalsEqualTheSumOfTheStagesWithWorkerThreads) {
   EXPECT_EQ(stage_named(train, "forward")["calls"].num(), 3);  // workers continue scopes, never call them
 }
 
+// Every builtin resource has its kind beside its unit of measure; a level is never exhausted and
+// never counts towards fraction_used, which is the budget's own figure.
+TEST(JsonReport, LevelsHaveTheirOwnKindAndNeverExhaustTheBudget) {
+  frugal::manual_clock clock;
+  frugal::budget run{"run", frugal::limits{}.wall(4s).peak_bytes(0)};
+  {
+    frugal::scope s{run, "step"};
+    clock.advance(1s);
+  }
+  const json doc = json_reader::parse(frugal::json_report(run));
+  for (frugal::resource r : frugal::all_resources)
+    EXPECT_EQ(doc["resource_kinds"][frugal::to_string(r)].str(), frugal::to_string(frugal::kind_of_resource(r)));
+  EXPECT_EQ(doc["resource_kinds"]["peak_bytes"].str(), "level");
+  // A zero ceiling with nothing measured (no hooks here) or a heap at 0 is reached, not crossed.
+  EXPECT_TRUE(doc["budget"]["exhausted"].items.empty());
+  EXPECT_EQ(doc["budget"]["fraction_used"].num(), 0.25);
+  EXPECT_EQ(doc["budget"]["fraction_used"].num(), run.fraction_used());
+  EXPECT_EQ(doc["budget"]["levels_crossed"].items.size(), run.crossed_levels().size());
+}
+
+TEST(TextReport, MarksLevelRows) {
+  frugal::manual_clock clock;
+  frugal::budget run{"run", frugal::limits{}.wall(4s).peak_bytes(64.0 * 1024 * 1024)};
+  { frugal::scope s{run, "step"}; }
+  const std::string text = frugal::text_report(run);
+  EXPECT_NE(text.find("peak_bytes (level)"), std::string::npos) << text;
+  EXPECT_EQ(text.find("crossed"), std::string::npos) << text;
+  EXPECT_EQ(text.find("wall (level)"), std::string::npos) << text;
+}
+
 // ---- CSV -------------------------------------------------------------------------------------
 TEST(CsvReport, OneRowPerStageOfTheTreeWithUnitColumns) {
   frugal::manual_clock clock;
@@ -255,7 +288,7 @@ TEST(CsvReport, OneRowPerStageOfTheTreeWithUnitColumns) {
     clock.advance(500ms);
   }
   const std::string expected =
-      "budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_bytes,samples,images\n"
+      "budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_rise_bytes,samples,images\n"
       "train,epoch,1,2,1,1000,0,0,0,32,8\n"
       "train,\"step, \"\"fast\"\"\",1,1.5,0.75,600,0,0,0,32,0\n"
       "train/eval,test,1,0.5,1,400,0,0,0,0,8\n";
@@ -268,10 +301,10 @@ TEST(CsvReport, OneRowPerStageOfTheTreeWithUnitColumns) {
 TEST(CsvReport, ShareIsEmptyWithoutWallTimeAndHeaderAlone) {
   frugal::manual_clock clock;
   frugal::budget run{"r"};
-  EXPECT_EQ(frugal::stages_csv(run), "budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_bytes\n");
+  EXPECT_EQ(frugal::stages_csv(run), "budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_rise_bytes\n");
   { frugal::scope s{run, "instant"}; }
   EXPECT_EQ(frugal::stages_csv(run),
-            "budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_bytes\nr,instant,1,0,,0,0,0,0\n");
+            "budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_rise_bytes\nr,instant,1,0,,0,0,0,0\n");
 }
 
 }  // namespace

@@ -74,6 +74,23 @@ TEST(Resource, KindOf) {
   EXPECT_EQ(frugal::kind_of(resource::peak_bytes), quantity_kind::bytes);
 }
 
+TEST(Resource, PeakBytesIsTheOnlyLevelTheRestAreConsumables) {
+  static_assert(frugal::kind_of_resource(resource::peak_bytes) == frugal::resource_kind::level);
+  static_assert(frugal::is_level(resource::peak_bytes) && !frugal::is_consumable(resource::peak_bytes));
+  static_assert(frugal::is_consumable(resource::wall) && !frugal::is_level(resource::wall));
+  for (resource r : frugal::all_resources) {
+    const bool level = r == resource::peak_bytes;
+    EXPECT_EQ(frugal::kind_of_resource(r), level ? frugal::resource_kind::level : frugal::resource_kind::consumable)
+        << frugal::to_string(r);
+    EXPECT_EQ(frugal::is_level(r), level) << frugal::to_string(r);
+    EXPECT_EQ(frugal::is_consumable(r), !level) << frugal::to_string(r);
+  }
+  static_assert(frugal::to_string(frugal::resource_kind::consumable) == "consumable");
+  EXPECT_EQ(frugal::to_string(frugal::resource_kind::level), "level");
+  // An out-of-range value (only reachable through a cast) neither crashes nor claims a name.
+  EXPECT_EQ(frugal::to_string(static_cast<frugal::resource_kind>(7)), "unknown");
+}
+
 // ---------------------------------------------------------------------------------------------
 // parsers: good values
 

@@ -159,7 +159,7 @@ endif()
 # --- stages.csv: the library's CSV writer, one row per stage of the tree ----------------------
 file(STRINGS "${WORK}/stages.csv" stages_csv)
 list(GET stages_csv 0 stages_header)
-if(NOT stages_header MATCHES "^budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_bytes")
+if(NOT stages_header MATCHES "^budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_rise_bytes")
   fail("stages.csv: unexpected header '${stages_header}'")
 endif()
 string(REPLACE ";" "\n" stages_text "${stages_csv}")

@@ -11,9 +11,11 @@
 #include <frugal/units.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -35,8 +37,9 @@ struct stage_stats {
   std::uint64_t allocations = 0;
   std::uint64_t alloc_bytes = 0;
   // The largest rise of one thread's live heap (usable bytes) within one scope of the stage,
-  // above its level when the scope opened. Needs the allocation hooks.
-  std::int64_t peak_bytes = 0;
+  // above its level when the scope opened: the rise a step adds to the resident base, not the
+  // budget's peak_bytes level (a height). Needs the allocation hooks.
+  std::int64_t peak_rise_bytes = 0;
   std::vector<std::pair<std::string, double>> units;  // only units that were charged
 
   [[nodiscard]] double units_of(std::string_view unit) const noexcept {
@@ -61,6 +64,45 @@ struct usage {
 namespace detail {
 struct budget_access;
 inline std::atomic<std::uint64_t> next_budget_uid{1};
+
+// Used over limit: 0 when unlimited; a zero limit reads as 1 (used up / at the ceiling).
+[[nodiscard]] inline double fraction_of(double used, double limit) noexcept {
+  if (limit == std::numeric_limits<double>::infinity()) return 0;
+  if (limit <= 0) return 1;
+  return used / limit;
+}
+
+// The aggregates over one reading of a budget (its usage and its limits), each covering one
+// kind of resource. The budget's members read both and call these; a report that has already
+// read them calls these too, so its figures agree with each other and with the budget's.
+
+// The largest fraction used over the limited consumables (builtins and every user unit).
+[[nodiscard]] inline double consumed_fraction(const usage& u, const limits& l) {
+  double worst = 0;
+  for (resource r : all_resources)
+    if (const auto lim = l.get(r); lim && is_consumable(r)) worst = std::max(worst, fraction_of(u[r], *lim));
+  for (const auto& [unit, lim] : l.unit_limits()) worst = std::max(worst, fraction_of(u.of(unit), lim));
+  return worst;
+}
+
+// The limited consumables whose use has reached the limit, builtins first, in enum order.
+[[nodiscard]] inline std::vector<std::string> exhausted_consumables(const usage& u, const limits& l) {
+  std::vector<std::string> out;
+  for (resource r : all_resources)
+    if (const auto lim = l.get(r); lim && is_consumable(r) && u[r] >= *lim) out.emplace_back(to_string(r));
+  for (const auto& [unit, lim] : l.unit_limits())
+    if (u.of(unit) >= lim) out.push_back(unit);
+  return out;
+}
+
+// The limited levels standing above their ceiling. Strictly above: a heap that reaches exactly
+// its limit fits, which is what a limit on a height means.
+[[nodiscard]] inline std::vector<std::string> crossed_levels(const usage& u, const limits& l) {
+  std::vector<std::string> out;
+  for (resource r : all_resources)
+    if (const auto lim = l.get(r); lim && is_level(r) && u[r] > *lim) out.emplace_back(to_string(r));
+  return out;
+}
 }  // namespace detail
 
 class budget {
@@ -117,11 +159,39 @@ class budget {
   }
 
   // Replaces the limits; usage so far is kept. A new CPU limit starts measuring CPU at the
-  // next activation of the budget on each thread.
+  // next activation of the budget on each thread. Then calls every limits listener, so that a
+  // thread sleeping until the old limit (the deadline watchdog) re-reads the new one at once.
   void set_limits(frugal::limits l) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    limits_ = std::move(l);
-    measure_cpu_.store(measure_cpu_requested_ || limits_.has(resource::cpu), std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      limits_ = std::move(l);
+      measure_cpu_.store(measure_cpu_requested_ || limits_.has(resource::cpu), std::memory_order_relaxed);
+    }
+    // Under the listeners' own lock, not mutex_: a listener reads the limits back. Holding it
+    // through the calls is what lets remove_limits_listener() promise no call is still running.
+    std::lock_guard<std::mutex> lock(listeners_mutex_);
+    for (const auto& entry : listeners_) entry.second();
+  }
+
+  // Registers f to be called after every set_limits(), on the thread that called it; returns
+  // the id remove_limits_listener() takes. f must be quick and noexcept, may read this budget,
+  // and must not set its limits or add or remove listeners (it runs under their lock). Nothing
+  // on the hot path (scopes, hooks) ever looks at the listeners.
+  [[nodiscard]] std::uint64_t add_limits_listener(std::function<void()> f) {
+    if (!f) throw std::invalid_argument("frugal::budget::add_limits_listener: f must not be empty");
+    const detail::bookkeeping own_allocations;
+    std::lock_guard<std::mutex> lock(listeners_mutex_);
+    listeners_.emplace_back(++last_listener_id_, std::move(f));
+    return last_listener_id_;
+  }
+
+  // Unregisters a listener (an unknown id does nothing). When it returns, no call of the
+  // listener is running and none will start, so its owner may be destroyed.
+  void remove_limits_listener(std::uint64_t id) noexcept {
+    std::lock_guard<std::mutex> lock(listeners_mutex_);
+    listeners_.erase(std::remove_if(listeners_.begin(), listeners_.end(),
+                                    [id](const auto& entry) { return entry.first == id; }),
+                     listeners_.end());
   }
 
   // CPU time is measured only for budgets with a CPU limit, or after this call: reading a
@@ -148,7 +218,8 @@ class budget {
   }
 
   // Used so far, in the resource's unit: seconds for wall and cpu, a count for flops and
-  // allocations, bytes for alloc_bytes and peak_bytes.
+  // allocations, bytes for alloc_bytes and peak_bytes. For a level it is the height reached,
+  // not an amount spent.
   //
   // wall: the time during which at least one scope of this budget or a descendant was open
   //   on any thread (the union of those intervals, not a sum over threads).
@@ -200,46 +271,58 @@ class budget {
     return u;
   }
 
+  // A consumable: what is left to spend, limit - used. A level: the headroom, limit - the
+  // height reached. Never below 0 (crossed_levels() tells a crossed ceiling apart); +infinity
+  // when unlimited.
   [[nodiscard]] double remaining(resource r) const { return std::max(0.0, limit(r) - used(r)); }
   [[nodiscard]] double remaining(std::string_view unit) const {
     return std::max(0.0, limit(unit) - used(unit));
   }
 
-  // Used over limit for one resource: 0 when unlimited; a zero limit counts as fully used.
+  // Used over limit for one resource: for a consumable the share spent, for a level its height
+  // over its ceiling (above 1 once crossed). 0 when unlimited; a zero limit reads as 1.
   [[nodiscard]] double fraction_used(resource r) const {
     const double l = limit(r);
-    return fraction(used(r), l);
+    return detail::fraction_of(used(r), l);
   }
 
-  // The largest fraction used over the limited resources (0 when nothing is limited).
+  // "Budget used": the largest fraction used over the limited consumables (wall, cpu, flops,
+  // allocations, alloc_bytes, every user unit); 0 when none is limited. Levels are left out: a
+  // heap near its ceiling has not used up any of the budget (see crossed_levels()).
   [[nodiscard]] double fraction_used() const {
     const detail::bookkeeping own_allocations;
     const frugal::limits l = limits();
-    if (l.empty()) return 0;
-    const usage u = snapshot();
-    double worst = 0;
-    for (resource r : all_resources)
-      if (auto lim = l.get(r)) worst = std::max(worst, fraction(u[r], *lim));
-    for (const auto& [unit, lim] : l.unit_limits()) worst = std::max(worst, fraction(u.of(unit), lim));
-    return worst;
+    if (!limits_a_consumable(l)) return 0;
+    return detail::consumed_fraction(snapshot(), l);
   }
 
-  // The limited resources whose use has reached the limit (names as in limits::parse).
+  // The limited consumables whose use has reached the limit (names as in limits::parse).
+  // Levels are never exhausted: see crossed_levels().
   [[nodiscard]] std::vector<std::string> exhausted_resources() const {
     const detail::bookkeeping own_allocations;
     const frugal::limits l = limits();
-    std::vector<std::string> out;
-    if (l.empty()) return out;
-    const usage u = snapshot();
-    for (resource r : all_resources)
-      if (auto lim = l.get(r); lim && u[r] >= *lim) out.emplace_back(to_string(r));
-    for (const auto& [unit, lim] : l.unit_limits())
-      if (u.of(unit) >= lim) out.push_back(unit);
-    return out;
+    if (!limits_a_consumable(l)) return {};
+    return detail::exhausted_consumables(snapshot(), l);
   }
 
-  // Some limit reached. Running out is a decision for the caller (or the controller), not an error.
+  // Some consumable's limit reached. Running out is a decision for the caller (or the
+  // controller), not an error.
   [[nodiscard]] bool exhausted() const { return !exhausted_resources().empty(); }
+
+  // The limited levels standing above their limit (names as in limits::parse); exactly at the
+  // limit is not crossed. A crossed level is its own state, answered by a smaller batch; it
+  // neither exhausts the budget nor moves fraction_used().
+  [[nodiscard]] std::vector<std::string> crossed_levels() const {
+    const detail::bookkeeping own_allocations;
+    const frugal::limits l = limits();
+    usage u;  // only the levels: nothing else is compared, and the peak is read without a lock
+    for (resource r : all_resources)
+      if (is_level(r) && l.has(r)) u.by_resource[static_cast<std::size_t>(r)] = used(r);
+    return detail::crossed_levels(u, l);
+  }
+
+  // Some level above its limit.
+  [[nodiscard]] bool level_crossed() const { return !crossed_levels().empty(); }
 
   // True while a scope of this budget or of a descendant is open on some thread.
   [[nodiscard]] bool active() const noexcept { return active_threads() > 0; }
@@ -305,10 +388,11 @@ class budget {
       throw std::invalid_argument(std::string("frugal::budget: ") + field + " must not be empty, got ''");
   }
 
-  static double fraction(double used, double limit) noexcept {
-    if (limit == unlimited) return 0;
-    if (limit <= 0) return 1;
-    return used / limit;
+  // Spares the aggregates over consumables a snapshot when only levels are limited.
+  static bool limits_a_consumable(const frugal::limits& l) noexcept {
+    if (!l.unit_limits().empty()) return true;
+    return std::any_of(all_resources.begin(), all_resources.end(),
+                       [&](resource r) { return is_consumable(r) && l.has(r); });
   }
 
   static double additive(const detail::thread_block& b, resource r) noexcept {
@@ -396,7 +480,7 @@ class budget {
       s.flops += slot.flops.get();
       s.allocations += slot.allocations.get();
       s.alloc_bytes += slot.alloc_bytes.get();
-      s.peak_bytes = std::max(s.peak_bytes, slot.peak_growth.get());
+      s.peak_rise_bytes = std::max(s.peak_rise_bytes, slot.peak_growth.get());
       for (std::size_t i = 0; i < units.size(); ++i) units[i] += slot.units[i].get();
     }
     s.wall_seconds = static_cast<double>(wall_ns) / 1e9;
@@ -424,6 +508,11 @@ class budget {
   std::vector<std::unique_ptr<budget>> children_;
   std::vector<std::unique_ptr<detail::thread_block>> blocks_;  // one per thread that used it
   std::vector<std::unique_ptr<std::string>> stage_names_;     // index = stage index
+
+  // Apart from mutex_, which the listeners take to read the limits back (see set_limits()).
+  std::mutex listeners_mutex_;
+  std::uint64_t last_listener_id_ = 0;
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> listeners_;
 };
 
 namespace detail {

@@ -35,15 +35,19 @@ namespace frugal {
 //   tbb::parallel_for(range, body, ctx);
 //
 // A budget's wall time runs only while one of its scopes is open, so the thread re-reads what
-// is left each time it wakes and sleeps again until nothing is. No wall limit: it never fires.
-// Destruction wakes the thread and joins it at once. Under a frugal::manual_clock the thread
-// still sleeps in real time; tests call poll() to check at a chosen moment.
+// is left each time it wakes and sleeps again until nothing is. budget::set_limits() wakes it
+// at once (it listens for limit changes), so a lowered or newly set wall limit is enforced from
+// that moment; no wall limit: it sleeps until one is set. Destruction wakes the thread and joins
+// it at once. Under a frugal::manual_clock the thread still sleeps in real time; tests call
+// poll() to check at a chosen moment.
 class deadline_watchdog {
  public:
   deadline_watchdog(budget& run, tbb::task_group_context& ctx) : run_(run), ctx_(&ctx) { start(); }
   explicit deadline_watchdog(budget& run) : run_(run), ctx_(nullptr) { start(); }
 
   ~deadline_watchdog() {
+    // First: once this returns, set_limits() no longer calls into this object.
+    run_.remove_limits_listener(listener_);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       quit_ = true;
@@ -76,7 +80,25 @@ class deadline_watchdog {
   // (the thread re-reads the budget each time it wakes).
   static constexpr double max_sleep_seconds = 3600;
 
-  void start() { thread_ = std::thread([this] { watch(); }); }
+  void start() {
+    listener_ = run_.add_limits_listener([this] { limits_changed(); });
+    try {
+      thread_ = std::thread([this] { watch(); });
+    } catch (...) {
+      run_.remove_limits_listener(listener_);  // no destructor runs for a failed constructor
+      throw;
+    }
+  }
+
+  // Called by set_limits() (any thread). The flag, set under mutex_, makes the wake-up stick:
+  // a change that lands between the thread reading the limit and going to sleep is not lost.
+  void limits_changed() noexcept {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      limits_changed_ = true;
+    }
+    wake_.notify_all();
+  }
 
   [[nodiscard]] double remaining_seconds() const {
     const double limit = run_.limit(resource::wall);
@@ -92,13 +114,15 @@ class deadline_watchdog {
 #endif
     std::unique_lock<std::mutex> lock(mutex_);
     while (!quit_) {
+      limits_changed_ = false;  // before the read: a change after it sets the flag again
       const double left = remaining_seconds();
       if (left <= 0) {
         lock.unlock();
         fire();
         return;
       }
-      wake_.wait_for(lock, std::chrono::duration<double>(std::min(left, max_sleep_seconds)));
+      wake_.wait_for(lock, std::chrono::duration<double>(std::min(left, max_sleep_seconds)),
+                     [this] { return quit_ || limits_changed_; });
     }
   }
 
@@ -116,9 +140,11 @@ class deadline_watchdog {
   std::atomic<bool> firing_{false};
   std::atomic<bool> fired_{false};
   std::atomic<std::int64_t> fired_ns_{0};
+  std::uint64_t listener_ = 0;  // this watchdog's id among run_'s limits listeners
   std::mutex mutex_;
   std::condition_variable wake_;
   bool quit_ = false;
+  bool limits_changed_ = false;
   std::thread thread_;  // last: started once everything it reads exists
 };
 

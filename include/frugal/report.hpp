@@ -1,5 +1,6 @@
-// Reports of a budget tree — used against limit per resource, the per-stage table (calls, wall
-// time, share, FLOPs, allocations, units), children — as aligned text, JSON, and CSV.
+// Reports of a budget tree — used against limit per resource (levels marked apart from
+// consumables), the per-stage table (calls, wall time, share, FLOPs, allocations, units),
+// children — as aligned text, JSON, and CSV.
 #pragma once
 
 #include <frugal/budget.hpp>
@@ -48,25 +49,35 @@ inline std::string percent(double fraction) {
   return s.str();
 }
 
+// A level's row says so, and says when it stands above its ceiling: its "used %" is a height,
+// not a share of the budget spent, and over 100 % it is crossed rather than exhausted.
+inline std::string resource_label(resource r, const std::vector<std::string>& crossed) {
+  std::string label(to_string(r));
+  if (!is_level(r)) return label;
+  const bool over = std::find(crossed.begin(), crossed.end(), label) != crossed.end();
+  return label + (over ? " (level, crossed)" : " (level)");
+}
+
 inline void print_budget(std::ostream& out, const budget& b, const std::string& indent) {
   out << indent << "budget " << b.path() << '\n';
   const usage u = b.snapshot();
   const frugal::limits l = b.limits();
+  const std::vector<std::string> crossed = crossed_levels(u, l);
   std::vector<std::vector<std::string>> rows{{"resource", "used", "limit", "used %"}};
   for (resource r : all_resources) {
     const auto lim = l.get(r);
     if (r == resource::cpu && !b.measures_cpu()) continue;
     if (!lim && u[r] == 0 && r != resource::wall) continue;
-    rows.push_back({std::string(to_string(r)), format_quantity(r, u[r]), lim ? format_quantity(r, *lim) : "-",
-                    lim ? percent(*lim > 0 ? u[r] / *lim : 1.0) : "-"});
+    rows.push_back({resource_label(r, crossed), format_quantity(r, u[r]), lim ? format_quantity(r, *lim) : "-",
+                    lim ? percent(fraction_of(u[r], *lim)) : "-"});
   }
   for (const auto& [unit, value] : u.units) {
     const auto lim = l.get(unit);
     rows.push_back({unit, format_count(value), lim ? format_count(*lim) : "-",
-                    lim ? percent(*lim > 0 ? value / *lim : 1.0) : "-"});
+                    lim ? percent(fraction_of(value, *lim)) : "-"});
   }
   for (const auto& [unit, lim] : l.unit_limits())
-    if (u.of(unit) == 0) rows.push_back({unit, "0", format_count(lim), percent(lim > 0 ? 0.0 : 1.0)});
+    if (u.of(unit) == 0) rows.push_back({unit, "0", format_count(lim), percent(fraction_of(0, lim))});
   print_table(out, rows, indent + "  ");
 
   const std::vector<stage_stats> stages = b.stages();
@@ -75,7 +86,8 @@ inline void print_budget(std::ostream& out, const budget& b, const std::string& 
     // Allocation columns only where something counted them (the allocation hooks).
     const bool allocations = std::any_of(stages.begin(), stages.end(), [](const stage_stats& s) { return s.allocations > 0; });
     std::vector<std::vector<std::string>> st{{"stage", "calls", "wall", "share", "flops"}};
-    const bool peaks = std::any_of(stages.begin(), stages.end(), [](const stage_stats& s) { return s.peak_bytes > 0; });
+    const bool peaks =
+        std::any_of(stages.begin(), stages.end(), [](const stage_stats& s) { return s.peak_rise_bytes > 0; });
     if (allocations) {
       st.front().emplace_back("allocations");
       st.front().emplace_back("alloc bytes");
@@ -88,7 +100,7 @@ inline void print_budget(std::ostream& out, const budget& b, const std::string& 
         st.back().push_back(format_count(static_cast<double>(s.allocations)));
         st.back().push_back(format_bytes(static_cast<double>(s.alloc_bytes)));
       }
-      if (peaks) st.back().push_back(format_bytes(static_cast<double>(s.peak_bytes)));
+      if (peaks) st.back().push_back(format_bytes(static_cast<double>(s.peak_rise_bytes)));
     }
     out << '\n';
     print_table(out, st, indent + "  ");
@@ -127,6 +139,12 @@ inline void json_amount(json_writer& w, double v) {
     w.value(static_cast<std::uint64_t>(v));
   else
     w.value(v);
+}
+
+inline void json_names(json_writer& w, const std::vector<std::string>& names) {
+  w.begin_array();
+  for (const std::string& name : names) w.value(std::string_view(name));
+  w.end_array();
 }
 
 inline void json_units(json_writer& w, const std::vector<std::pair<std::string, double>>& units) {
@@ -174,20 +192,14 @@ inline void json_budget(json_writer& w, const budget& b) {
   json_units(w, units);
   w.end_object();
 
-  double worst = 0;
-  w.key("exhausted").begin_array();
-  for (resource r : all_resources)
-    if (const auto lim = l.get(r)) {
-      worst = std::max(worst, *lim > 0 ? u[r] / *lim : 1.0);
-      if (u[r] >= *lim) w.value(to_string(r));
-    }
-  for (const auto& [name, lim] : l.unit_limits()) {
-    worst = std::max(worst, lim > 0 ? u.of(name) / lim : 1.0);
-    if (u.of(name) >= lim) w.value(std::string_view(name));
-  }
-  w.end_array();
+  // The budget's own aggregates (budget.hpp), applied to the reading written under "used", so
+  // the figures agree with it and with exhausted_resources(), crossed_levels(), fraction_used().
+  w.key("exhausted");
+  json_names(w, exhausted_consumables(u, l));
+  w.key("levels_crossed");
+  json_names(w, crossed_levels(u, l));
   w.key("fraction_used");
-  w.value(worst);
+  w.value(consumed_fraction(u, l));
 
   const double wall = u[resource::wall];
   w.key("stages").begin_array();
@@ -200,7 +212,7 @@ inline void json_budget(json_writer& w, const budget& b) {
     else
       w.null();
     w.member("flops", s.flops).member("allocations", s.allocations).member("alloc_bytes", s.alloc_bytes);
-    w.member("peak_bytes", s.peak_bytes);
+    w.member("peak_rise_bytes", s.peak_rise_bytes);
     w.key("units");
     json_units(w, s.units);
     w.end_object();
@@ -243,7 +255,7 @@ inline void csv_stages(std::ostream& out, const budget& b, const std::vector<std
   for (const stage_stats& s : b.stages()) {
     out << csv_field(b.path()) << ',' << csv_field(s.name) << ',' << s.calls << ',' << csv_number(s.wall_seconds)
         << ',' << (wall > 0 ? csv_number(s.wall_seconds / wall) : std::string()) << ',' << s.flops << ','
-        << s.allocations << ',' << s.alloc_bytes << ',' << s.peak_bytes;
+        << s.allocations << ',' << s.alloc_bytes << ',' << s.peak_rise_bytes;
     for (const std::string& u : units) out << ',' << csv_number(s.units_of(u));
     out << '\n';
   }
@@ -255,21 +267,32 @@ inline void csv_stages(std::ostream& out, const budget& b, const std::vector<std
 // The budget tree as one JSON document:
 //   {"frugal_version": "0.1.0",
 //    "units_of_measure": {"wall": "seconds", "flops": "count", "peak_bytes": "bytes", ...},
+//    "resource_kinds": {"wall": "consumable", ..., "peak_bytes": "level"},  (user units: consumable)
 //    "budget": {"name", "path",
 //               "limits": {<resource>: number or null (unlimited), ..., "units": {<unit>: number}},
 //               "used":   {<resource>: number (cpu, peak_bytes: null when not measured), ...,
-//                          "units": {...}},
-//               "exhausted": [<resource or unit>, ...], "fraction_used": number,
+//                          "units": {...}},   (a level's "used" is the height it reached)
+//               "exhausted": [<consumable resource or unit at its limit>, ...],
+//               "levels_crossed": [<level above its limit>, ...],
+//               "fraction_used": number (the largest over the limited consumables, as
+//                                budget::fraction_used(); levels never count),
 //               "stages": [{"name", "calls", "wall", "share" (of the budget's wall, or null),
-//                           "flops", "allocations", "alloc_bytes", "peak_bytes", "units": {...}}, ...],
+//                           "flops", "allocations", "alloc_bytes",
+//                           "peak_rise_bytes" (the largest rise of the live heap within one
+//                             scope of the stage: not the peak_bytes level),
+//                           "units": {...}}, ...],
 //               "children": [<budget>, ...]}}
 // Stage charges are inclusive (a stage includes the scopes opened inside it), so a budget's
 // totals equal the sum of its outermost stages' (plus work charged outside any stage's scope).
+// A key means one thing wherever it appears: "peak_bytes" is always the level.
 inline void write_json_report(std::ostream& out, const budget& b) {
   detail::json_writer w(out);
   w.begin_object().member("frugal_version", version_string);
   w.key("units_of_measure").begin_object();
   for (resource r : all_resources) w.member(to_string(r), detail::unit_of_measure(r));
+  w.end_object();
+  w.key("resource_kinds").begin_object();
+  for (resource r : all_resources) w.member(to_string(r), to_string(kind_of_resource(r)));
   w.end_object();
   w.key("budget");
   detail::json_budget(w, b);
@@ -284,13 +307,14 @@ inline void write_json_report(std::ostream& out, const budget& b) {
 }
 
 // Every stage of the budget and of its descendants, one CSV row each (header first):
-//   budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_bytes[,<unit>...]
+//   budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_rise_bytes[,<unit>...]
 // budget is the path ("train/eval"); share is of that budget's wall time (empty when it has
-// none); one column per user unit charged to any stage of the tree.
+// none); peak_rise_bytes is the largest rise of the live heap within one scope of the stage
+// (stage_stats::peak_rise_bytes); one column per user unit charged to any stage of the tree.
 inline void write_stages_csv(std::ostream& out, const budget& b) {
   std::vector<std::string> units;
   detail::collect_stage_units(b, units);
-  out << "budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_bytes";
+  out << "budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_rise_bytes";
   for (const std::string& u : units) out << ',' << detail::csv_field(u);
   out << '\n';
   detail::csv_stages(out, b, units);

@@ -50,6 +50,38 @@ inline constexpr std::size_t max_unit_name_length = 63;
   return std::nullopt;
 }
 
+// Two kinds of resource, and every aggregate over resources says which it covers.
+// A consumable is spent and can run out: its fraction used drives "budget used", schedules and
+// exhausted(). A level is a height that must stay under a ceiling (the peak heap): crossing it
+// is its own state, answered by a smaller batch, never by decaying the learning rate. User units
+// are always consumables.
+enum class resource_kind : unsigned char { consumable, level };
+
+[[nodiscard]] constexpr std::string_view to_string(resource_kind k) noexcept {
+  switch (k) {
+    case resource_kind::consumable: return "consumable";
+    case resource_kind::level: return "level";
+  }
+  return "unknown";
+}
+
+[[nodiscard]] constexpr resource_kind kind_of_resource(resource r) noexcept {
+  switch (r) {
+    case resource::peak_bytes: return resource_kind::level;
+    case resource::wall:
+    case resource::cpu:
+    case resource::flops:
+    case resource::allocations:
+    case resource::alloc_bytes: break;
+  }
+  return resource_kind::consumable;
+}
+
+[[nodiscard]] constexpr bool is_level(resource r) noexcept { return kind_of_resource(r) == resource_kind::level; }
+[[nodiscard]] constexpr bool is_consumable(resource r) noexcept {
+  return kind_of_resource(r) == resource_kind::consumable;
+}
+
 enum class quantity_kind { duration, count, bytes };
 
 [[nodiscard]] constexpr quantity_kind kind_of(resource r) noexcept {
