@@ -4,6 +4,7 @@
 #pragma once
 
 #include <frugal/budget.hpp>
+#include <frugal/controller_history.hpp>
 #include <frugal/controller_options.hpp>
 #include <frugal/decision.hpp>
 #include <frugal/early_stopping.hpp>
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <ostream>
 #include <stdexcept>
@@ -32,20 +34,34 @@
 namespace frugal {
 
 // Watches one budget. Call end_step after every step and end_epoch after every epoch, from the
-// training loop's thread; should_stop() may be called from any thread.
+// training loop's thread; should_stop() and request_stop() may be called from any thread.
 //
-// The stop rule and its bound. With margin m, after each step the controller forecasts the next
-// step's cost of every limited resource as H = the largest cost of the last `window` steps at
-// that batch size (a step being everything between two end_step calls), and stops when
-// used + H * (1 + m) > limit. So a step starts only when its forecast fits, and the only ways
-// past a limit are a step costing more than its forecast -- the overshoot is then at most that
-// step's cost minus H * (1 + m), less than one step -- or a callback vetoing the stop. Steps
-// that never exceed their recent maximum never overshoot: 1 s steps under a 30 s limit stop
-// after step 30 (29 when the rounding of seconds puts 29 + 1 a hair above 30; 29 with any
-// m > 0), never 31, and FLOP limits are met exactly. The price is the budget's tail: less than
-// H * (1 + m) of it is left unused. An epoch's end-of-epoch work is forecast the same way (see
-// end_epoch_if_needed). A peak-bytes limit is a level, not a sum: the forecast peak at the next
-// batch size, times (1 + m), must stay under it, which the batch-size knob tries first.
+// Consumables and levels. Wall, cpu, flops, allocations, alloc_bytes and user units are spent:
+// the controller stops before the next step (or epoch end) would cross their limits, and
+// fraction_used() follows them alone. peak_bytes is a level, how high the heap stands: a step
+// over its limit is a crossing (level_crossed_event), answered by the batch-size knob, and the
+// run stops only when even the smallest batch is forecast over it.
+//
+// The stop rule and its bound. After each step the controller forecasts the next step's cost
+// of every limited resource as H = the largest cost of the last `window` steps at that batch
+// size, leaving out a single value more than twice every other one once later steps have not
+// repeated it (forecast.hpp: a warm-up step, a one-off stall), and stops when
+// used + H * (1 + h) > limit, h the resource's headroom: the user's margin() if given, else
+// the measured spread of its costs (largest / median - 1) while the history is shorter than
+// the window (always for epoch ends), 0 once the window is full (H is then a high quantile).
+// So a step starts only when its forecast fits, and the only ways past a limit are a step
+// costing more than its forecast -- the overshoot is then less than that one step -- or a
+// callback vetoing the stop. Costs that do not vary (FLOPs, samples) are met exactly, and
+// 1 s steps under a 30 s limit stop after step 30 (29 when the rounding of seconds puts 29 + 1
+// a hair above 30), never 31. The price is the budget's tail: less than H * (1 + h) of it is
+// left unused. An epoch's end-of-epoch work is forecast the same way (end_epoch_if_needed).
+//
+// Stops. A stop is decided once (stop_event fires once; later checkpoints repeat it with
+// decision::repeats_stop()); it holds until the run ends unless a callback vetoes it at the
+// checkpoint, or -- for a stop the budget caused -- reload_limits() finds that the new limits
+// fit the next step again. request_stop() holds whatever any hook does. A budget already spent
+// when the controller is made (a zero limit, a wall limit used up by an earlier phase) stops
+// the run before its first step.
 class controller {
  public:
   explicit controller(budget& run, controller_options options = {})
@@ -55,7 +71,7 @@ class controller {
     if (batch_ > 0) {
       if (options_.batch_max_ == 0) options_.batch_max_ = std::max(batch_, options_.batch_min_);
       if (options_.batch_min_ == 0) options_.batch_min_ = 1;
-      if (options_.effective_batch_ == 0) options_.effective_batch_ = batch_;
+      if (options_.effective_batch_ == 0 && options_.accumulate_) options_.effective_batch_ = batch_;
       if (batch_ < options_.batch_min_ || batch_ > options_.batch_max_)
         fail("batch_size", "within batch_limits [" + std::to_string(options_.batch_min_) + ", " +
                                std::to_string(options_.batch_max_) + "]",
@@ -63,11 +79,13 @@ class controller {
       accumulation_ = accumulation_for(batch_);
     }
     for (const auto& r : options_.quantize_rules_) quantize_bits_.push_back(r.from_bits_);
-    prune_fired_.assign(options_.prune_rules_.size(), no_step);
-    quantize_fired_.assign(options_.quantize_rules_.size(), no_step);
+    prune_state_.assign(options_.prune_rules_.size(), rule_state{});
+    quantize_state_.assign(options_.quantize_rules_.size(), rule_state{});
     build_tracked();
     read_now();
     for (auto& t : tracked_) t.used = t.now;
+    update_fraction();
+    stop_if_spent("start");
   }
 
   controller(const controller&) = delete;
@@ -87,16 +105,24 @@ class controller {
     if (batch == 0) samples_known_ = false;
     double step_peak = -1;
     for (auto& t : tracked_) {
-      if (t.cumulative) {
-        t.step.add(batch, t.now - t.used);
-      } else if (const auto p = s.peak_bytes()) {
-        step_peak = *p;
-        t.step.add(batch, *p);
-        peak_seen_ = std::max(peak_seen_, *p);
+      if (!t.level) {
+        t.last_cost = t.now - t.used;
+        t.step.add(batch, t.last_cost);
+      } else {
+        // The level now: the step's own peak when the loop reports it, else the budget's
+        // (the highest since it was made; 0 without the allocation hooks).
+        const double budget_peak = t.now;
+        if (const auto p = s.peak_bytes()) {
+          step_peak = *p;
+          t.step.add(batch, *p);
+          peak_seen_ = std::max(peak_seen_, *p);
+        }
+        t.now = std::max(t.now, peak_seen_);
+        t.height = step_peak >= 0 ? step_peak : budget_peak;
       }
-      if (!t.cumulative) t.now = std::max(t.now, peak_seen_);
-      t.used = t.now;
     }
+    measure_effects(batch);
+    for (auto& t : tracked_) t.used = t.now;
     update_fraction();
     callbacks_.notify(event_kind::step_end, step_end_event{steps_, epochs_, s, batch}, steps_);
     fire_thresholds();
@@ -106,12 +132,15 @@ class controller {
     return d;
   }
 
+  // Throws std::invalid_argument, before anything changes, when the first epoch does not report
+  // a metric that early stopping watches (a misspelt name would otherwise never be checked).
   [[nodiscard]] decision end_epoch(const epoch& e = {}) {
     const reentry guard(this, "end_epoch");
+    if (epochs_ == 0) check_watched_metrics(e);
     read_now();
     for (auto& t : tracked_) {
-      if (t.cumulative) t.epoch_end.add(t.now - t.used);
-      if (!t.cumulative) t.now = std::max(t.now, peak_seen_);
+      if (!t.level) t.epoch_end.add(t.now - t.used);
+      if (t.level) t.now = std::max(t.now, peak_seen_);
       t.used = t.now;
     }
     update_fraction();
@@ -120,6 +149,7 @@ class controller {
       learned_steps_per_epoch_ = steps_in_epoch_;
       if (samples_known_) learned_epoch_samples_ = samples_in_epoch_;
     }
+    if (!e.metrics().empty()) history_.metrics.push_back(metric_record{epochs_, e.metrics()});
     callbacks_.notify(event_kind::epoch_end, epoch_end_event{epochs_, steps_in_epoch_, e, ended_early}, steps_);
     fire_thresholds();
     decision d = decide_epoch(e);
@@ -134,22 +164,30 @@ class controller {
 
   // --- the loop condition and the final report ---
 
-  [[nodiscard]] bool should_stop() const noexcept { return stopped() || cancel_flag_set(); }
+  [[nodiscard]] bool should_stop() const noexcept {
+    return stopped() || stop_requested_.load(std::memory_order_acquire) || cancel_flag_set();
+  }
   [[nodiscard]] frugal::stop_reason stop_reason() const noexcept {
-    if (stopped()) return stop_reason_;
+    if (stopped()) return stop_reason_.load(std::memory_order_acquire);
+    if (stop_requested_.load(std::memory_order_acquire)) return frugal::stop_reason::user;
     return cancel_flag_set() ? cancel_reason_ : frugal::stop_reason::none;
   }
   // The stop's reason in words ("" while running).
   [[nodiscard]] std::string stop_message() const {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
     if (stopped()) return stop_message_;
+    if (stop_requested_.load(std::memory_order_acquire)) return requested_message_;
     return cancel_flag_set() ? cancel_message() : std::string();
   }
 
-  // Stops the run: should_stop() at once, and every later checkpoint decides stop (user).
+  // Stops the run, from any thread or hook: should_stop() at once, and the next checkpoint
+  // decides stop (user). A request holds until the run ends: no later checkpoint clears it and
+  // no callback can veto it. Repeated requests keep the first message.
   void request_stop(std::string message) {
-    stopped_.store(true, std::memory_order_relaxed);
-    stop_reason_ = frugal::stop_reason::user;
-    stop_message_ = "stop (user): " + (message.empty() ? std::string("stop requested") : message);
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    if (stop_requested_.load(std::memory_order_relaxed)) return;
+    requested_message_ = "stop (user): " + (message.empty() ? std::string("stop requested") : message);
+    stop_requested_.store(true, std::memory_order_release);
   }
 
   // While `flag` is false nothing happens; once it is true, should_stop() is true and every
@@ -174,7 +212,8 @@ class controller {
   // --- callbacks ---
 
   // Registers a callback: a struct (or lambda) whose operator() overloads are its hooks, one per
-  // event type it wants (see frugal::is_callback_v). Callbacks run in registration order.
+  // event type it wants (see frugal::is_callback_v). Callbacks run in registration order. A hook
+  // may add or remove callbacks (itself included): see callback_list for when that takes effect.
   template <class F>
   controller& add_callback(std::string name, F&& f) {
     callbacks_.add(std::move(name), std::forward<F>(f));
@@ -187,9 +226,8 @@ class controller {
 
   // --- forecasts and state ---
 
-  // The next step's forecast cost (the largest of the recent steps, margin not included) of a
-  // tracked resource: the wall, the peak heap and every limited one. At the knob's batch size
-  // unless given.
+  // The next step's forecast cost (forecast.hpp's high(), headroom not included) of a tracked
+  // resource: the wall, the peak heap and every limited one. At the knob's batch size unless given.
   [[nodiscard]] std::optional<double> forecast_step(resource r) const { return forecast_step(r, next_batch()); }
   [[nodiscard]] std::optional<double> forecast_step(resource r, std::size_t batch) const {
     return forecast_step(frugal::to_string(r), batch);
@@ -207,8 +245,22 @@ class controller {
   // The forecast cost of the work between an epoch's last step and its end (evaluation).
   [[nodiscard]] std::optional<double> forecast_epoch_end(resource r) const {
     const tracked* t = find(frugal::to_string(r));
-    if (!t || !t->cumulative) return std::nullopt;
+    if (!t || t->level) return std::nullopt;
     return t->epoch_end.high();
+  }
+  // The headroom the controller adds to a resource's next-step forecast now (see the class
+  // comment): the margin, or the measured spread; nullopt for a resource it does not track.
+  [[nodiscard]] std::optional<double> headroom(resource r) const { return headroom(frugal::to_string(r)); }
+  [[nodiscard]] std::optional<double> headroom(std::string_view name) const {
+    const tracked* t = find(name);
+    if (!t) return std::nullopt;
+    return step_scale(*t, next_batch()) - 1;
+  }
+  // The headroom added to the epoch-end forecast of a cumulative resource.
+  [[nodiscard]] std::optional<double> epoch_end_headroom(resource r) const {
+    const tracked* t = find(frugal::to_string(r));
+    if (!t || t->level) return std::nullopt;
+    return end_scale(*t, next_batch()) - 1;
   }
   // The per-step cost model of a tracked resource (null if not tracked).
   [[nodiscard]] const cost_model* step_model(std::string_view name) const {
@@ -222,17 +274,35 @@ class controller {
     for (const auto& t : tracked_) out.push_back(t.name);
     return out;
   }
-  // The largest fraction used over the limited resources, as of the last checkpoint.
+  // The largest fraction used over the limited consumables, as of the last checkpoint (levels
+  // are heights, not spending: see crossed_levels()).
   [[nodiscard]] double fraction_used() const noexcept { return fraction_used_; }
+  // The limited levels standing above their limit at the last checkpoint.
+  [[nodiscard]] std::vector<std::string> crossed_levels() const {
+    std::vector<std::string> out;
+    for (const auto& t : tracked_)
+      if (t.level && t.crossed) out.push_back(t.name);
+    return out;
+  }
   [[nodiscard]] std::uint64_t steps() const noexcept { return steps_; }
   [[nodiscard]] std::uint64_t epochs() const noexcept { return epochs_; }
   [[nodiscard]] std::uint64_t steps_in_epoch() const noexcept { return steps_in_epoch_; }
   [[nodiscard]] const std::vector<early_stopping>& early_stoppers() const noexcept { return options_.early_stopping_; }
   [[nodiscard]] const budget& watched() const noexcept { return *run_; }
-  [[nodiscard]] double margin() const noexcept { return options_.margin_; }
+  // The fixed margin, if the options set one (otherwise headroom is measured per resource).
+  [[nodiscard]] std::optional<double> margin() const noexcept { return options_.margin_; }
+  // Every decision other than continue, the batch sizes, compression actions and their
+  // measured effects, the metrics: the controller's story, for the report.
+  [[nodiscard]] const controller_history& history() const noexcept { return history_; }
+  // Whether a pruning / quantization rule still fires: false once its action was measured not
+  // to lower what it watches.
+  [[nodiscard]] bool prune_rule_active(std::size_t index) const { return !prune_state_.at(index).disabled; }
+  [[nodiscard]] bool quantize_rule_active(std::size_t index) const { return !quantize_state_.at(index).disabled; }
 
   // Re-reads the budget's limits (after budget::set_limits); cost models of resources still
-  // tracked are kept.
+  // tracked are kept. A stop the budget caused (exhausted, forecast) is lifted when, under the
+  // new limits, nothing is exhausted and the next step fits (and, after an epoch's end, the next
+  // epoch's first step and end); a budget the new limits find spent stops the run now.
   void reload_limits() {
     std::vector<tracked> old = std::move(tracked_);
     build_tracked();
@@ -245,13 +315,29 @@ class controller {
           if (t.limit != limit) {
             t.next_threshold = 0;
             t.exhausted_fired = false;
+            t.crossed = false;
           }
           t.limit = limit;
           t.thresholds = std::move(thresholds);
         }
     read_now();
-    for (auto& t : tracked_) t.used = t.now;
+    for (auto& t : tracked_) t.used = t.level ? std::max(t.now, peak_seen_) : t.now;
     update_fraction();
+    const frugal::stop_reason why = stop_reason_.load(std::memory_order_relaxed);
+    if (stopped() && (why == frugal::stop_reason::budget_exhausted || why == frugal::stop_reason::forecast) &&
+        !stop_requested_.load(std::memory_order_acquire) && !cancel_flag_set() && fits_again()) {
+      stopped_.store(false, std::memory_order_release);
+      stop_reason_.store(frugal::stop_reason::none, std::memory_order_release);
+      std::string was;
+      {
+        std::lock_guard<std::mutex> lock(stop_mutex_);
+        was = std::move(stop_message_);
+        stop_message_.clear();
+      }
+      history_.add(decision_record{steps_, epochs_, "limits", "stop_lifted", frugal::stop_reason::none,
+                                   "stop lifted: the limits are now " + run_->limits().to_string() + " (was: " + was + ")"});
+    }
+    stop_if_spent("limits");
   }
 
   // Steps, epochs, batch, the stop, and per resource: used, limit, the step forecasts.
@@ -264,13 +350,15 @@ class controller {
     const std::string msg = stop_message();
     if (!msg.empty()) out << ": " << msg;
     out << '\n';
-    std::vector<std::vector<std::string>> rows{{"resource", "used", "limit", "step mean", "step forecast", "epoch end"}};
+    std::vector<std::vector<std::string>> rows{
+        {"resource", "kind", "used", "limit", "step mean", "step forecast", "headroom", "epoch end"}};
     const std::size_t b = next_batch();
     for (const auto& t : tracked_) {
       if (!std::isfinite(t.limit) && t.step.empty() && t.used == 0) continue;  // an unreported peak
-      rows.push_back({t.name, format(t, t.used), std::isfinite(t.limit) ? format(t, t.limit) : "-",
-                      t.step.empty() ? "-" : format(t, t.step.mean(b)), t.step.empty() ? "-" : format(t, t.step.high(b)),
-                      t.cumulative && !t.epoch_end.empty() ? format(t, t.epoch_end.high()) : "-"});
+      rows.push_back({t.name, t.level ? "level" : "consumable", format(t, t.used),
+                      std::isfinite(t.limit) ? format(t, t.limit) : "-", t.step.empty() ? "-" : format(t, t.step.mean(b)),
+                      t.step.empty() ? "-" : format(t, t.step.high(b)), detail::percent(step_scale(t, b) - 1),
+                      !t.level && !t.epoch_end.empty() ? format(t, t.epoch_end.high()) : "-"});
     }
     detail::print_table(out, rows, "  ");
     if (callbacks_.error_count() > 0) out << "  callback errors: " << callbacks_.error_count() << '\n';
@@ -284,15 +372,30 @@ class controller {
     std::string name;
     std::optional<resource> builtin;  // nullopt: a user unit
     double limit = budget::unlimited;
-    bool cumulative = true;           // false: peak_bytes, a level rather than a sum
-    double now = 0;                   // read at this checkpoint
+    bool level = false;               // peak_bytes: a height under a ceiling, not a sum
+    double now = 0;                   // read at this checkpoint (a level: the highest seen)
     double used = 0;                  // at the last checkpoint
+    double last_cost = 0;             // the last step's cost (consumables)
+    double height = 0;                // a level at the last step: its peak, else the highest seen
+    bool crossed = false;             // a level above its limit at the last checkpoint
     cost_model step;
     cost_stats epoch_end;
     std::vector<double> thresholds;
     std::size_t next_threshold = 0;
     bool exhausted_fired = false;
     std::array<bool, 3> overrun{};
+  };
+
+  // A pruning or quantization rule's state: when it last fired, and the measurement of that
+  // action's effect, taken over the steps of its cooldown.
+  struct rule_state {
+    std::uint64_t fired = no_step;
+    bool disabled = false;
+    bool measuring = false;
+    std::uint64_t measure_until = 0;           // the step at which the effect is judged
+    std::size_t record = 0;                     // index in history_.compressions
+    std::vector<std::size_t> resources;         // indices in tracked_
+    std::vector<std::vector<double>> per_sample;  // costs per sample after the action
   };
 
   struct reentry {
@@ -321,6 +424,8 @@ class controller {
       if (o.max_step_time_ > 0) fail("max_step_time", "given with batch_size (it shrinks the batch)", "no batch_size");
       if (o.batch_rule_) fail("batch_rule", "given with batch_size", "no batch_size");
     }
+    if (!o.accumulate_ && o.effective_batch_ > 0)
+      fail("effective_batch", "left out with gradient_accumulation(false)", std::to_string(o.effective_batch_));
     if ((!o.prune_rules_.empty() || !o.quantize_rules_.empty()) && o.plan_ == controller_options::plan_kind::none)
       fail("prune/quantize rules", "given a plan (planned_epochs, planned_steps or planned_samples)", "no plan");
     const frugal::limits l = run_->limits();
@@ -332,7 +437,7 @@ class controller {
     auto check_watched = [&](const std::vector<std::string>& watched, const std::string& rule) {
       for (const auto& w : watched) {
         const auto r = resource_from_name(w);
-        if (r == resource::peak_bytes) fail(rule + " watch", "a cumulative resource (not peak_bytes)", w);
+        if (r && is_level(*r)) fail(rule + " watch", "a consumable (not the level " + w + ")", w);
         if (!l.get(std::string_view(w)))
           fail(rule + " watch", "a resource the budget '" + run_->path() + "' limits", "'" + w + "'");
       }
@@ -351,7 +456,7 @@ class controller {
       tracked t = make_tracked(std::string(frugal::to_string(r)));
       t.builtin = r;
       t.limit = lim.value_or(budget::unlimited);
-      t.cumulative = r != resource::peak_bytes;
+      t.level = is_level(r);
       tracked_.push_back(std::move(t));
     }
     for (const auto& [unit, lim] : l.unit_limits()) {
@@ -379,10 +484,11 @@ class controller {
     for (auto& t : tracked_) t.now = t.builtin ? run_->used(*t.builtin) : run_->used(std::string_view(t.name));
   }
 
+  // Consumables only: a level's height is not budget spent.
   void update_fraction() noexcept {
     double f = 0;
     for (const auto& t : tracked_)
-      if (std::isfinite(t.limit)) f = std::max(f, t.limit > 0 ? t.used / t.limit : 1.0);
+      if (!t.level && std::isfinite(t.limit)) f = std::max(f, t.limit > 0 ? t.used / t.limit : 1.0);
     fraction_used_ = f;
   }
 
@@ -401,7 +507,7 @@ class controller {
     return t.builtin ? format_quantity(*t.builtin, v) : format_count(v);
   }
 
-  [[nodiscard]] bool stopped() const noexcept { return stopped_.load(std::memory_order_relaxed); }
+  [[nodiscard]] bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
   [[nodiscard]] bool cancel_flag_set() const noexcept {
     return cancel_flag_ != nullptr && cancel_flag_->load(std::memory_order_acquire);
   }
@@ -421,7 +527,7 @@ class controller {
 
   [[nodiscard]] std::size_t accumulation_for(std::size_t batch) const noexcept {
     const std::size_t e = options_.effective_batch_;
-    if (batch == 0 || e <= batch) return 1;
+    if (!options_.accumulate_ || batch == 0 || e <= batch) return 1;
     return (e + batch - 1) / batch;
   }
 
@@ -429,11 +535,35 @@ class controller {
   // when it can: accumulation a = ceil(E / candidate), batch = ceil(E / a) <= candidate.
   [[nodiscard]] std::size_t round_for_effective(std::size_t candidate) const noexcept {
     const std::size_t e = options_.effective_batch_;
-    if (candidate >= e) return candidate;
+    if (!options_.accumulate_ || candidate >= e) return candidate;
     const std::size_t a = (e + candidate - 1) / candidate;
     const std::size_t b = (e + a - 1) / a;
     return b >= options_.batch_min_ ? b : candidate;
   }
+
+  // --- headroom ---
+
+  // What a resource's next-step forecast is multiplied by: 1 + the margin, or 1 + the spread of
+  // its step costs while their history is shorter than the window (the largest of a full window
+  // is already a high quantile; that of three steps is not).
+  [[nodiscard]] double step_scale(const tracked& t, std::size_t fb) const noexcept {
+    if (options_.margin_) return 1 + *options_.margin_;
+    const cost_stats* own = t.step.at(fb);
+    if (own && own->count() >= own->window()) return 1;
+    return 1 + t.step.spread(fb);
+  }
+  // The same for the epoch-end forecast, whose history (one per epoch) is always short: the
+  // larger of the step costs' spread and the epoch ends' own.
+  [[nodiscard]] double end_scale(const tracked& t, std::size_t fb) const noexcept {
+    if (options_.margin_) return 1 + *options_.margin_;
+    return 1 + std::max(t.step.spread(fb), t.epoch_end.spread());
+  }
+  [[nodiscard]] std::string headroom_text(double scale) const {
+    if (!(scale > 1)) return "";
+    return " (+" + detail::units_impl::sig3((scale - 1) * 100) + " % " + (options_.margin_ ? "margin" : "headroom") + ")";
+  }
+
+  // --- events ---
 
   void fire_thresholds() {
     for (auto& t : tracked_) {
@@ -442,6 +572,14 @@ class controller {
       while (t.next_threshold < t.thresholds.size() && frac >= t.thresholds[t.next_threshold]) {
         const double threshold = t.thresholds[t.next_threshold++];
         callbacks_.notify(event_kind::approaching, approaching_event{t.name, t.used, t.limit, threshold}, steps_);
+      }
+      if (t.level) {
+        // A crossing is a state that starts and ends, not a budget spent.
+        const bool over = t.height > t.limit;
+        if (over && !t.crossed)
+          callbacks_.notify(event_kind::level_crossed, level_crossed_event{t.name, t.height, t.limit}, steps_);
+        t.crossed = over;
+        continue;
       }
       if (!t.exhausted_fired && t.used >= t.limit) {
         t.exhausted_fired = true;
@@ -459,6 +597,8 @@ class controller {
     state = over;
   }
 
+  // --- deciding ---
+
   [[nodiscard]] decision base_decision() const {
     decision d;
     d.from_batch_ = batch_;
@@ -469,26 +609,77 @@ class controller {
       d.cause_ = cancel_reason_;
       d.note("cancelled (" + std::string(frugal::to_string(cancel_reason_)) + "): " + cancel_message());
     } else if (stopped()) {
-      // A stop stands until a callback vetoes it: later checkpoints repeat it.
+      // A stop stands until a callback vetoes it: later checkpoints repeat it, and say so.
       d.set(action::stop);
-      d.cause_ = stop_reason_;
+      d.repeats_stop_ = true;
+      d.cause_ = stop_reason_.load(std::memory_order_relaxed);
+      std::lock_guard<std::mutex> lock(stop_mutex_);
       d.note(stop_message_);
+    } else if (stop_requested_.load(std::memory_order_acquire)) {
+      d.set(action::stop);
+      d.cause_ = frugal::stop_reason::user;
+      std::lock_guard<std::mutex> lock(stop_mutex_);
+      d.note(requested_message_);
     }
     return d;
   }
 
-  void stop_if_exhausted(decision& d) const {
+  // The consumables whose use has reached their limit, in words ("" when none).
+  [[nodiscard]] std::string exhausted_clauses() const {
     std::string clauses;
     for (const auto& t : tracked_) {
-      if (!t.cumulative || !(t.used >= t.limit)) continue;
+      if (t.level || !(t.used >= t.limit)) continue;
       if (!clauses.empty()) clauses += "; ";
       clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + " (limit reached)";
     }
+    return clauses;
+  }
+
+  void stop_if_exhausted(decision& d) const {
+    const std::string clauses = exhausted_clauses();
     if (!clauses.empty()) d.stop(clauses, frugal::stop_reason::budget_exhausted);
   }
 
-  [[nodiscard]] std::string margin_text() const {
-    return options_.margin_ > 0 ? " (+" + detail::units_impl::sig3(options_.margin_ * 100) + " % margin)" : "";
+  // A budget spent between checkpoints (before the first step, or by new limits) stops the run
+  // now: no step may start on it. No checkpoint runs, so no callback can veto it.
+  void stop_if_spent(const char* at) {
+    if (stopped()) return;
+    const std::string clauses = exhausted_clauses();
+    if (clauses.empty()) return;
+    const std::string message = "stop (budget_exhausted): " + clauses;
+    set_stopped(frugal::stop_reason::budget_exhausted, message);
+    history_.add(decision_record{steps_, epochs_, at, "stop", frugal::stop_reason::budget_exhausted, message});
+    callbacks_.notify(event_kind::stopped,
+                      stop_event{steps_, epochs_, last_checkpoint_, frugal::stop_reason::budget_exhausted, message},
+                      steps_);
+  }
+
+  void set_stopped(frugal::stop_reason why, const std::string& message) {
+    {
+      std::lock_guard<std::mutex> lock(stop_mutex_);
+      stop_message_ = message;
+    }
+    stop_reason_.store(why, std::memory_order_release);
+    stopped_.store(true, std::memory_order_release);
+  }
+
+  // Whether, under the limits just loaded, a stop the budget caused no longer holds: nothing is
+  // exhausted and the next step (after an epoch's end: the next epoch's first step and end)
+  // fits, with the same forecasts and headroom as a checkpoint.
+  [[nodiscard]] bool fits_again() const {
+    if (!exhausted_clauses().empty()) return false;
+    const std::size_t fb = next_batch();
+    for (const auto& t : tracked_) {
+      if (!std::isfinite(t.limit) || t.step.empty()) continue;
+      const double step = t.step.high(fb) * step_scale(t, fb);
+      if (t.level) {
+        if (step > t.limit) return false;
+        continue;
+      }
+      const double end = last_checkpoint_ == checkpoint::epoch ? t.epoch_end.high() * end_scale(t, fb) : 0;
+      if (t.used + step + end > t.limit) return false;
+    }
+    return true;
   }
 
   decision decide_step(const step& s, std::size_t batch, double step_peak) {
@@ -504,20 +695,20 @@ class controller {
     if (!d.stops() && manages_batch()) fb = choose_batch(step_peak, batch_note);
 
     // Stop before the next step if its forecast would cross a limit.
-    const double scale = 1 + options_.margin_;
     std::string clauses;
     for (auto& t : tracked_) {
       if (!std::isfinite(t.limit) || t.step.empty()) continue;
+      const double scale = step_scale(t, fb);
       const double f = t.step.high(fb) * scale;
-      const bool over = t.cumulative ? t.used + f > t.limit : f > t.limit;
+      const bool over = t.level ? f > t.limit : t.used + f > t.limit;
       overrun(t, forecast_horizon::next_step, over, f);
       if (!over || d.stops()) continue;
       if (!clauses.empty()) clauses += "; ";
-      clauses += t.cumulative ? t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) +
-                                    ", next step forecast " + format(t, f) + margin_text()
-                              : t.name + ": next step forecast " + format(t, f) + margin_text() + " at batch " +
-                                    std::to_string(fb) + " over limit " + format(t, t.limit) +
-                                    (manages_batch() && fb <= options_.batch_min_ ? " (batch at its minimum)" : "");
+      clauses += !t.level ? t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) +
+                                ", next step forecast " + format(t, f) + headroom_text(scale)
+                          : t.name + ": next step forecast " + format(t, f) + headroom_text(scale) + " at batch " +
+                                std::to_string(fb) + " over limit " + format(t, t.limit) +
+                                (manages_batch() && fb <= options_.batch_min_ ? " (batch at its minimum)" : "");
     }
     if (!clauses.empty() && !d.stops()) d.stop(clauses, frugal::stop_reason::forecast);
     if (!d.stops() && fb != batch_) {
@@ -530,6 +721,18 @@ class controller {
     return d;
   }
 
+  // A misspelt metric would never be checked: the first epoch must report every watched one.
+  void check_watched_metrics(const epoch& e) const {
+    for (const auto& es : options_.early_stopping_) {
+      if (e.metric(es.metric())) continue;
+      std::string reported;
+      for (const auto& [name, value] : e.metrics()) reported += (reported.empty() ? "" : ", ") + name;
+      throw std::invalid_argument("frugal::controller::end_epoch: early_stopping watches the metric '" + es.metric() +
+                                  "', which the first epoch does not report (it reports: " +
+                                  (reported.empty() ? std::string("nothing") : reported) + ")");
+    }
+  }
+
   decision decide_epoch(const epoch& e) {
     decision d = base_decision();
     const std::uint64_t index = epochs_;
@@ -538,7 +741,12 @@ class controller {
     for (auto& es : options_.early_stopping_) {
       const auto v = e.metric(es.metric());
       if (!v) continue;
+      const std::optional<double> best_before = es.best();
+      const std::optional<std::uint64_t> epoch_before = es.best_epoch();
       const early_stop_verdict verdict = es.update(*v, index);
+      if (es.best_epoch() != epoch_before || es.best() != best_before)
+        callbacks_.notify(event_kind::best_metric,
+                          best_metric_event{es.metric(), *es.best(), *es.best_epoch(), best_before, epoch_before}, steps_);
       if (!frugal::stops(verdict)) continue;
       if (!clauses.empty()) clauses += "; ";
       clauses += es.message();
@@ -553,17 +761,16 @@ class controller {
 
     // A new epoch must fit at least one step and its end-of-epoch work.
     const std::size_t fb = next_batch();
-    const double scale = 1 + options_.margin_;
     clauses.clear();
     for (auto& t : tracked_) {
-      if (!t.cumulative || !std::isfinite(t.limit) || t.step.empty()) continue;
-      const double f = (t.step.high(fb) + t.epoch_end.high()) * scale;
+      if (t.level || !std::isfinite(t.limit) || t.step.empty()) continue;
+      const double f = t.step.high(fb) * step_scale(t, fb) + t.epoch_end.high() * end_scale(t, fb);
       const bool over = t.used + f > t.limit;
       overrun(t, forecast_horizon::epoch_end, over, f);
       if (!over) continue;
       if (!clauses.empty()) clauses += "; ";
-      clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + ", one step and an epoch end forecast " +
-                 format(t, f) + margin_text();
+      clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) +
+                 ", one step and an epoch end forecast " + format(t, f) + headroom_text(end_scale(t, fb));
     }
     if (!clauses.empty()) d.stop(clauses, frugal::stop_reason::forecast);
     return d;
@@ -596,19 +803,18 @@ class controller {
     if (epochs_ == 0) return;
     const auto left = steps_left_in_epoch(fb);
     if (left && *left == 0) return;  // the epoch ends now anyway
-    const double scale = 1 + options_.margin_;
     std::string clauses;
     for (auto& t : tracked_) {
-      if (!t.cumulative || !std::isfinite(t.limit) || t.step.empty() || t.epoch_end.empty()) continue;
-      const double next = t.step.high(fb);
-      const double end = t.epoch_end.high();
+      if (t.level || !std::isfinite(t.limit) || t.step.empty() || t.epoch_end.empty()) continue;
+      const double next = t.step.high(fb) * step_scale(t, fb);
+      const double end = t.epoch_end.high() * end_scale(t, fb);
       const double rest = left ? next + static_cast<double>(*left - 1) * t.step.mean(fb) : next;
-      const bool over = t.used + (next + end) * scale > t.limit && t.used + (rest + end) * scale > t.limit;
-      overrun(t, forecast_horizon::epoch_end, over, (next + end) * scale);
+      const bool over = t.used + next + end > t.limit && t.used + rest + end > t.limit;
+      overrun(t, forecast_horizon::epoch_end, over, next + end);
       if (!over) continue;
       if (!clauses.empty()) clauses += "; ";
       clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + "; the next step (" +
-                 format(t, next) + ") and the epoch's end (" + format(t, end) + ")" + margin_text() +
+                 format(t, next) + ") and the epoch's end (" + format(t, end) + ")" + headroom_text(end_scale(t, fb)) +
                  " would not fit" + (left ? ", " + std::to_string(*left) + " steps of the epoch left" : "");
     }
     if (!clauses.empty()) d.end_epoch(clauses);
@@ -620,31 +826,34 @@ class controller {
     const std::size_t cur = batch_;
     const std::size_t min = options_.batch_min_;
     const std::size_t max = options_.batch_max_;
-    const double scale = 1 + options_.margin_;
     tracked* peak = find("peak_bytes");
     tracked* wall = find("wall");
     const double time_cap = options_.max_step_time_;
+    const bool peak_model = peak && std::isfinite(peak->limit) && !peak->step.empty();
+    const bool time_model = time_cap > 0 && wall && !wall->step.empty();
+    const double peak_scale = peak_model ? step_scale(*peak, cur) : 1;
+    const double wall_scale = time_model ? step_scale(*wall, cur) : 1;
 
     std::string why;
     bool peak_over = false;
-    if (peak && !peak->step.empty()) {
-      const double f = peak->step.high(cur) * scale;
+    if (peak_model) {
+      const double f = peak->step.high(cur) * peak_scale;
       if (f > peak->limit || step_peak > peak->limit) {
         peak_over = true;
         why = step_peak > peak->limit ? "peak_bytes: the step peaked at " + format(*peak, step_peak) + " over limit " +
                                             format(*peak, peak->limit)
-                                      : "peak_bytes: next step forecast " + format(*peak, f) + margin_text() +
+                                      : "peak_bytes: next step forecast " + format(*peak, f) + headroom_text(peak_scale) +
                                             " at batch " + std::to_string(cur) + " over limit " + format(*peak, peak->limit);
       }
     }
     bool time_over = false;
-    if (time_cap > 0 && wall && !wall->step.empty()) {
-      const double f = wall->step.high(cur) * scale;
+    if (time_model) {
+      const double f = wall->step.high(cur) * wall_scale;
       if (f > time_cap) {
         time_over = true;
         if (!why.empty()) why += "; ";
-        why += "step time forecast " + format_duration(f) + margin_text() + " at batch " + std::to_string(cur) +
-               " over max_step_time " + format_duration(time_cap);
+        why += "step time forecast " + format_duration(f) + headroom_text(wall_scale) + " at batch " +
+               std::to_string(cur) + " over max_step_time " + format_duration(time_cap);
       }
     }
 
@@ -655,11 +864,11 @@ class controller {
       std::size_t fit = cur - 1;
       bool fitted = false;
       if (peak_over && peak->step.has_fit()) {
-        fit = std::min(fit, peak->step.largest_batch_within(peak->limit / scale, cur - 1));
+        fit = std::min(fit, peak->step.largest_batch_within(peak->limit / peak_scale, cur - 1));
         fitted = true;
       }
       if (time_over && wall->step.has_fit()) {
-        fit = std::min(fit, wall->step.largest_batch_within(time_cap / scale, cur - 1));
+        fit = std::min(fit, wall->step.largest_batch_within(time_cap / wall_scale, cur - 1));
         fitted = true;
       }
       std::size_t candidate = fit;
@@ -670,23 +879,33 @@ class controller {
         do {
           candidate = static_cast<std::size_t>(std::floor(static_cast<double>(candidate) * options_.shrink_factor_));
         } while (candidate > min &&
-                 ((peak_over && peak->step.high(candidate) * scale > peak->limit) ||
-                  (time_over && wall->step.high(candidate) * scale > time_cap)));
+                 ((peak_over && peak->step.high(candidate) * peak_scale > peak->limit) ||
+                  (time_over && wall->step.high(candidate) * wall_scale > time_cap)));
       }
       candidate = std::min(std::max(candidate, min), cur - 1);
       proposed = round_for_effective(candidate);
     } else if (!peak_over && !time_over && options_.grow_after_ > 0 && steps_since_batch_change_ >= options_.grow_after_ &&
                cur < max) {
-      const auto grown = static_cast<std::size_t>(std::ceil(static_cast<double>(cur) / options_.shrink_factor_));
-      std::size_t candidate = std::min(max, std::max(grown, cur + 1));
-      const std::size_t rounded = round_for_effective(candidate);
-      if (rounded > cur) candidate = rounded;
-      bool room = true;
+      // The largest size the models say fits within grow_headroom of the limits (a line through
+      // two sizes; with one, a proportional forecast, which overestimates a larger size's cost).
+      // With no model to ask, one step of the factor.
       const double headroom = options_.grow_headroom_;
-      if (peak && !peak->step.empty() && peak->step.high(candidate) * scale > headroom * peak->limit) room = false;
-      if (time_cap > 0 && wall && !wall->step.empty() && wall->step.high(candidate) * scale > headroom * time_cap)
-        room = false;
-      if (room) {
+      std::size_t candidate = max;
+      if (peak_model) candidate = std::min(candidate, peak->step.largest_batch_within(headroom * peak->limit / peak_scale, max));
+      if (time_model) candidate = std::min(candidate, wall->step.largest_batch_within(headroom * time_cap / wall_scale, max));
+      if (!peak_model && !time_model)
+        candidate = std::min(max, std::max(cur + 1, static_cast<std::size_t>(
+                                                        std::ceil(static_cast<double>(cur) / options_.shrink_factor_))));
+      // With accumulation, only to a size that keeps the effective batch exact (E / a for a
+      // divisor a of E), and no further than E itself: a grow is optional, unlike a shrink, so
+      // it never changes how many samples an update sees.
+      const std::size_t e = options_.effective_batch_;
+      if (options_.accumulate_) {
+        std::size_t a = (e + candidate - 1) / std::max<std::size_t>(candidate, 1);
+        while (e % a != 0) ++a;
+        candidate = e / a;
+      }
+      if (candidate > cur) {
         proposed = candidate;
         why = "room: forecasts at batch " + std::to_string(candidate) + " within " +
               detail::units_impl::sig3(headroom * 100) + " % of the limits";
@@ -743,9 +962,17 @@ class controller {
   }
 
   [[nodiscard]] static bool watches(const std::vector<std::string>& watched, const tracked& t) {
+    if (t.level) return false;
     if (watched.empty())
       return t.builtin && (*t.builtin == resource::wall || *t.builtin == resource::cpu || *t.builtin == resource::flops);
     return std::find(watched.begin(), watched.end(), t.name) != watched.end();
+  }
+
+  // Whether a rule may judge now: past the run's warm-up, its cooldown over, its last action's
+  // effect measured and found to lower something.
+  [[nodiscard]] bool rule_ready(const rule_state& st, std::size_t warmup, std::size_t cooldown) const noexcept {
+    if (st.disabled || st.measuring || steps_ < warmup) return false;
+    return st.fired == no_step || steps_ - st.fired >= cooldown;
   }
 
   // Fires pruning / quantization rules when the planned work's forecast cost exceeds what is
@@ -758,7 +985,7 @@ class controller {
     std::vector<double> need(tracked_.size(), 0.0);
     for (std::size_t i = 0; i < tracked_.size(); ++i) {
       tracked& t = tracked_[i];
-      if (!t.cumulative || !std::isfinite(t.limit) || t.step.empty()) continue;
+      if (t.level || !std::isfinite(t.limit) || t.step.empty()) continue;
       need[i] = work->steps * t.step.mean(fb) + work->epoch_ends * t.epoch_end.mean();
       const double left = std::max(0.0, t.limit - t.used);
       const bool over = need[i] > left;
@@ -779,17 +1006,16 @@ class controller {
     };
     for (std::size_t r = 0; r < options_.prune_rules_.size(); ++r) {
       const prune_rule& rule = options_.prune_rules_[r];
-      if (prune_fired_[r] != no_step && steps_ - prune_fired_[r] < rule.cooldown_steps()) continue;
+      if (!rule_ready(prune_state_[r], rule.warmup_steps(), rule.cooldown_steps())) continue;
       std::string clause;
       const double w = worst(rule.watched(), clause);
       if (w < rule.min_shortfall() || d.has(action::prune)) continue;
       d.prune(std::min(w, rule.max_fraction()), clause + " [" + rule.name() + "]");
-      prune_fired_[r] = steps_;
       pending_prune_rule_ = r;
     }
     for (std::size_t r = 0; r < options_.quantize_rules_.size(); ++r) {
       const quantize_rule& rule = options_.quantize_rules_[r];
-      if (quantize_fired_[r] != no_step && steps_ - quantize_fired_[r] < rule.cooldown_steps()) continue;
+      if (!rule_ready(quantize_state_[r], rule.warmup_steps(), rule.cooldown_steps())) continue;
       std::string clause;
       const double w = worst(rule.watched(), clause);
       if (w < rule.min_shortfall() || d.has(action::quantize)) continue;
@@ -802,7 +1028,6 @@ class controller {
       }
       if (bits == 0) continue;  // already at the narrowest width
       d.quantize(bits, clause + " [" + rule.name() + "]");
-      quantize_fired_[r] = steps_;
       pending_quantize_rule_ = r;
     }
   }
@@ -810,6 +1035,8 @@ class controller {
   // Callbacks amend the decision, then it becomes the controller's state.
   void commit(decision& d, checkpoint where) {
     const std::uint64_t epoch_index = epochs_;
+    last_checkpoint_ = where;
+    const bool was_stopped = stopped();
     callbacks_.amend(d, where, steps_, epoch_index, [this](const decision& before, decision& after, const std::string& name) {
       if (after.batch_ != after.from_batch_ && manages_batch() &&
           (after.batch_ < options_.batch_min_ || after.batch_ > options_.batch_max_))
@@ -817,6 +1044,14 @@ class controller {
                                     std::to_string(options_.batch_min_) + ", " + std::to_string(options_.batch_max_) + "]");
       if (after != before) after.note("amended by '" + name + "'");
     });
+    // A request (from a hook during this checkpoint, another thread, or before) holds: it is
+    // added after the callbacks, so no veto drops it.
+    if (!d.stops() && stop_requested_.load(std::memory_order_acquire)) {
+      std::lock_guard<std::mutex> lock(stop_mutex_);
+      d.set(action::stop);
+      d.cause_ = frugal::stop_reason::user;
+      d.note(requested_message_);
+    }
     if (d.stops()) {
       // A stop takes no batch change with it.
       d.clear(action::shrink_batch);
@@ -824,6 +1059,8 @@ class controller {
       d.batch_ = batch_;
     }
     if (d.batch_ != batch_ && manages_batch()) {
+      history_.batch_changes.push_back(
+          batch_change_record{steps_, batch_, d.batch_, accumulation_for(d.batch_), d.reason_});
       batch_ = d.batch_;
       accumulation_ = accumulation_for(batch_);
       steps_since_batch_change_ = 0;
@@ -831,34 +1068,103 @@ class controller {
     }
     d.batch_ = batch_;
     d.accumulation_ = accumulation_;
-    if (d.stops()) {
-      // The first stop's words stand while later checkpoints repeat it.
-      if (!stopped() || stop_reason_ != d.cause_) {
-        stop_reason_ = d.cause_;
-        stop_message_ = d.reason_;
-      }
-      stopped_.store(true, std::memory_order_relaxed);
-    } else if (stopped()) {
-      stopped_.store(false, std::memory_order_relaxed);
-      stop_reason_ = frugal::stop_reason::none;
+    d.repeats_stop_ = d.stops() && was_stopped;
+    if (d.stops() && !was_stopped) {
+      set_stopped(d.cause_, d.reason_);
+    } else if (!d.stops() && was_stopped) {
+      // Vetoed by a callback: the run goes on, and a later stop is a new event.
+      stopped_.store(false, std::memory_order_release);
+      stop_reason_.store(frugal::stop_reason::none, std::memory_order_release);
+      std::lock_guard<std::mutex> lock(stop_mutex_);
       stop_message_.clear();
     }
+    if (d.repeats_stop_)
+      ++history_.repeated_stops;
+    else if (!d.is_continue())
+      history_.add(decision_record{steps_, epoch_index, where == checkpoint::step ? "step" : "epoch", actions_text(d),
+                                   d.cause_, d.reason_});
     if (d.has(action::end_epoch)) epoch_ending_ = true;
     run_rule_actions(d);
+    if (d.stops() && !was_stopped)
+      callbacks_.notify(event_kind::stopped, stop_event{steps_, epoch_index, where, d.cause_, d.reason_}, steps_);
   }
 
   void run_rule_actions(const decision& d) {
     if (pending_prune_rule_ != no_rule && d.has(action::prune)) {
       const prune_rule& rule = options_.prune_rules_[pending_prune_rule_];
+      start_measuring(prune_state_[pending_prune_rule_], rule.watched(), rule.cooldown_steps(),
+                      compression_record{steps_, epochs_, action::prune, rule.name(), d.prune_fraction(), 0, d.reason_, {}, {}});
       if (rule.action_) guarded(rule.name(), [&] { rule.action_(d.prune_fraction()); });
     }
     if (pending_quantize_rule_ != no_rule && d.has(action::quantize)) {
       const quantize_rule& rule = options_.quantize_rules_[pending_quantize_rule_];
       quantize_bits_[pending_quantize_rule_] = d.quantize_bits();
+      start_measuring(quantize_state_[pending_quantize_rule_], rule.watched(), rule.cooldown_steps(),
+                      compression_record{steps_, epochs_, action::quantize, rule.name(), 0, d.quantize_bits(), d.reason_, {}, {}});
       if (rule.action_) guarded(rule.name(), [&] { rule.action_(d.quantize_bits()); });
     }
     pending_prune_rule_ = no_rule;
     pending_quantize_rule_ = no_rule;
+  }
+
+  // An action was taken: note each watched cost per sample before it (the median of the recent
+  // steps at the batch that ran them), then collect the steps of the rule's cooldown after it.
+  void start_measuring(rule_state& st, const std::vector<std::string>& watched, std::size_t cooldown,
+                       compression_record record) {
+    st.fired = steps_;
+    st.measuring = true;
+    st.measure_until = steps_ + std::max<std::size_t>(1, cooldown);
+    st.resources.clear();
+    st.per_sample.clear();
+    const std::size_t b = last_batch_;
+    for (std::size_t i = 0; i < tracked_.size(); ++i) {
+      const tracked& t = tracked_[i];
+      if (!watches(watched, t) || !std::isfinite(t.limit) || t.step.empty()) continue;
+      st.resources.push_back(i);
+      st.per_sample.emplace_back();
+      st.per_sample.back().reserve(std::min<std::size_t>(st.measure_until - steps_, 1024));
+      record.effects.push_back(compression_record::effect{t.name, t.step.median(b) / static_cast<double>(std::max<std::size_t>(b, 1)), {}});
+    }
+    st.record = history_.compressions.size();
+    history_.compressions.push_back(std::move(record));
+  }
+
+  void measure_effects(std::size_t batch) {
+    for (std::size_t r = 0; r < prune_state_.size(); ++r) measure_effect(prune_state_[r], batch, options_.prune_rules_[r].name());
+    for (std::size_t r = 0; r < quantize_state_.size(); ++r)
+      measure_effect(quantize_state_[r], batch, options_.quantize_rules_[r].name());
+  }
+
+  void measure_effect(rule_state& st, std::size_t batch, const std::string& rule) {
+    if (!st.measuring) return;
+    const double samples = static_cast<double>(std::max<std::size_t>(batch, 1));
+    for (std::size_t k = 0; k < st.resources.size(); ++k)
+      if (st.resources[k] < tracked_.size() && st.per_sample[k].size() < 1024)
+        st.per_sample[k].push_back(tracked_[st.resources[k]].last_cost / samples);
+    if (steps_ < st.measure_until) return;
+    st.measuring = false;
+    compression_record& rec = history_.compressions[st.record];
+    bool lowered = false;
+    std::string words;
+    for (std::size_t k = 0; k < st.resources.size(); ++k) {
+      std::vector<double>& v = st.per_sample[k];
+      if (v.empty()) continue;
+      std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+      const double after = v[v.size() / 2];
+      compression_record::effect& e = rec.effects[k];
+      e.after = after;
+      if (after < 0.99 * e.before) lowered = true;
+      words += (words.empty() ? "" : ", ") + e.resource + " per sample " +
+               (e.before > 0 ? detail::units_impl::sig3(after / e.before) + "x" : std::string("from 0"));
+    }
+    rec.lowered = lowered;
+    if (lowered || rec.effects.empty()) return;
+    st.disabled = true;
+    const std::string what = rec.kind == action::prune ? "prune " + detail::units_impl::sig3(rec.fraction * 100) + " %"
+                                                       : "quantize to " + std::to_string(rec.bits) + " bits";
+    history_.add(decision_record{steps_, epochs_, "effect", "rule_disabled", frugal::stop_reason::none,
+                                 what + " at step " + std::to_string(rec.step_index) + " did not lower what rule '" +
+                                     rule + "' watches (" + words + "): the rule fires no more"});
   }
 
   template <class F>
@@ -878,6 +1184,7 @@ class controller {
   controller_options options_;
   std::vector<tracked> tracked_;
   callback_list callbacks_;
+  controller_history history_;
 
   std::uint64_t steps_ = 0;
   std::uint64_t epochs_ = 0;
@@ -891,6 +1198,7 @@ class controller {
   double fraction_used_ = 0;
   std::size_t last_batch_ = 0;
   std::size_t previous_batch_ = 0;
+  checkpoint last_checkpoint_ = checkpoint::step;
 
   std::size_t batch_ = 0;
   std::size_t accumulation_ = 1;
@@ -898,16 +1206,21 @@ class controller {
   std::uint64_t batch_changes_ = 0;
   bool epoch_ending_ = false;
 
-  std::atomic<bool> stopped_{false};  // read by should_stop() from any thread
-  frugal::stop_reason stop_reason_ = frugal::stop_reason::none;
+  // The stop. Flags are atomic (should_stop() and request_stop() come from any thread); the
+  // words are under stop_mutex_.
+  std::atomic<bool> stopped_{false};
+  std::atomic<frugal::stop_reason> stop_reason_{frugal::stop_reason::none};
+  std::atomic<bool> stop_requested_{false};
+  mutable std::mutex stop_mutex_;
   std::string stop_message_;
+  std::string requested_message_;
   const std::atomic<bool>* cancel_flag_ = nullptr;
   frugal::stop_reason cancel_reason_ = frugal::stop_reason::deadline;
   bool in_checkpoint_ = false;
 
   std::vector<int> quantize_bits_;
-  std::vector<std::uint64_t> prune_fired_;
-  std::vector<std::uint64_t> quantize_fired_;
+  std::vector<rule_state> prune_state_;
+  std::vector<rule_state> quantize_state_;
   std::size_t pending_prune_rule_ = no_rule;
   std::size_t pending_quantize_rule_ = no_rule;
 };

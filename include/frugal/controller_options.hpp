@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -59,9 +60,17 @@ class compression_rule {
     min_shortfall_ = f;
     return self();
   }
-  // Steps to wait after firing, so the cost models see the smaller model before judging again.
+  // Steps to wait after firing, so the cost models see the smaller model before judging again;
+  // the action's effect is measured over these steps (at least one).
   Derived& cooldown_steps(std::size_t n) noexcept {
     cooldown_ = n;
+    return self();
+  }
+  // Steps the run must have taken before the rule may fire (default 10): the first steps of a
+  // run are often slow (page faults, cold caches) and an irreversible action must not follow
+  // from them.
+  Derived& warmup_steps(std::size_t n) noexcept {
+    warmup_ = n;
     return self();
   }
   Derived& name(std::string n) {
@@ -74,6 +83,7 @@ class compression_rule {
   [[nodiscard]] const std::vector<std::string>& watched() const noexcept { return watched_; }
   [[nodiscard]] double min_shortfall() const noexcept { return min_shortfall_; }
   [[nodiscard]] std::size_t cooldown_steps() const noexcept { return cooldown_; }
+  [[nodiscard]] std::size_t warmup_steps() const noexcept { return warmup_; }
 
  protected:
   explicit compression_rule(std::string n) : name_(std::move(n)) {}
@@ -84,6 +94,7 @@ class compression_rule {
   std::vector<std::string> watched_;
   double min_shortfall_ = 0.02;
   std::size_t cooldown_ = 16;
+  std::size_t warmup_ = 10;
 };
 
 }  // namespace detail
@@ -158,9 +169,11 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
 //   frugal::controller_options{}.margin(0.02).batch_size(64).batch_limits(8, 64).epoch_samples(60000)
 class controller_options {
  public:
-  // Forecasts are multiplied by (1 + margin) before they are compared with what is left:
-  // more margin, fewer overshoots, less of the budget used. Default 0 (the forecast is already
-  // the largest recent step cost).
+  // A fixed headroom: forecasts are multiplied by (1 + margin) before they are compared with
+  // what is left, for every resource. Without it, each resource's headroom is measured: the
+  // spread of its recent costs (largest / median - 1, of the steps and of the epoch ends), so
+  // FLOPs and samples, which do not vary, get none and wall time on a loaded machine gets what
+  // its variability needs (see controller::headroom).
   controller_options& margin(double m) {
     if (!(std::isfinite(m) && m >= 0)) fail("margin", "finite and >= 0", detail::units_impl::shortest(m));
     margin_ = m;
@@ -214,6 +227,12 @@ class controller_options {
   controller_options& effective_batch(std::size_t n) {
     if (n == 0) fail("effective_batch", "> 0", "0");
     effective_batch_ = n;
+    return *this;
+  }
+  // Off: a shrunken batch is just smaller (accumulation_steps() stays 1), for loops that do not
+  // accumulate gradients. Default on.
+  controller_options& gradient_accumulation(bool on) noexcept {
+    accumulate_ = on;
     return *this;
   }
   // A shrink multiplies the batch by this when the forecast cannot say what fits (default 0.5).
@@ -300,7 +319,7 @@ class controller_options {
     return *this;
   }
 
-  double margin_ = 0;
+  std::optional<double> margin_;  // none: measured per resource
   std::vector<double> default_thresholds_{0.8};
   std::vector<std::pair<std::string, std::vector<double>>> thresholds_;
   forecast_options forecast_;
@@ -309,6 +328,7 @@ class controller_options {
   std::size_t batch_min_ = 0;
   std::size_t batch_max_ = 0;
   std::size_t effective_batch_ = 0;
+  bool accumulate_ = true;
   double shrink_factor_ = 0.5;
   std::size_t grow_after_ = 20;
   double grow_headroom_ = 0.9;

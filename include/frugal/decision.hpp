@@ -165,12 +165,18 @@ class [[nodiscard]] decision {
   // does not manage the batch size.
   [[nodiscard]] std::size_t batch_size() const noexcept { return batch_; }
   [[nodiscard]] std::size_t accumulation_steps() const noexcept { return accumulation_; }
-  // The fraction of the remaining cost to remove by pruning, in (0, 1] (0 without prune).
+  // The fraction of the per-step cost of the watched resources to remove by pruning, in (0, 1]
+  // (0 without prune): the planned work's shortfall, 1 - left / forecast, capped by the rule's
+  // max_fraction. A fraction of cost, not of weights: map it to units through the cost each
+  // unit carries (README, "Pruning and quantization").
   [[nodiscard]] double prune_fraction() const noexcept { return prune_fraction_; }
   // The bit width to quantize to (0 without quantize).
   [[nodiscard]] int quantize_bits() const noexcept { return quantize_bits_; }
   // Why the run stops (none unless stops()).
   [[nodiscard]] stop_reason cause() const noexcept { return cause_; }
+  // A stop decided at an earlier checkpoint, repeated because the loop checked in again: a stop
+  // is one event (frugal::stop_event fires once), so act on it where this is false.
+  [[nodiscard]] bool repeats_stop() const noexcept { return repeats_stop_ && stops(); }
   // The reasons in words, one clause per action: "stop (forecast): wall: 28.9 s used of 30 s,
   // next step forecast 1.40 s".
   [[nodiscard]] const std::string& reason() const noexcept { return reason_; }
@@ -272,6 +278,7 @@ class [[nodiscard]] decision {
   }
 
   std::uint8_t actions_ = 0;
+  bool repeats_stop_ = false;
   stop_reason cause_ = stop_reason::none;
   std::size_t from_batch_ = 0;  // the batch size when the decision was made
   std::size_t batch_ = 0;

@@ -8,6 +8,7 @@
 #include <frugal/clock.hpp>
 #include <frugal/config.hpp>
 #include <frugal/controller.hpp>
+#include <frugal/controller_report.hpp>
 #include <frugal/meter.hpp>
 #include <frugal/schedule.hpp>
 #include <frugal/scope.hpp>

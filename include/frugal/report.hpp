@@ -285,17 +285,26 @@ inline void csv_stages(std::ostream& out, const budget& b, const std::vector<std
 // Stage charges are inclusive (a stage includes the scopes opened inside it), so a budget's
 // totals equal the sum of its outermost stages' (plus work charged outside any stage's scope).
 // A key means one thing wherever it appears: "peak_bytes" is always the level.
-inline void write_json_report(std::ostream& out, const budget& b) {
-  detail::json_writer w(out);
-  w.begin_object().member("frugal_version", version_string);
+namespace detail {
+// The report's members: version, units of measure, resource kinds, the budget tree. A report
+// with more sections (controller_report.hpp) writes these first, then its own.
+inline void json_report_members(json_writer& w, const budget& b) {
+  w.member("frugal_version", version_string);
   w.key("units_of_measure").begin_object();
-  for (resource r : all_resources) w.member(to_string(r), detail::unit_of_measure(r));
+  for (resource r : all_resources) w.member(to_string(r), unit_of_measure(r));
   w.end_object();
   w.key("resource_kinds").begin_object();
   for (resource r : all_resources) w.member(to_string(r), to_string(kind_of_resource(r)));
   w.end_object();
   w.key("budget");
-  detail::json_budget(w, b);
+  json_budget(w, b);
+}
+}  // namespace detail
+
+inline void write_json_report(std::ostream& out, const budget& b) {
+  detail::json_writer w(out);
+  w.begin_object();
+  detail::json_report_members(w, b);
   w.end_object();
   out << '\n';
 }
