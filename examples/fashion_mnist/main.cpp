@@ -65,12 +65,14 @@ void write_epochs_csv(std::ostream& out, const std::vector<epoch_row>& rows) {
   }
 }
 
-// Fraction used of each limited resource, for the progress line.
+// Fraction used of each limited consumable, for the progress line (a level, peak_bytes, is a
+// height under a ceiling, not budget spent: the progress line does not count it).
 std::vector<std::pair<std::string, double>> fractions(const frugal::budget& run) {
   const frugal::limits l = run.limits();
   std::vector<std::pair<std::string, double>> out;
   for (frugal::resource r : frugal::all_resources)
-    if (const auto lim = l.get(r)) out.emplace_back(std::string(frugal::to_string(r)), *lim > 0 ? run.used(r) / *lim : 1.0);
+    if (const auto lim = l.get(r); lim && frugal::is_consumable(r))
+      out.emplace_back(std::string(frugal::to_string(r)), run.fraction_used(r));
   for (const auto& [name, lim] : l.unit_limits())
     out.emplace_back(name, lim > 0 ? run.used(std::string_view(name)) / lim : 1.0);
   return out;
@@ -142,10 +144,9 @@ int train(const options& opt) {
   // Lightning's EarlyStopping rules on the validation loss (<frugal/early_stopping.hpp>).
   if (opt.patience > 0)
     control.early_stop(frugal::early_stopping{"val_loss"}.patience(static_cast<std::size_t>(opt.patience)).min_delta(1e-4));
-  // FLOPs are counted exactly, so a FLOP or sample limit needs no margin; timings vary (an
-  // evaluation's by tens of ms on this 2-core VM; with none, a 20 s run ended 3 ms, a step,
-  // past its limit), so with a wall or CPU limit every forecast gets half again.
-  if (run.limits().get(frugal::resource::wall) || run.limits().get(frugal::resource::cpu)) control.margin(0.5);
+  // No fixed margin: the controller measures each resource's headroom from the spread of its
+  // costs (none for FLOPs and samples, which do not vary; what this machine's load needs for
+  // wall and CPU time).
   frugal::controller ctl{run, control};
   const double evaluation_flops = static_cast<double>(trainer.evaluation_flops(val_n + test_index.size()));
   const double first_step_flops = static_cast<double>(trainer.step_flops(batch));
@@ -198,6 +199,7 @@ int train(const options& opt) {
   // until --batch samples (or the epoch's last) make an update. An epoch the controller ends
   // early leaves its part for the next one's first update.
   std::size_t accumulated = 0;
+  bool stopped_at_step = false;
   for (int epoch = 1; epoch <= opt.epochs && stop_reason.empty() && !ctl.should_stop(); ++epoch) {
     frugal::scope epoch_scope{run, "epoch"};
     std::shuffle(order.begin(), order.end(), shuffle_rng);
@@ -249,8 +251,12 @@ int train(const options& opt) {
         status.epochs_left = left / static_cast<double>(steps_per_epoch);
         progress.update(status);
       }
+      if (d.stops()) stopped_at_step = true;
       if (d.ends_epoch()) break;
     }
+    // A stop decided at a step means even the next step does not fit (or the loss is not
+    // finite): an evaluation now would run past the limit. The last evaluation stands.
+    if (stopped_at_step) break;
 
     // Evaluation, the end of every epoch (a full one, one the controller ended early, or the
     // last): its own child budget (charged to train too), inside the epoch's scope.
@@ -297,7 +303,7 @@ int train(const options& opt) {
   bool wrote = true;
   {
     std::ofstream f(out_dir / "report.json");
-    frugal::write_json_report(f, run);
+    frugal::write_json_report(f, run, ctl);  // the budget tree and the controller's story
     wrote = wrote && static_cast<bool>(f);
   }
   {

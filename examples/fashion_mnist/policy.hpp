@@ -74,7 +74,7 @@ class evaluation_cost {
 
   [[nodiscard]] double of(std::string_view name) const {
     const std::optional<frugal::resource> r = frugal::resource_from_name(name);
-    if (!r || *r == frugal::resource::peak_bytes) return 0;  // user units: an evaluation counts none
+    if (!r || frugal::is_level(*r)) return 0;  // user units: an evaluation counts none
     if (measured()) return ctl_->forecast_epoch_end(*r).value_or(0);
     if (*r == frugal::resource::flops) return evaluation_flops_;
     if (*r == frugal::resource::wall || *r == frugal::resource::cpu) {
@@ -104,22 +104,22 @@ class first_evaluation_reserve {
     if (e.where != frugal::checkpoint::step || e.decision.ends_epoch() || cost_.measured()) return;
     const frugal::budget& run = ctl_->watched();
     const frugal::limits& l = limits_;
-    const double scale = 1 + ctl_->margin();  // as the controller's own forecasts
     std::string clauses;
     auto check = [&](const std::string& name, double used, double limit, bool is_builtin, frugal::resource r) {
       const auto step = ctl_->forecast_step(name);
       if (!step) return;
+      const double scale = 1 + ctl_->headroom(name).value_or(0);  // as the controller's own forecasts
       const double eval = cost_.of(name);
       if (used + (*step + eval) * scale <= limit) return;
       auto fmt = [&](double v) { return is_builtin ? frugal::format_quantity(r, v) : frugal::format_count(v); };
       if (!clauses.empty()) clauses += "; ";
       clauses += name + ": " + fmt(used) + " used of " + fmt(limit) + "; the next step (" + fmt(*step) +
                  ") and the first evaluation (" + fmt(eval) + ", forecast)" +
-                 (scale > 1 ? " with the controller's margin" : "") + " would not fit";
+                 (scale > 1 ? " with the controller's headroom" : "") + " would not fit";
     };
     for (frugal::resource r : frugal::all_resources) {
       const auto lim = l.get(r);
-      if (!lim || r == frugal::resource::peak_bytes) continue;
+      if (!lim || frugal::is_level(r)) continue;
       check(std::string(frugal::to_string(r)), run.used(r), *lim, true, r);
     }
     for (const auto& [unit, lim] : l.unit_limits()) check(unit, run.used(std::string_view(unit)), lim, false, {});
@@ -143,7 +143,7 @@ class first_evaluation_reserve {
   double p = 0;
   for (frugal::resource r : frugal::all_resources) {
     const auto lim = l.get(r);
-    if (!lim || r == frugal::resource::peak_bytes) continue;
+    if (!lim || frugal::is_level(r)) continue;
     p = std::max(p, fraction(run.used(r), *lim - eval.of(frugal::to_string(r))));
   }
   for (const auto& [unit, lim] : l.unit_limits())
@@ -163,7 +163,7 @@ class first_evaluation_reserve {
     left = std::min(left, std::max(0.0, limit - used - eval.of(name)) / m->mean(batch));
   };
   for (frugal::resource r : frugal::all_resources)
-    if (const auto lim = l.get(r); lim && r != frugal::resource::peak_bytes) take(frugal::to_string(r), run.used(r), *lim);
+    if (const auto lim = l.get(r); lim && frugal::is_consumable(r)) take(frugal::to_string(r), run.used(r), *lim);
   for (const auto& [unit, lim] : l.unit_limits()) take(unit, run.used(std::string_view(unit)), lim);
   return left;
 }
