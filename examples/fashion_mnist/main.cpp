@@ -189,11 +189,14 @@ int train(const options& opt) {
   std::size_t seen = 0;
 
   // Before anything is measured, the formulas: a FLOP or sample limit that cannot hold one step
-  // and the evaluation is not worth starting on.
-  if (const auto flops = limits.get(frugal::resource::flops); flops && first_step_flops + evaluation_flops > *flops)
-    stop_reason = "budget: one step and the final evaluation do not fit the flops limit (forecast from the formulas)";
-  if (const auto n = limits.get("samples"); n && static_cast<double>(batch) > *n)
-    stop_reason = "budget: one step does not fit the samples limit";
+  // and the evaluation is not worth starting on. (A budget already spent, the controller has
+  // stopped on its own: its words stand.)
+  if (!ctl.should_stop()) {
+    if (const auto flops = limits.get(frugal::resource::flops); flops && first_step_flops + evaluation_flops > *flops)
+      stop_reason = "budget: one step and the final evaluation do not fit the flops limit (forecast from the formulas)";
+    if (const auto n = limits.get("samples"); n && static_cast<double>(batch) > *n)
+      stop_reason = "budget: one step does not fit the samples limit";
+  }
 
   // Samples in the trainer's pending gradient: with a shrunken batch, micro-batches are gathered
   // until --batch samples (or the epoch's last) make an update. An epoch the controller ends
