@@ -43,6 +43,23 @@ void run_step(frugal::budget& run, frugal::manual_clock& clock, std::chrono::nan
   if (samples > 0) frugal::add_units("samples", samples);
 }
 
+// Steps of one cost until the controller says stop (at most max_steps): the steps run and the
+// last step's decision.
+struct run_result {
+  int steps = 0;
+  frugal::decision last;
+};
+run_result run_until_stop(frugal::controller& ctl, frugal::budget& run, frugal::manual_clock& clock,
+                          std::chrono::nanoseconds wall, std::uint64_t flops = 0, int max_steps = 100) {
+  run_result r;
+  while (!ctl.should_stop() && r.steps < max_steps) {
+    run_step(run, clock, wall, flops);
+    ++r.steps;
+    r.last = ctl.end_step();
+  }
+  return r;
+}
+
 constexpr double MiB = 1024.0 * 1024.0;
 constexpr double KiB = 1024.0;
 
@@ -109,13 +126,7 @@ TEST(ControllerStopRule, FlopLimitsAreExact) {
     frugal::manual_clock clock;
     frugal::budget run{"train", frugal::limits{}.flops(limit)};
     frugal::controller ctl{run};
-    int steps = 0;
-    frugal::decision last;
-    while (!ctl.should_stop() && steps < 100) {
-      run_step(run, clock, 10ms, 1'000'000'000);
-      ++steps;
-      last = ctl.end_step();
-    }
+    const auto [steps, last] = run_until_stop(ctl, run, clock, 10ms, 1'000'000'000);
     EXPECT_EQ(steps, 30) << "limit " << limit;
     EXPECT_EQ(run.used(frugal::resource::flops), 30e9);
     if (limit == 30e9) {
@@ -1063,13 +1074,7 @@ TEST(ControllerTrust, AStopRequestFromAnOverrunHookIsNeverLost) {
   });
   // A veto cannot drop it either.
   ctl.add_callback("veto", [](frugal::decision_event& e) { e.decision.veto(); });
-  int steps = 0;
-  frugal::decision d;
-  while (!ctl.should_stop() && steps < 100) {
-    run_step(run, clock, 10ms, 1'000'000'000);
-    ++steps;
-    d = ctl.end_step();
-  }
+  const auto [steps, d] = run_until_stop(ctl, run, clock, 10ms, 1'000'000'000);
   EXPECT_EQ(steps, 1);
   EXPECT_TRUE(d.stops());
   EXPECT_EQ(d.cause(), frugal::stop_reason::user);
@@ -1143,26 +1148,14 @@ TEST(ControllerTrust, RaisingALimitLiftsTheStopItCaused) {
   frugal::manual_clock clock;
   frugal::budget run{"train", frugal::limits{}.wall(10s)};
   frugal::controller ctl{run};
-  int steps = 0;
-  while (!ctl.should_stop() && steps < 100) {
-    run_step(run, clock, 1s);
-    ++steps;
-    (void)ctl.end_step();
-  }
-  EXPECT_EQ(steps, 10);
+  EXPECT_EQ(run_until_stop(ctl, run, clock, 1s).steps, 10);
   run.set_limits(frugal::limits{}.wall(20s));
   ctl.reload_limits();
   EXPECT_FALSE(ctl.should_stop());
   EXPECT_EQ(ctl.history().decisions.back().actions, "stop_lifted");
-  int more = 0;
   int stop_events = 0;
   ctl.add_callback("stops", [&](const frugal::stop_event&) { ++stop_events; });
-  while (!ctl.should_stop() && more < 100) {
-    run_step(run, clock, 1s);
-    ++more;
-    (void)ctl.end_step();
-  }
-  EXPECT_EQ(more, 10);
+  EXPECT_EQ(run_until_stop(ctl, run, clock, 1s).steps, 10);
   EXPECT_EQ(stop_events, 1);  // the new stop is a new event
   EXPECT_DOUBLE_EQ(run.used(frugal::resource::wall), 20.0);
 
