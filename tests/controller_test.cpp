@@ -1355,3 +1355,65 @@ TEST(ControllerTrust, TheReportTellsTheControllersStory) {
   EXPECT_EQ(c["early_stopping"][0]["wait"].num(), 0);
   EXPECT_EQ(c["crossed_levels"].items.size(), 0u);
 }
+
+TEST(ControllerTrust, AStopRequestedAfterTheLastCheckpointStillFiresItsEventAtEndRun) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train"};
+  frugal::controller ctl{run};
+  int stop_events = 0;
+  ctl.add_callback("on stop", [&](const frugal::stop_event& e) {
+    ++stop_events;
+    EXPECT_EQ(e.reason, frugal::stop_reason::user);
+  });
+  run_step(run, clock, 1s);
+  (void)ctl.end_step();
+  std::thread other([&] { ctl.request_stop("preempted"); });  // between checkpoints
+  other.join();
+  EXPECT_TRUE(ctl.should_stop());  // the loop leaves here, without another checkpoint
+  EXPECT_EQ(ctl.end_run(), frugal::stop_reason::user);
+  EXPECT_EQ(ctl.end_run(), frugal::stop_reason::user);  // once only
+  EXPECT_EQ(stop_events, 1);
+  EXPECT_EQ(ctl.history().decisions.back().at, "end");
+  // A run that stopped at a checkpoint, or never stopped, adds nothing.
+  frugal::budget quiet{"quiet"};
+  frugal::controller done{quiet};
+  EXPECT_EQ(done.end_run(), frugal::stop_reason::none);
+  EXPECT_TRUE(done.history().decisions.empty());
+}
+
+TEST(ControllerTrust, SamplesWithoutABatchKnobAreNotABatchChange) {
+  // Found by the scenario suite: reporting samples without batch_size() threw.
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.flops(100)};
+  frugal::controller ctl{run};
+  run_step(run, clock, 1s, 1);
+  EXPECT_TRUE(ctl.end_step(frugal::step{}.samples(32)).is_continue());
+}
+
+TEST(ControllerTrust, AnEpochEndWhoseForecastRoseWithTheLoadStopsInsteadOfRunningPastTheLimit) {
+  // An evaluation's time follows the steps' current speed: measured at 2 s when steps took 1 s,
+  // it is forecast at 4 s once the steps' median is 2 s. When even the epoch's end alone no
+  // longer fits, the loop must not start it: stop, not end_epoch.
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(19s)};
+  frugal::controller ctl{run, frugal::controller_options{}.margin(0).steps_per_epoch(100).forecast(
+                                  frugal::forecast_options{}.window(4))};
+  for (int i = 0; i < 4; ++i) {
+    run_step(run, clock, 1s);
+    (void)ctl.end_step();
+  }
+  run_step(run, clock, 2s);  // the evaluation
+  (void)ctl.end_epoch();
+  for (int i = 0; i < 4; ++i) {  // 7 .. 10 s
+    run_step(run, clock, 1s);
+    EXPECT_TRUE(ctl.end_step().is_continue());
+  }
+  run_step(run, clock, 3s);  // 13 s: median still 1 s; 3 s + 2 s fit in 6 s
+  EXPECT_TRUE(ctl.end_step().is_continue());
+  EXPECT_NEAR(*ctl.forecast_epoch_end(frugal::resource::wall), 2.0, 1e-12);
+  run_step(run, clock, 3s);  // 16 s: median 2 s, so the evaluation is forecast at 4 s
+  const frugal::decision d = ctl.end_step();
+  EXPECT_TRUE(d.stops());
+  EXPECT_EQ(d.cause(), frugal::stop_reason::forecast);
+  EXPECT_EQ(d.reason(), "stop (forecast): wall: 16.0 s used of 19.0 s; the epoch's end (4.00 s) would not fit");
+}

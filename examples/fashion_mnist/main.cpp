@@ -290,6 +290,7 @@ int train(const options& opt) {
     status.epochs_left = left / static_cast<double>(steps_per_epoch);
     progress.epoch_done(status, fmnist::epoch_scores{val.loss, val.accuracy, test.accuracy});
   }
+  (void)ctl.end_run();  // a stop that came between checkpoints becomes the run's stop here
   if (stop_reason.empty())
     stop_reason = ctl.should_stop() ? ctl.stop_message() : "done: all " + std::to_string(opt.epochs) + " epochs";
   if (smallest_batch < static_cast<std::size_t>(batch))

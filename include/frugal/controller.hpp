@@ -139,7 +139,14 @@ class controller {
     if (epochs_ == 0) check_watched_metrics(e);
     read_now();
     for (auto& t : tracked_) {
-      if (!t.level) t.epoch_end.add(t.now - t.used);
+      if (!t.level) {
+        const double cost = t.now - t.used;
+        t.epoch_end.add(cost);
+        // A time also in units of the steps' current cost per sample: an evaluation takes
+        // longer when the machine is busier, and the steps measure how busy it is.
+        const double rate = step_rate(t, next_batch());
+        if (is_time(t) && rate > 0) t.end_in_step_rate.add(cost / rate);
+      }
       if (t.level) t.now = std::max(t.now, peak_seen_);
       t.used = t.now;
     }
@@ -160,6 +167,21 @@ class controller {
     samples_known_ = true;
     epoch_ending_ = false;
     return d;
+  }
+
+  // After the loop, from its thread: a stop that came between checkpoints (a request from
+  // another thread, a cancellation) becomes the run's stop here, so stop_event still fires once
+  // and the history has it. Nothing happens when the run already stopped at a checkpoint, or
+  // did not stop (it ran its planned work). Returns why the run stopped (none if it did not).
+  frugal::stop_reason end_run() {
+    const reentry guard(this, "end_run");
+    if (stopped() || !should_stop()) return stop_reason();
+    const frugal::stop_reason why = stop_reason();
+    const std::string message = stop_message();
+    set_stopped(why, message);
+    history_.add(decision_record{steps_, epochs_, "end", "stop", why, message});
+    callbacks_.notify(event_kind::stopped, stop_event{steps_, epochs_, last_checkpoint_, why, message}, steps_);
+    return why;
   }
 
   // --- the loop condition and the final report ---
@@ -246,7 +268,7 @@ class controller {
   [[nodiscard]] std::optional<double> forecast_epoch_end(resource r) const {
     const tracked* t = find(frugal::to_string(r));
     if (!t || t->level) return std::nullopt;
-    return t->epoch_end.high();
+    return end_high(*t, next_batch());
   }
   // The headroom the controller adds to a resource's next-step forecast now (see the class
   // comment): the margin, or the measured spread; nullopt for a resource it does not track.
@@ -358,7 +380,7 @@ class controller {
       rows.push_back({t.name, t.level ? "level" : "consumable", format(t, t.used),
                       std::isfinite(t.limit) ? format(t, t.limit) : "-", t.step.empty() ? "-" : format(t, t.step.mean(b)),
                       t.step.empty() ? "-" : format(t, t.step.high(b)), detail::percent(step_scale(t, b) - 1),
-                      !t.level && !t.epoch_end.empty() ? format(t, t.epoch_end.high()) : "-"});
+                      !t.level && !t.epoch_end.empty() ? format(t, end_high(t, b)) : "-"});
     }
     detail::print_table(out, rows, "  ");
     if (callbacks_.error_count() > 0) out << "  callback errors: " << callbacks_.error_count() << '\n';
@@ -379,7 +401,8 @@ class controller {
     double height = 0;                // a level at the last step: its peak, else the highest seen
     bool crossed = false;             // a level above its limit at the last checkpoint
     cost_model step;
-    cost_stats epoch_end;
+    cost_stats epoch_end;             // what the work after an epoch's last step cost
+    cost_stats end_in_step_rate;      // times: the same over the steps' cost per sample then
     std::vector<double> thresholds;
     std::size_t next_threshold = 0;
     bool exhausted_fired = false;
@@ -470,6 +493,7 @@ class controller {
     tracked t;
     t.step = cost_model(options_.forecast_);
     t.epoch_end = cost_stats(options_.forecast_);
+    t.end_in_step_rate = cost_stats(options_.forecast_);
     t.thresholds = options_.default_thresholds_;
     for (const auto& [n, f] : options_.thresholds_)
       if (n == name) t.thresholds = f;
@@ -541,6 +565,33 @@ class controller {
     return b >= options_.batch_min_ ? b : candidate;
   }
 
+  // --- epoch ends ---
+
+  [[nodiscard]] static bool is_time(const tracked& t) noexcept {
+    return t.builtin && (*t.builtin == resource::wall || *t.builtin == resource::cpu);
+  }
+  // The steps' typical cost per sample at batch b now (per step when the batch is unknown).
+  [[nodiscard]] static double step_rate(const tracked& t, std::size_t b) noexcept {
+    return t.step.median(b) / static_cast<double>(std::max<std::size_t>(b, 1));
+  }
+  // An epoch end's forecast: for a time, its cost relative to the steps' rate when it was
+  // measured, times their rate now -- on a machine whose load changes, the steps just before
+  // an evaluation say more about its duration than the evaluations of a quieter past (a 515 ms
+  // forecast took 780 ms when the steps had slowed from 16 to 29 ms); otherwise, as measured.
+  [[nodiscard]] const cost_stats& end_stats(const tracked& t) const noexcept {
+    return is_time(t) && !t.end_in_step_rate.empty() ? t.end_in_step_rate : t.epoch_end;
+  }
+  [[nodiscard]] double end_high(const tracked& t, std::size_t fb) const noexcept {
+    const double rate = step_rate(t, fb);
+    if (is_time(t) && !t.end_in_step_rate.empty() && rate > 0) return t.end_in_step_rate.high() * rate;
+    return t.epoch_end.high();
+  }
+  [[nodiscard]] double end_mean(const tracked& t, std::size_t fb) const noexcept {
+    const double rate = step_rate(t, fb);
+    if (is_time(t) && !t.end_in_step_rate.empty() && rate > 0) return t.end_in_step_rate.mean() * rate;
+    return t.epoch_end.mean();
+  }
+
   // --- headroom ---
 
   // What a resource's next-step forecast is multiplied by: 1 + the margin, or 1 + the spread of
@@ -556,7 +607,7 @@ class controller {
   // larger of the step costs' spread and the epoch ends' own.
   [[nodiscard]] double end_scale(const tracked& t, std::size_t fb) const noexcept {
     if (options_.margin_) return 1 + *options_.margin_;
-    return 1 + std::max(t.step.spread(fb), t.epoch_end.spread());
+    return 1 + std::max(t.step.spread(fb), end_stats(t).spread());
   }
   [[nodiscard]] std::string headroom_text(double scale) const {
     if (!(scale > 1)) return "";
@@ -676,7 +727,7 @@ class controller {
         if (step > t.limit) return false;
         continue;
       }
-      const double end = last_checkpoint_ == checkpoint::epoch ? t.epoch_end.high() * end_scale(t, fb) : 0;
+      const double end = last_checkpoint_ == checkpoint::epoch ? end_high(t, fb) * end_scale(t, fb) : 0;
       if (t.used + step + end > t.limit) return false;
     }
     return true;
@@ -711,7 +762,7 @@ class controller {
                                 (manages_batch() && fb <= options_.batch_min_ ? " (batch at its minimum)" : "");
     }
     if (!clauses.empty() && !d.stops()) d.stop(clauses, frugal::stop_reason::forecast);
-    if (!d.stops() && fb != batch_) {
+    if (!d.stops() && manages_batch() && fb != batch_) {
       d.batch_size(fb);
       d.note(batch_note);
     }
@@ -764,7 +815,7 @@ class controller {
     clauses.clear();
     for (auto& t : tracked_) {
       if (t.level || !std::isfinite(t.limit) || t.step.empty()) continue;
-      const double f = t.step.high(fb) * step_scale(t, fb) + t.epoch_end.high() * end_scale(t, fb);
+      const double f = t.step.high(fb) * step_scale(t, fb) + end_high(t, fb) * end_scale(t, fb);
       const bool over = t.used + f > t.limit;
       overrun(t, forecast_horizon::epoch_end, over, f);
       if (!over) continue;
@@ -798,26 +849,39 @@ class controller {
 
   // End the epoch now when the rest of it cannot fit and the next step plus the epoch's end
   // (its evaluation, checkpoint) would not fit either: the latest moment that leaves room for
-  // the end-of-epoch work. Needs one finished epoch to know what that work costs.
+  // the end-of-epoch work. Stop instead when even the epoch's end alone no longer fits (its
+  // forecast rose with the machine's load): that work would cross the limit, so the loop must
+  // not start it. Needs one finished epoch to know what that work costs.
   void end_epoch_if_needed(decision& d, std::size_t fb) {
     if (epochs_ == 0) return;
     const auto left = steps_left_in_epoch(fb);
-    if (left && *left == 0) return;  // the epoch ends now anyway
-    std::string clauses;
+    const bool ends_now = left && *left == 0;
+    std::string end_clauses, stop_clauses;
     for (auto& t : tracked_) {
       if (t.level || !std::isfinite(t.limit) || t.step.empty() || t.epoch_end.empty()) continue;
       const double next = t.step.high(fb) * step_scale(t, fb);
-      const double end = t.epoch_end.high() * end_scale(t, fb);
+      const double end = end_high(t, fb) * end_scale(t, fb);
+      if (t.used + end > t.limit) {
+        overrun(t, forecast_horizon::epoch_end, true, end);
+        if (!stop_clauses.empty()) stop_clauses += "; ";
+        stop_clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + "; the epoch's end (" +
+                        format(t, end) + ")" + headroom_text(end_scale(t, fb)) + " would not fit";
+        continue;
+      }
+      if (ends_now) continue;
       const double rest = left ? next + static_cast<double>(*left - 1) * t.step.mean(fb) : next;
       const bool over = t.used + next + end > t.limit && t.used + rest + end > t.limit;
       overrun(t, forecast_horizon::epoch_end, over, next + end);
       if (!over) continue;
-      if (!clauses.empty()) clauses += "; ";
-      clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + "; the next step (" +
-                 format(t, next) + ") and the epoch's end (" + format(t, end) + ")" + headroom_text(end_scale(t, fb)) +
-                 " would not fit" + (left ? ", " + std::to_string(*left) + " steps of the epoch left" : "");
+      if (!end_clauses.empty()) end_clauses += "; ";
+      end_clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + "; the next step (" +
+                     format(t, next) + ") and the epoch's end (" + format(t, end) + ")" + headroom_text(end_scale(t, fb)) +
+                     " would not fit" + (left ? ", " + std::to_string(*left) + " steps of the epoch left" : "");
     }
-    if (!clauses.empty()) d.end_epoch(clauses);
+    if (!stop_clauses.empty())
+      d.stop(stop_clauses, frugal::stop_reason::forecast);
+    else if (!end_clauses.empty())
+      d.end_epoch(end_clauses);
   }
 
   // The batch size for the next step: the default rule (or the user's), with its reason in
@@ -986,7 +1050,7 @@ class controller {
     for (std::size_t i = 0; i < tracked_.size(); ++i) {
       tracked& t = tracked_[i];
       if (t.level || !std::isfinite(t.limit) || t.step.empty()) continue;
-      need[i] = work->steps * t.step.mean(fb) + work->epoch_ends * t.epoch_end.mean();
+      need[i] = work->steps * t.step.mean(fb) + work->epoch_ends * end_mean(t, fb);
       const double left = std::max(0.0, t.limit - t.used);
       const bool over = need[i] > left;
       overrun(t, forecast_horizon::planned_work, over, need[i]);

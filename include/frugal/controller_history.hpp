@@ -18,8 +18,9 @@ struct decision_record {
   std::uint64_t step_index = 0;   // steps ended when it was made
   std::uint64_t epoch_index = 0;  // the epoch it belongs to (0 for the first)
   // Where: "step" or "epoch" (a checkpoint), "start" (the budget was already spent when the
-  // controller was made), "limits" (reload_limits lifted or made a stop), "effect" (a rule's
-  // action was measured and found not to lower what it watches).
+  // controller was made), "limits" (reload_limits lifted or made a stop), "end" (end_run: a
+  // stop requested or cancelled after the last checkpoint), "effect" (a rule's action was
+  // measured and found not to lower what it watches).
   std::string at;
   std::string actions;            // "stop", "shrink_batch+end_epoch", "stop_lifted", ...
   stop_reason cause = stop_reason::none;
