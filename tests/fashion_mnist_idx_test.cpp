@@ -1,5 +1,6 @@
 // The Fashion-MNIST example's IDX reader: valid files load; truncated, corrupt, mismatched and
-// missing files are rejected with an error naming the file and what is wrong.
+// missing files are rejected with an error naming the file and what is wrong; the header bounds
+// what is inflated and allocated (a small gzip that inflates to gigabytes is rejected at once).
 #include "idx.hpp"
 
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <vector>
 
@@ -60,6 +62,28 @@ bytes read_file(const fs::path& path) {
 void write_file(const fs::path& path, const bytes& data) {
   std::ofstream out(path, std::ios::binary);
   out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+}
+
+// The process's peak resident set so far, in MiB.
+double max_rss_mib() {
+  struct rusage u {};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux: KiB
+}
+
+// A gzip file of `head`, then `zeros` zero bytes, written a MiB at a time (200 MiB of zeros
+// make a file of 0.9 MB at level 1, in a second).
+void write_gz_then_zeros(const fs::path& path, const bytes& head, std::size_t zeros) {
+  gzFile f = gzopen(path.c_str(), "wb1");
+  ASSERT_NE(f, nullptr) << path;
+  ASSERT_EQ(gzwrite(f, head.data(), static_cast<unsigned>(head.size())), static_cast<int>(head.size()));
+  const bytes block(std::size_t{1} << 20, 0);
+  for (std::size_t left = zeros; left > 0;) {
+    const std::size_t n = std::min(left, block.size());
+    ASSERT_EQ(gzwrite(f, block.data(), static_cast<unsigned>(n)), static_cast<int>(n));
+    left -= n;
+  }
+  ASSERT_EQ(gzclose(f), Z_OK);
 }
 
 std::string data_error_of(std::function<void()> f) { return frugal_test::error_of<fmnist::data_error>(f); }
@@ -124,22 +148,122 @@ TEST_F(IdxTest, RejectsTruncatedHeader) {
   EXPECT_NE(e.find("16-byte IDX header, file has 10 bytes"), std::string::npos) << e;
 }
 
+// A header announcing more than fmnist::max_payload_bytes (1 GiB) is rejected from its 16
+// bytes, before anything is allocated or inflated, with the sizes it announces.
 TEST_F(IdxTest, RejectsHeaderThatAnnouncesAnAbsurdSize) {
   write_gz(dir_ / "i.gz", idx_images(0xffffffffu, 28, 28, 784));
   const std::string e = data_error_of([&] { (void)fmnist::read_images(dir_ / "i.gz"); });
-  EXPECT_NE(e.find("truncated"), std::string::npos) << e;
+  EXPECT_NE(e.find((dir_ / "i.gz").string() + ": corrupt header: it announces " +
+                   std::to_string(0xffffffffull * 784) + " bytes of images (4294967295 x 28 x 28), more than the " +
+                   std::to_string(fmnist::max_payload_bytes) + " this reader accepts"),
+            std::string::npos)
+      << e;
   bytes huge;
   put_u32(huge, fmnist::images_magic);
   for (int i = 0; i < 3; ++i) put_u32(huge, 0xffffffffu);  // the product overflows 64 bits
   write_gz(dir_ / "h.gz", huge);
   const std::string h = data_error_of([&] { (void)fmnist::read_images(dir_ / "h.gz"); });
-  EXPECT_NE(h.find("more than 2^48"), std::string::npos) << h;
+  EXPECT_NE(h.find("announces more than 2^48 bytes"), std::string::npos) << h;
+  // Labels: 2^31 announced, just the header there.
+  write_gz(dir_ / "l.gz", idx_labels(0x80000000u, 0));
+  const std::string l = data_error_of([&] { (void)fmnist::read_labels(dir_ / "l.gz"); });
+  EXPECT_NE(l.find("it announces 2147483648 bytes of labels (2147483648), more than the"), std::string::npos) << l;
+  // The limit is a parameter.
+  const bytes ten = idx_labels(10, 10);
+  const std::string p = data_error_of([&] { (void)fmnist::parse_labels(ten.data(), ten.size(), "ten", 9); });
+  EXPECT_NE(p.find("ten: corrupt header: it announces 10 bytes of labels (10), more than the 9"), std::string::npos)
+      << p;
+  EXPECT_EQ(fmnist::parse_labels(ten.data(), ten.size(), "ten", 10).size(), 10u);
+}
+
+// A header within the limit but a file that holds far less: the reader allocates what arrives,
+// not what the header announces.
+TEST_F(IdxTest, TruncatedFileAnnouncingALotAllocatesOnlyWhatItHolds) {
+  write_gz(dir_ / "l.gz", idx_labels(static_cast<std::uint32_t>(fmnist::max_payload_bytes), 1000));
+  const double before = max_rss_mib();
+  const std::string e = data_error_of([&] { (void)fmnist::read_labels(dir_ / "l.gz"); });
+  EXPECT_NE(e.find("truncated: the header announces " + std::to_string(fmnist::max_payload_bytes + 8) +
+                   " bytes, file has 1008"),
+            std::string::npos)
+      << e;
+  EXPECT_LT(max_rss_mib() - before, 64.0) << "the reader allocated what the header announces";
 }
 
 TEST_F(IdxTest, RejectsTrailingBytes) {
   write_gz(dir_ / "l.gz", idx_labels(3, 5));
   const std::string e = data_error_of([&] { (void)fmnist::read_labels(dir_ / "l.gz"); });
-  EXPECT_NE(e.find("corrupt: 2 bytes after the 11"), std::string::npos) << e;
+  EXPECT_NE(e.find((dir_ / "l.gz").string() + ": corrupt: 2 bytes after the 11 the header announces"),
+            std::string::npos)
+      << e;
+  write_file(dir_ / "i", idx_images(1, 28, 28, 784 + 1));  // not compressed
+  const std::string i = data_error_of([&] { (void)fmnist::read_images(dir_ / "i"); });
+  EXPECT_NE(i.find("corrupt: 1 bytes after the 800 the header announces"), std::string::npos) << i;
+}
+
+// A 0.9 MB gzip whose header announces 10 labels but whose stream inflates to 200 MiB: the
+// reader stops at the announced size, inflates at most 1 MiB more to see that it is trailing
+// data, and rejects the file. (Before: it inflated all of it into memory first, 4.2 GB of RSS
+// for a 3 GiB stream.)
+TEST_F(IdxTest, StopsAtTheAnnouncedSizeOfAStreamThatInflatesMuchFurther) {
+  const std::size_t zeros = std::size_t{200} << 20;
+  write_gz_then_zeros(dir_ / "bomb.gz", idx_labels(10, 10), zeros);
+  ASSERT_LT(fs::file_size(dir_ / "bomb.gz"), std::uintmax_t{2} << 20);
+  const double before = max_rss_mib();
+  const std::string e = data_error_of([&] { (void)fmnist::read_labels(dir_ / "bomb.gz"); });
+  EXPECT_NE(e.find((dir_ / "bomb.gz").string() + ": corrupt: more than 1048576 bytes after the 18 the header announces"),
+            std::string::npos)
+      << e;
+  EXPECT_LT(max_rss_mib() - before, 32.0) << "the reader inflated past the announced size";
+  // Images too: one image announced, 64 MiB more in the stream.
+  write_gz_then_zeros(dir_ / "images.gz", idx_images(1, 28, 28, 784), std::size_t{64} << 20);
+  const std::string i = data_error_of([&] { (void)fmnist::read_images(dir_ / "images.gz"); });
+  EXPECT_NE(i.find("corrupt: more than 1048576 bytes after the 800 the header announces"), std::string::npos) << i;
+  EXPECT_LT(max_rss_mib() - before, 32.0) << "the reader inflated past the announced size";
+}
+
+// Bytes after the gzip stream that are not another gzip member are corrupt data (zlib's gzread
+// ignored them); a file of several members (gzip's concatenation) reads as their contents.
+TEST_F(IdxTest, RejectsGarbageAfterTheGzipStreamButReadsConcatenatedMembers) {
+  write_gz(dir_ / "l.gz", idx_labels(3, 3));
+  bytes gz = read_file(dir_ / "l.gz");
+  bytes garbage = gz;
+  for (char c : std::string("garbage")) garbage.push_back(static_cast<std::uint8_t>(c));
+  write_file(dir_ / "garbage.gz", garbage);
+  const std::string e = data_error_of([&] { (void)fmnist::read_labels(dir_ / "garbage.gz"); });
+  EXPECT_NE(e.find((dir_ / "garbage.gz").string() + ": corrupt gzip data (data after the end of the gzip stream)"),
+            std::string::npos)
+      << e;
+  garbage.resize(gz.size() + 1);  // a single byte
+  write_file(dir_ / "one.gz", garbage);
+  EXPECT_NE(data_error_of([&] { (void)fmnist::read_labels(dir_ / "one.gz"); }).find("data after the end"),
+            std::string::npos);
+
+  const bytes whole = idx_labels(3, 3, 7);
+  write_gz(dir_ / "a.gz", bytes(whole.begin(), whole.begin() + 5));
+  write_gz(dir_ / "b.gz", bytes(whole.begin() + 5, whole.end()));
+  bytes two = read_file(dir_ / "a.gz");
+  const bytes b = read_file(dir_ / "b.gz");
+  two.insert(two.end(), b.begin(), b.end());
+  write_file(dir_ / "two.gz", two);
+  EXPECT_EQ(fmnist::read_labels(dir_ / "two.gz"), (std::vector<std::uint8_t>{7, 1, 2}));
+}
+
+// The bytes of a file in memory, compressed or not, read as the file does.
+TEST_F(IdxTest, ParsesFromMemory) {
+  const bytes raw = idx_images(2, 28, 28, 2 * 784);
+  write_gz(dir_ / "i.gz", raw);
+  const bytes gz = read_file(dir_ / "i.gz");
+  const fmnist::image_set from_file = fmnist::read_images(dir_ / "i.gz");
+  const fmnist::image_set from_raw = fmnist::parse_images(raw.data(), raw.size(), "raw");
+  const fmnist::image_set from_gz = fmnist::parse_images(gz.data(), gz.size(), "gz");
+  EXPECT_EQ(from_raw.count, 2u);
+  EXPECT_EQ(from_raw.pixels, from_file.pixels);
+  EXPECT_EQ(from_gz.pixels, from_file.pixels);
+  const std::string e = data_error_of([&] { (void)fmnist::parse_images(gz.data(), gz.size() - 9, "cut"); });
+  EXPECT_NE(e.find("cut: corrupt gzip data"), std::string::npos) << e;
+  EXPECT_NE(data_error_of([&] { (void)fmnist::parse_labels(nullptr, 0, "empty"); })
+                .find("empty: truncated: expected at least a 8-byte IDX header, file has 0 bytes"),
+            std::string::npos);
 }
 
 TEST_F(IdxTest, RejectsWrongMagic) {

@@ -81,8 +81,9 @@ Trains an MLP on Fashion-MNIST inside a compute budget, then reports what it cos
   --help            this text
 
 Progress goes to stderr (a live bar on a terminal, plain lines otherwise); the report and a
-last line "test accuracy: 0.XXXX" go to stdout. Exit status: 0 done, 1 data or output
-error, 2 bad command line.
+last line "test accuracy: 0.XXXX" go to stdout. Exit status: 0 done (a budget's stop
+included), 1 data or output error or out of memory (the message names what could not be
+allocated), 2 bad command line.
 )";
   return h;
 }

@@ -31,6 +31,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <new>
 #include <numeric>
 #include <optional>
 #include <random>
@@ -40,6 +41,16 @@
 namespace {
 
 using fmnist::options;
+
+// What the run is doing, for the message of a std::bad_alloc that reaches main(): set before
+// each phase that allocates much (the data, the model, training, the report). A fixed buffer,
+// so the message itself needs no memory.
+char g_doing[320] = "starting";
+
+template <class... Args>
+void doing(const char* format, Args... args) noexcept {
+  std::snprintf(g_doing, sizeof g_doing, format, args...);
+}
 
 struct epoch_row {
   int epoch;
@@ -93,6 +104,7 @@ int train(const options& opt) {
   }
 
   // ---- data -------------------------------------------------------------------------------
+  doing("loading the data from %s", opt.data_dir.c_str());
   fmnist::dataset data;
   const auto load_start = std::chrono::steady_clock::now();
   try {
@@ -118,6 +130,20 @@ int train(const options& opt) {
 
   // ---- model, shards, budget ------------------------------------------------------------
   tbb::global_control threads(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(opt.threads));
+  {
+    // The model's size from the command line, before any of it is allocated: 784-65536-65536-10
+    // is 4.3e9 parameters, 17 GB of weights alone.
+    const std::vector<int> sizes = fmnist::layer_sizes(opt.hidden);
+    std::string shape;
+    std::uint64_t params = 0;
+    for (std::size_t l = 0; l < sizes.size(); ++l) {
+      shape += (l ? "-" : "") + std::to_string(sizes[l]);
+      if (l + 1 < sizes.size())
+        params += static_cast<std::uint64_t>(sizes[l + 1]) * (static_cast<std::uint64_t>(sizes[l]) + 1);
+    }
+    doing("building the model (%s, %llu parameters, %s of weights)", shape.c_str(),
+          static_cast<unsigned long long>(params), frugal::format_bytes(4.0 * static_cast<double>(params)).c_str());
+  }
   fmnist::mlp model(fmnist::layer_sizes(opt.hidden), opt.seed);
   fmnist::optimizer optim(opt.optimizer, model, opt.momentum);
   fmnist::trainer trainer(model, optim, opt.threads, batch);
@@ -204,6 +230,7 @@ int train(const options& opt) {
   std::size_t accumulated = 0;
   bool stopped_at_step = false;
   for (int epoch = 1; epoch <= opt.epochs && stop_reason.empty() && !ctl.should_stop(); ++epoch) {
+    doing("training (epoch %d, MLP %s, batch %d, %d thread(s))", epoch, layers.c_str(), batch, opt.threads);
     frugal::scope epoch_scope{run, "epoch"};
     std::shuffle(order.begin(), order.end(), shuffle_rng);
     long step = 0;
@@ -298,6 +325,7 @@ int train(const options& opt) {
                 (static_cast<std::size_t>(batch) + smallest_batch - 1) / smallest_batch, ctl.batch_size());
 
   // ---- report -------------------------------------------------------------------------------
+  doing("writing the report to %s", opt.out_dir.c_str());
   const double samples_seen = run.used("samples");
   std::printf("stopped: %s\nafter %.2f epochs (%ld steps, %.0f samples, %zu evaluations)\n\n", stop_reason.c_str(),
               samples_seen / static_cast<double>(train_n), total_steps, samples_seen, rows.size());
@@ -360,5 +388,12 @@ int main(int argc, char** argv) {
     std::fputs(fmnist::help_text(argc > 0 ? argv[0] : "fashion_mnist").c_str(), stdout);
     return 0;
   }
-  return train(opt);
+  // Out of memory: a clear message naming what could not be allocated, status 1 (as for a data
+  // or output error), never an abort. Caught here, so the run's memory is freed first.
+  try {
+    return train(opt);
+  } catch (const std::bad_alloc& e) {
+    std::fprintf(stderr, "fashion_mnist: out of memory %s: %s\n", g_doing, e.what());
+    return 1;
+  }
 }
