@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <sstream>
 #include <stdexcept>
@@ -39,6 +40,75 @@ TEST(JsonReader, AcceptsValidAndRejectsInvalidDocuments) {
   EXPECT_EQ(v["b\n"].str(), "x\"\\y");
   for (const char* bad : {"", "{", "{\"a\":}", "[1,]", "[01x]", "{\"a\" 1}", "\"\n\"", "nan", "[1] 2", "{'a':1}"})
     EXPECT_THROW(json_reader::parse(bad), std::runtime_error) << bad;
+}
+
+TEST(JsonReader, AcceptsOnlyWellFormedUtf8) {
+  EXPECT_EQ(json_reader::parse("\"\xC2\xB5s \xE6\x97\xA5\xF0\x9F\x98\x80\"").str(), "\xC2\xB5s \xE6\x97\xA5\xF0\x9F\x98\x80");
+  EXPECT_EQ(json_reader::parse(R"("\u00e9\ud83d\ude00")").str(), "\xC3\xA9\xF0\x9F\x98\x80");
+  for (const char* bad : {"\"caf\xE9\"", "\"\xC0\xAF\"", "\"\xE0\x80\xAF\"", "\"\xED\xA0\x80\"", "\"\xF4\x90\x80\x80\"",
+                          "\"\xE6\x97\"", "\"\x80\"", "\"\xFF\"", R"("\ud83d")", R"("\ude00")", "[\"a\"]\xC2\xB5"})
+    EXPECT_THROW(json_reader::parse(bad), std::runtime_error) << bad;
+}
+
+// ---- strings: JSON text is UTF-8, whatever bytes names hold ----------------------------------
+std::string written_string(std::string_view s) {
+  std::ostringstream out;
+  frugal::detail::json_writer(out).value(s);
+  return out.str();
+}
+
+#define FFFD "\xEF\xBF\xBD"
+
+// Well-formed UTF-8 passes unchanged; each maximal ill-formed subpart becomes one U+FFFD.
+TEST(JsonWriter, ReplacesIllFormedUtf8AndKeepsWellFormed) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"\xC2\xB5s", "\xC2\xB5s"},                              // µs
+      {"\xE6\x97\xA5\xE6\x9C\xAC", "\xE6\x97\xA5\xE6\x9C\xAC"},  // 日本
+      {"\xF0\x9F\x98\x80", "\xF0\x9F\x98\x80"},              // U+1F600
+      {"\xEF\xBF\xBF\xF4\x8F\xBF\xBF\x7F", "\xEF\xBF\xBF\xF4\x8F\xBF\xBF\x7F"},  // U+FFFF, U+10FFFF, DEL
+      {"caf\xE9", "caf" FFFD},                                // Latin-1
+      {"caf\xE9!", "caf" FFFD "!"},
+      {"\xC0\xAF", FFFD FFFD},                              // overlong '/'
+      {"\xE0\x80\xAF", FFFD FFFD FFFD},                      // overlong, 3 bytes
+      {"\xF0\x80\x80\xAF", FFFD FFFD FFFD FFFD},              // overlong, 4 bytes
+      {"\xED\xA0\x80", FFFD FFFD FFFD},                      // surrogate U+D800 encoded
+      {"\xED\xBF\xBF", FFFD FFFD FFFD},                      // surrogate U+DFFF encoded
+      {"\xF4\x90\x80\x80", FFFD FFFD FFFD FFFD},              // past U+10FFFF
+      {"\xF8\x88\x80\x80\x80", FFFD FFFD FFFD FFFD FFFD},      // 5-byte form
+      {"\x80\xBF", FFFD FFFD},                              // lone continuation bytes
+      {"\xFE\xFF", FFFD FFFD},
+      {"\xE6\x97", FFFD},                                  // truncated at the end: one U+FFFD
+      {"\xF0\x9F\x98", FFFD},
+      {"\xC2", FFFD},
+      {"\xE6\x97" "A", FFFD "A"},                             // truncated by a byte that cannot continue it
+      {"\xF0\x9F" "\"", FFFD "\\\""},                      // ... which is then written as usual
+      {"\xE6\x97\xE6\x97\xA5", FFFD "\xE6\x97\xA5"},
+  };
+  for (const auto& [in, out] : cases) {
+    EXPECT_EQ(written_string(in), "\"" + out + "\"") << "input bytes: " << ::testing::PrintToString(in);
+    EXPECT_NO_THROW(json_reader::parse(written_string(in))) << ::testing::PrintToString(in);
+  }
+}
+
+// Any bytes at all: the output is valid JSON that reads back as the input when that was UTF-8.
+TEST(JsonWriter, AnyBytesMakeValidJson) {
+  std::uint64_t state = 0x2545F4914F6CDD1Du;
+  auto next = [&] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  for (int i = 0; i < 20000; ++i) {
+    std::string in(next() % 12, '\0');
+    for (char& c : in) c = static_cast<char>(next() % 4 ? 0x80 + next() % 0x80 : next() % 0x80);
+    const std::string text = written_string(in);
+    json doc;
+    ASSERT_NO_THROW(doc = json_reader::parse(text)) << ::testing::PrintToString(in) << " -> " << text;
+    if (text.find(FFFD) == std::string::npos) {
+      EXPECT_EQ(doc.str(), in) << ::testing::PrintToString(in);
+    }
+  }
 }
 
 // ---- text ------------------------------------------------------------------------------------
@@ -172,6 +242,25 @@ TEST(JsonReport, EscapesNamesAndReadsBackTheSameNames) {
   EXPECT_EQ(doc["budget"]["children"][0]["path"].str(), "run \"A\"\\\n\t1/x,y\x01");
   EXPECT_EQ(doc["budget"]["children"][0]["stages"][0]["name"].str(), "stage \"q\"");
   EXPECT_EQ(doc["budget"]["used"]["units"]["tokens"].num(), 3);
+}
+
+// Names are bytes: a Latin-1 budget name, an overlong child, an encoded surrogate as a stage, a
+// stage cut short at its end; report.json stays valid UTF-8, with U+FFFD where bytes were bad.
+TEST(JsonReport, NamesThatAreNotUtf8BecomeValidUtf8) {
+  frugal::budget run{"caf\xE9"};
+  frugal::budget& child = run.child("\xC0\xAF");
+  {
+    frugal::scope s{run, std::string("\xED\xA0\x80")};
+    frugal::scope t{child, std::string("\xE6\x97\xA5\xE6\x9C\xAC \xC2\xB5s \xE6\x97")};
+  }
+  const std::string text = frugal::json_report(run);
+  json doc;
+  ASSERT_NO_THROW(doc = json_reader::parse(text)) << text;
+  EXPECT_EQ(doc["budget"]["name"].str(), "caf" FFFD);
+  EXPECT_EQ(doc["budget"]["stages"][0]["name"].str(), FFFD FFFD FFFD);
+  EXPECT_EQ(doc["budget"]["children"][0]["name"].str(), FFFD FFFD);
+  EXPECT_EQ(doc["budget"]["children"][0]["path"].str(), "caf" FFFD "/" FFFD FFFD);
+  EXPECT_EQ(doc["budget"]["children"][0]["stages"][0]["name"].str(), "\xE6\x97\xA5\xE6\x9C\xAC \xC2\xB5s " FFFD);
 }
 
 TEST(JsonReport, WholeAmountsAreIntegersOthersRoundTrip) {

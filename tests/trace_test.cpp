@@ -135,6 +135,27 @@ TEST_F(Trace, NamesOutliveTheirBudgets) {
   EXPECT_EQ(e["cat"].str(), "trial-7");
 }
 
+// trace.json is UTF-8 whatever bytes the names hold: ill-formed sequences become U+FFFD (the
+// writer's policy, detail/json.hpp), well-formed ones pass unchanged, also after the budget died.
+TEST_F(Trace, NamesThatAreNotUtf8BecomeValidUtf8) {
+  frugal::start_tracing();
+  frugal::budget run{"caf\xE9"};
+  { frugal::scope s{run, std::string("\xED\xA0\x80 \xC0\xAF")}; }
+  {
+    frugal::budget temporary{"\xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F"};
+    frugal::scope s{temporary, std::string("\xC2\xB5s")};
+  }
+  frugal::stop_tracing();
+  const std::string text = trace_text();
+  json doc;
+  ASSERT_NO_THROW(doc = json_reader::parse(text)) << text;
+  const json& events = doc["traceEvents"];
+  EXPECT_EQ(events[0]["name"].str(), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD \xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(events[0]["cat"].str(), "caf\xEF\xBF\xBD");
+  EXPECT_EQ(events[1]["name"].str(), "\xC2\xB5s");
+  EXPECT_EQ(events[1]["cat"].str(), "\xE6\x97\xA5\xE6\x9C\xAC \xEF\xBF\xBD");
+}
+
 TEST_F(Trace, StartingAgainDiscardsThePreviousRecording) {
   frugal::budget run{"run"};
   frugal::start_tracing();

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <limits>
 #include <stdexcept>
@@ -124,6 +125,9 @@ TEST(ParseDuration, GoodValues) {
       {"1e3ms", 1.0},
       {"2E1s", 20.0},
       {"1h1m1s1ms1us1ns", 3661.0 + 1e-3 + 1e-6 + 1e-9},
+      {"1s0.5ms", 1.0 + 0.5e-3},  // a fraction after a unit, with its leading digit
+      {"1h 0.5m", 3630.0},
+      {"1.5h30m", 7200.0},
   };
   for (const auto& c : cases) {
     EXPECT_EQ(frugal::parse_duration(c.text), c.expected) << "input: '" << c.text << "'";
@@ -137,7 +141,7 @@ TEST(ParseBytes, GoodValues) {
       {"512B", 512.0},
       {"512 B", 512.0},
       {" 1e3 ", 1000.0},
-      {"2.5", 2.5},
+      {"5.", 5.0},
       {"1kB", 1e3},
       {"1KB", 1e3},
       {"3MB", 3e6},
@@ -149,7 +153,15 @@ TEST(ParseBytes, GoodValues) {
       {"512 MiB", 536870912.0},
       {"2GiB", 2147483648.0},
       {"1TiB", 1099511627776.0},
-      {"0.5B", 0.5},
+      // Whole bytes once the unit is applied; decimal units shift the decimal point exactly.
+      {"0.5KiB", 512.0},
+      {"2.5e-1KiB", 256.0},
+      {"1.1kB", 1100.0},  // not 1.1 * 1000 = 1100.0000000000002
+      {"1.001kB", 1001.0},
+      {"1e-3kB", 1.0},
+      {"1.5e-3MB", 1500.0},
+      {"0.000001TB", 1e6},
+      {"2.5e12B", 2.5e12},
   };
   for (const auto& c : cases) {
     EXPECT_EQ(frugal::parse_bytes(c.text), c.expected) << "input: '" << c.text << "'";
@@ -189,6 +201,22 @@ TEST(ParseQuantity, DispatchesOnKindAndNamesTheResource) {
                           {"frugal: peak_bytes: cannot parse bytes '12 parsecs'", "unknown unit 'parsecs'"}));
   EXPECT_TRUE(throws_with([] { (void)frugal::parse_quantity(resource::flops, "lots"); },
                           {"frugal: flops: cannot parse count 'lots'"}));
+}
+
+// FLOPs and allocations are counted in whole units, so their limits are whole numbers in any
+// notation; parse_count() itself reads fractions, which user units may have.
+TEST(ParseQuantity, BuiltinCountsMustBeWhole) {
+  EXPECT_EQ(frugal::parse_quantity(resource::flops, "5."), 5.0);
+  EXPECT_EQ(frugal::parse_quantity(resource::flops, "1.5e3"), 1500.0);
+  EXPECT_EQ(frugal::parse_quantity(resource::allocations, "2.5e12"), 2.5e12);
+  EXPECT_TRUE(throws_with([] { (void)frugal::parse_quantity(resource::flops, "1.5"); },
+                          {"frugal: flops: cannot parse count '1.5': not a whole number (1.5); flops are counted in "
+                           "whole units"}));
+  EXPECT_TRUE(throws_with([] { (void)frugal::parse_quantity(resource::allocations, "1e-3"); },
+                          {"frugal: allocations: cannot parse count '1e-3': not a whole number (0.001)"}));
+  EXPECT_TRUE(throws_with([] { (void)frugal::parse_quantity(resource::flops, " .25 "); },
+                          {"frugal: flops: ", "' .25 '", "not a whole number (0.25)"}));
+  EXPECT_EQ(frugal::parse_count("2.5", "samples"), 2.5);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -233,6 +261,11 @@ TEST(ParseDuration, BadValues) {
       {"1e309s", "out of range"},
       {"1e308h", "out of range"},
       {"5s,", "expected a number at ','"},
+      // A number right after a unit must start with a digit: "1s.5ms" is a typo, not 1.0005 s.
+      {"1s.5ms", "number '.5' right after a unit must start with a digit (write '0.5' if that is meant)"},
+      {"1h .5m", "number '.5' right after a unit"},
+      {"1m.5", "number '.5' right after a unit"},
+      {"1s.", "expected a number at '.'"},
       {"1 h 2", "missing unit after '2'"},
       {"5e", "unknown unit 'e'"},
   };
@@ -263,6 +296,14 @@ TEST(ParseBytes, BadValues) {
       {"1e400", "out of range"},
       {"1e308TiB", "out of range"},
       {"1,5MiB", "unknown unit ',5MiB'"},
+      // Sizes are whole bytes: a fraction left after the unit is an error, not a rounding.
+      {"0.5", "not a whole number of bytes (0.5 B)"},
+      {"2.5", "not a whole number of bytes (2.5 B)"},
+      {"0.5B", "not a whole number of bytes (0.5 B)"},
+      {"0.1KiB", "not a whole number of bytes (102.4 B)"},
+      {"1.5e-3kB", "not a whole number of bytes (1.5 B)"},
+      {"1.0001kB", "not a whole number of bytes (1000.1 B)"},
+      {"1e-400kB", "out of range"},
   };
   for (const auto& c : cases) {
     EXPECT_THROW((void)frugal::parse_bytes(c.text, "peak_bytes"), std::invalid_argument) << c.text;
@@ -469,6 +510,15 @@ TEST(Limits, SettersRejectNegativeNanAndInfinity) {
   EXPECT_TRUE(throws_with([] { limits().set(resource::flops, -2.5); }, {"flops", "got -2.5"}));
   EXPECT_TRUE(throws_with([] { limits().units("samples", -3); }, {"samples", "got -3"}));
   EXPECT_TRUE(throws_with([] { limits().units("samples", inf); }, {"samples", "inf"}));
+  // Whole numbers for what is counted in whole units, as parse() demands (or the limit could
+  // not round-trip through to_string()); durations and user units may be fractional.
+  EXPECT_TRUE(throws_with([] { limits().flops(1.5); }, {"frugal: limits: flops must be a whole number, got 1.5"}));
+  EXPECT_TRUE(throws_with([] { limits().allocations(0.1); }, {"allocations must be a whole number, got 0.1"}));
+  EXPECT_TRUE(throws_with([] { limits().alloc_bytes(0.5); }, {"alloc_bytes must be a whole number, got 0.5"}));
+  EXPECT_TRUE(throws_with([] { limits().peak_bytes(1023.5); }, {"peak_bytes must be a whole number, got 1023.5"}));
+  EXPECT_TRUE(throws_with([] { limits().set(resource::flops, std::numeric_limits<double>::min()); },
+                          {"flops must be a whole number"}));
+  EXPECT_EQ(limits().units("epochs", 2.5).cpu(std::chrono::duration<double>(0.5)).get("epochs"), 2.5);
   EXPECT_THROW(limits().flops(-1), std::invalid_argument);
   EXPECT_THROW(limits().set(static_cast<resource>(42), 1), std::invalid_argument);
 }
@@ -571,6 +621,31 @@ TEST(LimitsParse, StructuralErrorsNameTheEntry) {
   }
 }
 
+// The lenient inputs, now errors naming the key and quoting the value.
+TEST(LimitsParse, FractionalCountsAndBytesAndDotAfterAUnitAreErrors) {
+  EXPECT_TRUE(throws_with([] { (void)limits::parse("peak_bytes=0.5"); },
+                          {"frugal: peak_bytes: cannot parse bytes '0.5': not a whole number of bytes (0.5 B)"}));
+  EXPECT_TRUE(throws_with([] { (void)limits::parse("wall=1h,alloc_bytes=0.1KiB"); },
+                          {"frugal: alloc_bytes: cannot parse bytes '0.1KiB'", "(102.4 B)"}));
+  EXPECT_TRUE(throws_with([] { (void)limits::parse("flops=1.5"); },
+                          {"frugal: flops: cannot parse count '1.5': not a whole number (1.5)"}));
+  EXPECT_TRUE(throws_with([] { (void)limits::parse("allocations=0.5"); }, {"frugal: allocations: ", "'0.5'"}));
+  EXPECT_TRUE(throws_with([] { (void)limits::parse("wall=1s.5ms"); },
+                          {"frugal: wall: cannot parse duration '1s.5ms': number '.5' right after a unit"}));
+  // What stays fine: whole values in any notation, fractions where they mean something.
+  const limits ok =
+      limits::parse("wall=1.5s,cpu=1s500ms,flops=2.5e12,allocations=1e6,alloc_bytes=1.1kB,peak_bytes=1.5KiB,"
+                    "samples=0.5");
+  EXPECT_EQ(ok, limits()
+                    .wall(1500ms)
+                    .cpu(1500ms)
+                    .flops(2.5e12)
+                    .allocations(1e6)
+                    .alloc_bytes(1100)
+                    .peak_bytes(1536)
+                    .units("samples", 0.5));
+}
+
 TEST(LimitsParse, ValueErrorsNameTheKey) {
   EXPECT_TRUE(throws_with([] { (void)limits::parse("peak_bytes=12 parsecs"); },
                           {"frugal: peak_bytes: cannot parse bytes '12 parsecs'", "unknown unit 'parsecs'"}));
@@ -606,10 +681,11 @@ TEST(LimitsToString, RoundTripsExactly) {
       limits().wall(90min).flops(2.5e12).peak_bytes(536870912),
       limits().wall(std::chrono::duration<double>(0.1)).cpu(std::chrono::nanoseconds(1)),
       limits().wall(std::chrono::duration<double>(1e20)).cpu(std::chrono::duration<double>(1234.5678)),
-      limits().flops(0.1).allocations(1e300).alloc_bytes(0.5).peak_bytes(3.0 * 1099511627776.0 + 1),
+      limits().flops(123456789).allocations(1e300).alloc_bytes(1100).peak_bytes(3.0 * 1099511627776.0 + 1),
       limits().alloc_bytes(1e20).peak_bytes(7.0 * 1024 * 1024 * 1024),
       limits().units("samples", 1e6).units("tokens", 1.0 / 3.0).units("_z", 0),
-      limits().flops(std::numeric_limits<double>::max()).allocations(std::numeric_limits<double>::min()),
+      limits().flops(std::numeric_limits<double>::max()).allocations(9007199254740994.0),
+      limits().alloc_bytes(1536).peak_bytes((9007199254740992.0 + 2) * 1024).units("epochs", 2.5),
       limits().wall(0s).cpu(0s).flops(0).allocations(0).alloc_bytes(0).peak_bytes(0),
   };
   for (const auto& l : cases) {
@@ -617,6 +693,32 @@ TEST(LimitsToString, RoundTripsExactly) {
     limits back = limits::parse(text);
     EXPECT_EQ(back, l) << text << " -> " << back.to_string();
     EXPECT_EQ(back.to_string(), text);
+  }
+}
+
+// Whole counts and sizes of every magnitude, any durations and user units: every value a setter
+// accepts comes back identical from parse(to_string()).
+TEST(LimitsToString, RoundTripsEveryAcceptedValue) {
+  std::uint64_t state = 0x9E3779B97F4A7C15u;
+  auto next = [&] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  for (int i = 0; i < 20000; ++i) {
+    const auto bits = next();
+    const double whole = std::ldexp(static_cast<double>(bits >> 11), static_cast<int>(next() % 200) - 40);
+    const double count = std::floor(whole);
+    const double any = std::ldexp(static_cast<double>(next() >> 11), static_cast<int>(next() % 120) - 80);
+    limits l;
+    l.flops(count).allocations(std::floor(count / 3)).alloc_bytes(count).peak_bytes(std::floor(whole / 1024) * 1024);
+    l.wall(std::chrono::duration<double>(any)).cpu(std::chrono::duration<double>(std::floor(any)));
+    l.units("u", any);
+    const std::string text = l.to_string();
+    limits back;
+    ASSERT_NO_THROW(back = limits::parse(text)) << text;
+    ASSERT_EQ(back, l) << text << " -> " << back.to_string();
   }
 }
 

@@ -18,6 +18,8 @@ namespace frugal {
 
 // Starts recording every scope that closes, on every thread, up to max_events events (memory
 // is reserved in chunks of 1024 events of 64 bytes; later events are dropped and counted).
+// Closing a scope never throws nor terminates because of tracing: an event whose memory cannot
+// be allocated is dropped and counted too.
 // Starting again discards the previous recording: call it, and clear_trace(), while no scope
 // is open on another thread.
 inline void start_tracing(std::size_t max_events = std::size_t{1} << 18) {
@@ -33,6 +35,7 @@ inline void start_tracing(std::size_t max_events = std::size_t{1} << 18) {
     t.generation.fetch_add(1, std::memory_order_relaxed);
     t.reserved.store(0, std::memory_order_relaxed);
     t.dropped.store(0, std::memory_order_relaxed);
+    t.forgotten = 0;
     t.max_events.store(max_events, std::memory_order_relaxed);
     t.origin_ns = wall_now_ns();
   }
@@ -46,7 +49,7 @@ inline void stop_tracing() noexcept { detail::trace_enabled.store(false, std::me
 
 struct trace_stats {
   std::size_t events = 0;
-  std::size_t dropped = 0;  // past max_events
+  std::size_t dropped = 0;  // past max_events, or memory for them could not be allocated
 };
 
 [[nodiscard]] inline trace_stats trace_statistics() {
@@ -54,6 +57,7 @@ struct trace_stats {
   std::lock_guard<std::mutex> lock(t.mutex);
   trace_stats s;
   for (const auto& c : t.chunks) s.events += c->count.load(std::memory_order_acquire);
+  s.events -= t.forgotten;
   s.dropped = t.dropped.load(std::memory_order_relaxed);
   return s;
 }
@@ -68,6 +72,7 @@ inline void clear_trace() {
   t.names.clear();
   t.generation.fetch_add(1, std::memory_order_relaxed);
   t.reserved.store(0, std::memory_order_relaxed);
+  t.forgotten = 0;
 }
 
 // The recording as a Chrome trace JSON object: one "X" (complete) event per scope, name = the
@@ -87,6 +92,7 @@ inline void write_chrome_trace(std::ostream& out) {
       const std::size_t n = c->count.load(std::memory_order_acquire);
       for (std::size_t i = 0; i < n; ++i) {
         const detail::trace_event& e = c->events[i];
+        if (!e.stage) continue;  // dropped after it was recorded
         w.begin_object()
             .member("name", *e.stage)
             .member("cat", *e.budget)

@@ -251,19 +251,20 @@ inline constexpr std::array<duration_unit, 8> duration_units = {{
 struct byte_unit {
   std::string_view name;
   double multiplier;
+  int decimal_shift;  // decimal units: multiplier == 10^decimal_shift, applied to the text
 };
 
 inline constexpr std::array<byte_unit, 10> byte_units = {{
-    {"B", 1.0},
-    {"kB", 1e3},
-    {"KB", 1e3},
-    {"MB", 1e6},
-    {"GB", 1e9},
-    {"TB", 1e12},
-    {"KiB", 1024.0},
-    {"MiB", 1024.0 * 1024.0},
-    {"GiB", 1024.0 * 1024.0 * 1024.0},
-    {"TiB", 1024.0 * 1024.0 * 1024.0 * 1024.0},
+    {"B", 1.0, 0},
+    {"kB", 1e3, 3},
+    {"KB", 1e3, 3},
+    {"MB", 1e6, 6},
+    {"GB", 1e9, 9},
+    {"TB", 1e12, 12},
+    {"KiB", 1024.0, 0},
+    {"MiB", 1024.0 * 1024.0, 0},
+    {"GiB", 1024.0 * 1024.0 * 1024.0, 0},
+    {"TiB", 1024.0 * 1024.0 * 1024.0 * 1024.0, 0},
 }};
 
 // Integral seconds print as "1h30m5s" (readable, and exact on re-parse since every term is an
@@ -310,8 +311,43 @@ inline scanned_number leading_number(std::string_view s, std::string_view text, 
   if (num.out_of_range) throw_parse_error(field, kind, text, "number is out of range");
   return num;
 }
+
+// `number` (as scan_number read it) times 10^shift, read as one decimal: 1.1kB is exactly 1100
+// bytes, where 1.1 * 1000 would be 1100.0000000000002 and not a whole number of bytes.
+inline scanned_number scaled_decimal(std::string_view number, int shift) {
+  std::size_t e = 0;
+  while (e < number.size() && number[e] != 'e' && number[e] != 'E') ++e;
+  long long exponent = 0;
+  if (e < number.size()) {
+    std::size_t j = e + 1;
+    const bool negative = number[j] == '-';
+    if (number[j] == '+' || number[j] == '-') ++j;
+    for (; j < number.size(); ++j)  // saturates: from_chars then reports the range error
+      if (exponent < 1'000'000'000) exponent = exponent * 10 + (number[j] - '0');
+    if (negative) exponent = -exponent;
+  }
+  const std::string text = std::string(number.substr(0, e)) + "e" + std::to_string(exponent + shift);
+  scanned_number out;
+  out.length = number.size();
+  const auto res = std::from_chars(text.data(), text.data() + text.size(), out.value, std::chars_format::general);
+  out.out_of_range = res.ec != std::errc() || res.ptr != text.data() + text.size() || !std::isfinite(out.value);
+  return out;
+}
+
+// Counts of things frugal measures in whole units (FLOPs, allocations, bytes) must be whole.
+[[nodiscard]] inline bool is_whole(double v) noexcept { return std::isfinite(v) && v == std::floor(v); }
 }  // namespace detail::units_impl
 
+// The text forms of quantities, as limits::parse() and the parse_* functions read them. Numbers
+// are unsigned decimals (digits, an optional fraction, an optional exponent: "2.5e12", ".5",
+// "5."); no sign, inf, nan, hex or digit separators. Whitespace around tokens is ignored.
+// - Durations: number+unit terms, units h, m, s, ms, us (or µs), ns, largest first, each at most
+//   once: "1h30m", "1.5s", "250ms", "1s500ms", ".5s". A fraction is allowed in any term, but a
+//   number right after a unit must start with a digit: "1s.5ms" is an error (for 1.5s or 1s5ms?).
+// - Byte sizes (peak_bytes, alloc_bytes): whole bytes once the unit is applied (parse_bytes).
+// - Builtin counts (flops, allocations): whole numbers, in any notation ("2.5e12"; not "1.5").
+// - User units: any non-negative number, fractions included: they are charged as doubles.
+// Errors are std::invalid_argument naming the field and quoting the text.
 [[nodiscard]] inline double parse_duration(std::string_view text, std::string_view field = "duration") {
   namespace d = detail::units_impl;
   constexpr std::string_view kind = "duration";
@@ -322,6 +358,14 @@ inline scanned_number leading_number(std::string_view s, std::string_view text, 
   int last_rank = -1;
   while (!s.empty()) {
     auto num = d::scan_number(s);
+    // "1s.5ms" would read as 1 s + 0.5 ms, but is almost surely a typo (for 1.5s, or 1s5ms):
+    // a number right after a unit must start with a digit.
+    if (last_rank >= 0 && num.length != 0 && s.front() == '.') {
+      const std::string number(s.substr(0, num.length));
+      d::throw_parse_error(field, kind, text,
+                           "number '" + number + "' right after a unit must start with a digit (write '0" +
+                               number + "' if that is meant)");
+    }
     if (num.length == 0) {
       d::throw_parse_error(field, kind, text, "expected a number at '" + std::string(s) + "'");
     }
@@ -364,6 +408,10 @@ inline scanned_number leading_number(std::string_view s, std::string_view text, 
   return total;
 }
 
+// A byte size: a number and an optional unit (B; decimal kB = KB, MB, GB, TB; binary KiB, MiB,
+// GiB, TiB), e.g. "512MiB", "1.5 KiB", "8GB", "1e9". The size must be a whole number of bytes
+// once the unit is applied: "1.5KiB" (1536) and "1.1kB" (1100) are fine, "0.5" and "0.1KiB"
+// (102.4 B) are errors. Decimal units shift the decimal point, so "1.1kB" is exactly 1100.
 [[nodiscard]] inline double parse_bytes(std::string_view text, std::string_view field = "bytes") {
   namespace d = detail::units_impl;
   constexpr std::string_view kind = "bytes";
@@ -371,7 +419,7 @@ inline scanned_number leading_number(std::string_view s, std::string_view text, 
   const std::string_view s = d::trim(text);
   const auto num = d::leading_number(s, text, field, kind, "negative sizes are not allowed");
   std::string_view suffix = d::trim(s.substr(num.length));
-  double multiplier = 1.0;
+  double value = num.value;
   if (!suffix.empty()) {
     const d::byte_unit* unit = nullptr;
     for (const auto& u : d::byte_units) {
@@ -381,13 +429,25 @@ inline scanned_number leading_number(std::string_view s, std::string_view text, 
       d::throw_parse_error(field, kind, text,
                            "unknown unit '" + std::string(suffix) + "'" + std::string(choices));
     }
-    multiplier = unit->multiplier;
+    if (unit->decimal_shift != 0) {  // shift the decimal point: 1.1kB is 1.1e3, exactly 1100
+      const auto scaled = d::scaled_decimal(s.substr(0, num.length), unit->decimal_shift);
+      if (scaled.out_of_range) d::throw_parse_error(field, kind, text, "value is out of range");
+      value = scaled.value;
+    } else {  // B, or binary: a power of two, so the product is exact
+      value = num.value * unit->multiplier;
+    }
   }
-  double value = num.value * multiplier;
   if (!std::isfinite(value)) d::throw_parse_error(field, kind, text, "value is out of range");
+  if (!d::is_whole(value)) {
+    d::throw_parse_error(field, kind, text,
+                         "not a whole number of bytes (" + d::shortest(value) + " B); sizes are whole bytes");
+  }
   return value;
 }
 
+// A non-negative number with nothing after it: "950", "2.5e12", "1e6", "0.25". Fractions are
+// read here because user units (charged with add_units(name, double)) may be fractional;
+// parse_quantity() and limits::parse() require the builtin counts (flops, allocations) whole.
 [[nodiscard]] inline double parse_count(std::string_view text, std::string_view field = "count") {
   namespace d = detail::units_impl;
   constexpr std::string_view kind = "count";
@@ -400,13 +460,21 @@ inline scanned_number leading_number(std::string_view s, std::string_view text, 
   return num.value;
 }
 
+// A limit for a builtin resource, in the text form limits::parse() reads. Counts of FLOPs and
+// allocations must be whole numbers: "2.5e12" is fine (it is whole), "1.5" and "1e-3" are errors.
 [[nodiscard]] inline double parse_quantity(resource r, std::string_view text) {
   switch (kind_of(r)) {
     case quantity_kind::duration: return parse_duration(text, to_string(r));
     case quantity_kind::bytes: return parse_bytes(text, to_string(r));
     case quantity_kind::count: break;
   }
-  return parse_count(text, to_string(r));
+  const double n = parse_count(text, to_string(r));
+  if (!detail::units_impl::is_whole(n)) {
+    detail::units_impl::throw_parse_error(to_string(r), "count", text,
+                                          "not a whole number (" + detail::units_impl::shortest(n) + "); " +
+                                              std::string(to_string(r)) + " are counted in whole units");
+  }
+  return n;
 }
 
 // Below one second: 3 significant digits in ns/us/ms/s ("850 ns", "12.3 us", "450 ms", "1.50 s").
@@ -515,7 +583,14 @@ class limits {
     if (index >= resource_count) {
       throw std::invalid_argument("frugal: limits: unknown resource " + std::to_string(index));
     }
-    builtin_[index] = checked(frugal::to_string(r), value);
+    const double v = checked(frugal::to_string(r), value);
+    // As in parse(): FLOPs, allocations and bytes are counted in whole units, and a limit that
+    // parse() would reject could not round-trip through to_string().
+    if (kind_of(r) != quantity_kind::duration && !detail::units_impl::is_whole(v)) {
+      throw std::invalid_argument("frugal: limits: " + std::string(frugal::to_string(r)) +
+                                  " must be a whole number, got " + detail::units_impl::shortest(v));
+    }
+    builtin_[index] = v;
     return *this;
   }
 

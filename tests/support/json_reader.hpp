@@ -1,5 +1,8 @@
 // A strict JSON reader (RFC 8259) for tests that read frugal's JSON output back: reports,
-// Chrome traces. Test support only; frugal itself only writes JSON.
+// Chrome traces. Strings must be well-formed UTF-8 (Unicode Table 3-7: no overlong forms, no
+// encoded surrogates, nothing past U+10FFFF, no truncated sequence); \u escapes are decoded
+// to UTF-8, surrogate pairs included, a lone surrogate escape is an error. Test support only;
+// frugal itself only writes JSON.
 #pragma once
 
 #include <cstddef>
@@ -122,6 +125,11 @@ class json_reader {
       const char c = s_[at_++];
       if (c == '"') return out;
       if (static_cast<unsigned char>(c) < 0x20) fail("control character in a string");
+      if (static_cast<unsigned char>(c) >= 0x80) {
+        --at_;
+        utf8_sequence(out);
+        continue;
+      }
       if (c != '\\') {
         out += c;
         continue;
@@ -138,16 +146,81 @@ class json_reader {
         case 'r': out += '\r'; break;
         case 't': out += '\t'; break;
         case 'u': {
-          if (at_ + 4 > s_.size()) fail("short \\u escape");
-          const unsigned long cp = std::stoul(std::string(s_.substr(at_, 4)), nullptr, 16);
-          at_ += 4;
-          if (cp >= 0x80) fail("only ASCII \\u escapes are expected here");
-          out += static_cast<char>(cp);
+          unsigned long cp = hex4();
+          if (cp >= 0xDC00 && cp <= 0xDFFF) fail("lone low surrogate escape");
+          if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (!literal("\\u")) fail("high surrogate escape without a low one");
+            const unsigned long low = hex4();
+            if (low < 0xDC00 || low > 0xDFFF) fail("high surrogate escape without a low one");
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+          }
+          append_utf8(out, cp);
           break;
         }
         default: fail(std::string("bad escape \\") + e);
       }
     }
+  }
+  unsigned long hex4() {
+    if (at_ + 4 > s_.size()) fail("short \\u escape");
+    unsigned long cp = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char h = s_[at_++];
+      cp <<= 4;
+      if (h >= '0' && h <= '9') {
+        cp |= static_cast<unsigned long>(h - '0');
+      } else if (h >= 'a' && h <= 'f') {
+        cp |= static_cast<unsigned long>(h - 'a' + 10);
+      } else if (h >= 'A' && h <= 'F') {
+        cp |= static_cast<unsigned long>(h - 'A' + 10);
+      } else {
+        fail("bad hex digit in a \\u escape");
+      }
+    }
+    return cp;
+  }
+  static void append_utf8(std::string& out, unsigned long cp) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+  // One well-formed multi-byte UTF-8 sequence at at_ (Unicode Table 3-7), appended to out.
+  void utf8_sequence(std::string& out) {
+    const auto lead = static_cast<unsigned char>(s_[at_]);
+    std::size_t length = 0;
+    unsigned char low = 0x80, high = 0xBF;  // the second byte's range
+    if (lead >= 0xC2 && lead <= 0xDF) {
+      length = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      length = 3;
+      if (lead == 0xE0) low = 0xA0;   // no overlong form
+      if (lead == 0xED) high = 0x9F;  // no surrogate
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      length = 4;
+      if (lead == 0xF0) low = 0x90;   // no overlong form
+      if (lead == 0xF4) high = 0x8F;  // nothing past U+10FFFF
+    } else {
+      fail("invalid UTF-8 lead byte");
+    }
+    if (at_ + length > s_.size()) fail("truncated UTF-8 sequence");
+    for (std::size_t k = 1; k < length; ++k) {
+      const auto b = static_cast<unsigned char>(s_[at_ + k]);
+      if (b < (k == 1 ? low : 0x80) || b > (k == 1 ? high : 0xBF)) fail("ill-formed UTF-8 sequence");
+    }
+    out.append(s_.substr(at_, length));
+    at_ += length;
   }
   double number() {
     const std::size_t start = at_;

@@ -9,17 +9,19 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 namespace frugal::detail {
 
 struct trace_event {
-  const std::string* stage;   // the budget's interned stage name (copied if the budget dies)
+  const std::string* stage;   // the budget's interned stage name (copied if the budget dies);
+                              // nullptr: dropped after it was recorded (see forget_trace_names)
   const std::string* budget;  // the budget's name (likewise)
   std::uint64_t budget_uid;
   std::int64_t start_ns;
@@ -51,12 +53,19 @@ struct trace_state {
   std::atomic<std::size_t> max_events{0};
   std::atomic<std::size_t> dropped{0};
   std::int64_t origin_ns = 0;
+  std::size_t forgotten = 0;  // recorded events dropped later (forget_trace_names); under mutex
 
   std::mutex mutex;  // guards everything below; never taken while a chunk has room
   std::vector<std::unique_ptr<trace_chunk>> chunks;
   std::vector<std::unique_ptr<trace_thread_log>> logs;
-  std::deque<std::string> names;  // names of budgets destroyed while their events lived
+  // Names of budgets destroyed while their events lived; a list (stable addresses) because,
+  // unlike std::deque, it allocates nothing when constructed.
+  std::list<std::string> names;
 };
+
+// tracer() is first called from ~budget() (noexcept) when tracing was never started: building
+// the state must not allocate, or an out-of-memory there would terminate.
+static_assert(std::is_nothrow_default_constructible_v<trace_state>);
 
 inline trace_state& tracer() {
   static trace_state state;  // constructed on first use, never on the hot path's fast branch
@@ -69,36 +78,47 @@ inline std::atomic<bool> trace_enabled{false};  // the hot path's one check
 inline thread_local trace_thread_log* this_thread_log = nullptr;
 inline thread_local std::uint64_t this_thread_log_generation = 0;
 
-// Cold: the calling thread's log needs a (first or next) chunk of the allowance.
-FRUGAL_NOINLINE inline trace_chunk* next_trace_chunk() {
+// Cold: the calling thread's log needs a (first or next) chunk of the allowance. Called from
+// pop_frame(), which is noexcept (a scope's destructor): so this is noexcept by construction.
+// When memory for the log or the chunk cannot be had (std::bad_alloc, or the mutex failing),
+// it returns nullptr and the caller drops the event and counts the drop, as past max_events;
+// nothing is half-done (the allowance is charged only once the chunk is owned and linked), so
+// the next event tries again.
+FRUGAL_NOINLINE inline trace_chunk* next_trace_chunk() noexcept {
   trace_state& t = tracer();
   const bookkeeping own_allocations;
-  std::lock_guard<std::mutex> lock(t.mutex);
-  const std::uint64_t generation = t.generation.load(std::memory_order_relaxed);
-  trace_thread_log* log = this_thread_log_generation == generation ? this_thread_log : nullptr;
-  if (!log) {
-    t.logs.push_back(std::make_unique<trace_thread_log>());
-    log = t.logs.back().get();
-    log->thread_id = current_thread_id();
-    this_thread_log = log;
-    this_thread_log_generation = generation;
-  }
-  if (t.reserved.load(std::memory_order_relaxed) + trace_chunk_events > t.max_events.load(std::memory_order_relaxed))
+  try {
+    std::lock_guard<std::mutex> lock(t.mutex);
+    const std::uint64_t generation = t.generation.load(std::memory_order_relaxed);
+    trace_thread_log* log = this_thread_log_generation == generation ? this_thread_log : nullptr;
+    if (!log) {
+      auto owned = std::make_unique<trace_thread_log>();
+      owned->thread_id = current_thread_id();
+      t.logs.push_back(std::move(owned));  // strong guarantee: on failure `owned` is freed
+      log = t.logs.back().get();
+      this_thread_log = log;
+      this_thread_log_generation = generation;
+    }
+    if (t.reserved.load(std::memory_order_relaxed) + trace_chunk_events > t.max_events.load(std::memory_order_relaxed))
+      return nullptr;
+    auto owned = std::make_unique<trace_chunk>();
+    t.chunks.push_back(std::move(owned));  // likewise
+    t.reserved.fetch_add(trace_chunk_events, std::memory_order_relaxed);
+    trace_chunk* c = t.chunks.back().get();
+    if (log->tail)
+      log->tail->next.store(c, std::memory_order_release);
+    else
+      log->head = c;
+    log->tail = c;
+    return c;
+  } catch (...) {
     return nullptr;
-  t.reserved.fetch_add(trace_chunk_events, std::memory_order_relaxed);
-  t.chunks.push_back(std::make_unique<trace_chunk>());
-  trace_chunk* c = t.chunks.back().get();
-  if (log->tail)
-    log->tail->next.store(c, std::memory_order_release);
-  else
-    log->head = c;
-  log->tail = c;
-  return c;
+  }
 }
 
 inline void record_trace_event(const frame& f, std::int64_t end_ns, std::uint64_t flops,
                                std::uint64_t allocations, const std::string* budget_name,
-                               std::uint64_t budget_uid) {
+                               std::uint64_t budget_uid) noexcept {
   trace_state& t = tracer();
   trace_chunk* c = this_thread_log_generation == t.generation.load(std::memory_order_relaxed) && this_thread_log
                        ? this_thread_log->tail
@@ -118,27 +138,59 @@ inline void record_trace_event(const frame& f, std::int64_t end_ns, std::uint64_
 }
 
 // A budget is going away while events may still point at its names: give them copies.
-inline void forget_trace_names(std::uint64_t budget_uid) {
+// Called from ~budget(), which is noexcept: when the copies cannot be allocated, the budget's
+// events are dropped instead (stage set to nullptr: writers skip them, trace_statistics() counts
+// them in `dropped`), never left pointing at freed names.
+inline void forget_trace_names(std::uint64_t budget_uid) noexcept {
   trace_state& t = tracer();
   const bookkeeping own_allocations;
+  // std::mutex::lock() throws only on misuse (EDEADLK), never for want of memory.
   std::lock_guard<std::mutex> lock(t.mutex);
   if (t.chunks.empty()) return;
-  std::vector<std::pair<const std::string*, const std::string*>> copies;  // original -> copy
-  auto copy_of = [&](const std::string* original) {
-    for (const auto& [from, to] : copies)
-      if (from == original) return to;
-    const std::string* to = &t.names.emplace_back(*original);
-    copies.emplace_back(original, to);
-    return to;
-  };
-  for (const auto& chunk : t.chunks) {
-    const std::size_t n = chunk->count.load(std::memory_order_acquire);
-    for (std::size_t i = 0; i < n; ++i) {
-      trace_event& e = chunk->events[i];
-      if (e.budget_uid != budget_uid) continue;
-      e.budget = copy_of(e.budget);
-      e.stage = copy_of(e.stage);
-      e.budget_uid = 0;  // no live budget owns these names any more
+  try {
+    // First every copy (may throw), then the rewrite (cannot): no event is left half-renamed.
+    std::vector<std::pair<const std::string*, const std::string*>> copies;  // original -> copy
+    auto copy_of = [&](const std::string* original) {
+      for (const auto& [from, to] : copies)
+        if (from == original) return;
+      copies.emplace_back(original, nullptr);
+      copies.back().second = &t.names.emplace_back(*original);
+    };
+    for (const auto& chunk : t.chunks) {
+      const std::size_t n = chunk->count.load(std::memory_order_acquire);
+      for (std::size_t i = 0; i < n; ++i) {
+        const trace_event& e = chunk->events[i];
+        if (e.budget_uid != budget_uid || !e.stage) continue;
+        copy_of(e.budget);
+        copy_of(e.stage);
+      }
+    }
+    auto find = [&](const std::string* original) {
+      for (const auto& [from, to] : copies)
+        if (from == original) return to;
+      return original;  // not reached: every name was copied above
+    };
+    for (const auto& chunk : t.chunks) {
+      const std::size_t n = chunk->count.load(std::memory_order_acquire);
+      for (std::size_t i = 0; i < n; ++i) {
+        trace_event& e = chunk->events[i];
+        if (e.budget_uid != budget_uid || !e.stage) continue;
+        e.budget = find(e.budget);
+        e.stage = find(e.stage);
+        e.budget_uid = 0;  // no live budget owns these names any more
+      }
+    }
+  } catch (...) {
+    for (const auto& chunk : t.chunks) {
+      const std::size_t n = chunk->count.load(std::memory_order_acquire);
+      for (std::size_t i = 0; i < n; ++i) {
+        trace_event& e = chunk->events[i];
+        if (e.budget_uid != budget_uid || !e.stage) continue;
+        e.stage = e.budget = nullptr;  // dropped: its names die with the budget
+        e.budget_uid = 0;
+        ++t.forgotten;
+        t.dropped.fetch_add(1, std::memory_order_relaxed);
+      }
     }
   }
 }
