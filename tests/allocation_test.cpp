@@ -3,6 +3,7 @@
 // (recursion, cross-thread frees, exiting threads, frugal's own bookkeeping).
 #include <frugal/allocation.hpp>
 #include <frugal/frugal.hpp>
+#include <frugal/report.hpp>
 #include <frugal/tbb.hpp>
 
 #include <gtest/gtest.h>
@@ -21,6 +22,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -124,6 +126,41 @@ TEST_F(Allocation, APeakBytesLimitIsCrossedWhenTheLiveHeapRisesAboveIt) {
   EXPECT_GE(run.stage("big").peak_rise_bytes, 16 << 20);
   EXPECT_LT(run.stage("small").peak_rise_bytes, 2 << 20);
   EXPECT_GE(run.stage("small").peak_rise_bytes, 1 << 20);
+}
+
+// The input: budgets with peak_bytes=1MiB and 64 MiB live. Before the fix the 129th got
+// no watcher slot: never crossed, and the report printed 0 B. Now there is no limit on slots.
+TEST_F(Allocation, EveryBudgetMeasuresItsPeakHoweverManyThereAre) {
+  constexpr int count = 300;  // past two blocks of slots
+  std::vector<std::unique_ptr<frugal::budget>> budgets;
+  for (int i = 0; i < count; ++i)
+    budgets.push_back(std::make_unique<frugal::budget>("b" + std::to_string(i), frugal::limits{}.peak_bytes(1 << 20)));
+  for (const auto& b : budgets) ASSERT_TRUE(b->measures_peak()) << b->name();
+  frugal::heap_watch watch;
+  ASSERT_TRUE(watch.available());
+  frugal::budget& the_129th = *budgets[128];
+  frugal::budget& last = *budgets.back();
+  {
+    frugal::scope a{the_129th, "step"};
+    frugal::scope b{last, "step"};
+    std::unique_ptr<char[]> live(new char[64 << 20]);
+    live[0] = 1;
+  }
+  for (frugal::budget* b : {&the_129th, &last}) {
+    EXPECT_GE(b->used(frugal::resource::peak_bytes), 64 << 20) << b->name();
+    EXPECT_TRUE(b->level_crossed()) << b->name();
+    EXPECT_EQ(b->crossed_levels(), std::vector<std::string>{"peak_bytes"}) << b->name();
+    EXPECT_EQ(frugal::text_report(*b).find(" 0 B"), std::string::npos) << frugal::text_report(*b);
+  }
+  EXPECT_GE(watch.peak_bytes(), 64 << 20);
+  EXPECT_EQ(budgets.front()->used(frugal::resource::peak_bytes), 0) << "never active: no peak";
+
+  // Slots are recycled: as many budgets again, after these are gone, take no new slot.
+  const std::size_t used = frugal::detail::heap.watchers_used.load();
+  budgets.clear();
+  for (int i = 0; i < count; ++i)
+    budgets.push_back(std::make_unique<frugal::budget>("c" + std::to_string(i), frugal::limits{}.peak_bytes(1 << 20)));
+  EXPECT_EQ(frugal::detail::heap.watchers_used.load(), used);
 }
 
 TEST_F(Allocation, PeakIsOnlyRecordedWhileTheBudgetIsActive) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstdint>
 #include <future>
 #include <mutex>
 #include <stdexcept>
@@ -381,6 +382,139 @@ TEST(Budget, DynamicStageNamesMatchLiterals) {
   EXPECT_EQ(run.stage("run").calls, 1u);
 }
 
+// The case: a const char array whose content is set at run time, at the same address
+// on every call. Out of line, so the three calls reuse one stack slot.
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+std::uintptr_t open_stage_named(frugal::budget& b, char c) {
+  const char name[] = {'s', '_', c, '\0'};
+  frugal::scope s{b, name};
+  EXPECT_EQ(s.stage(), std::string(name));
+  return reinterpret_cast<std::uintptr_t>(&name[0]);
+}
+
+// The same, with a name shorter than its array, and with no terminator at all.
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+void open_stages_in_odd_arrays(frugal::budget& b, char c) {
+  const char shorter[6] = {c, 'x', '\0', '\0', '\0', '\0'};
+  const char unterminated[3] = {'u', 'v', c};
+  frugal::scope a{b, shorter};
+  frugal::scope d{b, unterminated};
+}
+
+TEST(Budget, ConstArraysFilledAtRunTimeAreLookedUpByContent) {
+  frugal::budget run{"run"};
+  const std::uintptr_t first = open_stage_named(run, 'a');
+  const bool same_address = open_stage_named(run, 'b') == first && open_stage_named(run, 'c') == first;
+  open_stage_named(run, 'a');
+  const auto stages = run.stages();
+  ASSERT_EQ(stages.size(), 3u) << "one address held three names (same address: " << same_address << ")";
+  EXPECT_EQ(run.stage("s_a").calls, 2u);
+  EXPECT_EQ(run.stage("s_b").calls, 1u);
+  EXPECT_EQ(run.stage("s_c").calls, 1u);
+
+  frugal::budget odd{"odd"};
+  for (char c : {'a', 'b', 'a'}) open_stages_in_odd_arrays(odd, c);
+  EXPECT_EQ(odd.stage("ax").calls, 2u);
+  EXPECT_EQ(odd.stage("bx").calls, 1u);
+  EXPECT_EQ(odd.stage("uva").calls, 2u);
+  EXPECT_EQ(odd.stage("uvb").calls, 1u);
+  EXPECT_EQ(odd.stages().size(), 4u);
+}
+
+// A stage re-entered on a thread (a recursive layer, the same stage opened again inside
+// another one) is charged by its outermost scope alone: its totals are what the outermost
+// activations measured, never more than the budget's.
+TEST(Budget, AReenteredStageCountsOnlyItsOutermostScope) {
+  frugal::manual_clock clock;
+  frugal::budget run{"run"};
+  {
+    frugal::scope o{run, "layer"};
+    frugal::add_flops(100);
+    clock.advance(1s);
+    {
+      frugal::scope i{run, "layer"};
+      frugal::add_flops(100);
+      frugal::add_units("samples", 3);
+      clock.advance(2s);
+      {
+        frugal::scope other{run, "attention"};
+        frugal::scope again{run, std::string("layer")};  // by content: the same stage
+        frugal::add_flops(50);
+        frugal::add_units("samples", 1);
+        clock.advance(1s);
+      }
+    }
+  }
+  const frugal::stage_stats layer = run.stage("layer");
+  EXPECT_EQ(layer.calls, 1u);
+  EXPECT_EQ(layer.flops, 250u);
+  EXPECT_DOUBLE_EQ(layer.wall_seconds, 4.0);
+  EXPECT_EQ(layer.units_of("samples"), 4);
+  EXPECT_EQ(run.used(frugal::resource::flops), 250);
+  EXPECT_EQ(run.used("samples"), 4);
+  const frugal::stage_stats attention = run.stage("attention");
+  EXPECT_EQ(attention.calls, 1u);
+  EXPECT_EQ(attention.flops, 50u);
+  EXPECT_DOUBLE_EQ(attention.wall_seconds, 1.0);
+  EXPECT_EQ(attention.units_of("samples"), 1);
+}
+
+// Recursion: depth 4, twice. Two outermost activations, every level's work in them.
+void recurse(frugal::budget& b, frugal::manual_clock& clock, int depth) {
+  frugal::scope s{b, "block"};
+  frugal::add_flops(10);
+  clock.advance(1ms);
+  if (depth > 1) recurse(b, clock, depth - 1);
+}
+
+TEST(Budget, ARecursiveStageCountsEachOutermostCallOnce) {
+  frugal::manual_clock clock;
+  frugal::budget run{"run"};
+  frugal::budget& child = run.child("child");
+  recurse(run, clock, 4);
+  recurse(run, clock, 4);
+  EXPECT_EQ(run.stage("block").calls, 2u);
+  EXPECT_EQ(run.stage("block").flops, 80u);
+  EXPECT_DOUBLE_EQ(run.stage("block").wall_seconds, 0.008);
+  EXPECT_EQ(run.used(frugal::resource::flops), 80);
+  // A stage of the same name in another budget is another stage: both count.
+  {
+    frugal::scope a{run, "x"};
+    frugal::scope b{child, "x"};
+    frugal::add_flops(1);
+  }
+  EXPECT_EQ(run.stage("x").flops, 1u);
+  EXPECT_EQ(child.stage("x").flops, 1u);
+  EXPECT_EQ(run.stage("x").calls, 1u);
+  EXPECT_EQ(child.stage("x").calls, 1u);
+}
+
+// Wall time keeps every ns, also across the busy word's 4096 ns ticks, and over a long run.
+TEST(Budget, WallIsExactToTheNanosecond) {
+  frugal::manual_clock clock;
+  frugal::budget run{"run"};
+  std::int64_t expected = 0;
+  for (std::int64_t gap : {1, 4095, 4097, 7, 123456789}) {
+    clock.advance(std::chrono::nanoseconds(gap));
+    frugal::scope s{run, "x"};
+    clock.advance(std::chrono::nanoseconds(gap * 3 + 1));
+    expected += gap * 3 + 1;
+  }
+  EXPECT_EQ(run.used(frugal::resource::wall), static_cast<double>(expected) / 1e9);
+  clock.advance(24h);
+  {
+    frugal::scope s{run, "long"};
+    clock.advance(100 * 24h + 3ns);
+    expected += (100 * 24h + 3ns).count();
+    EXPECT_EQ(run.used(frugal::resource::wall), static_cast<double>(expected) / 1e9);
+  }
+  EXPECT_EQ(run.used(frugal::resource::wall), static_cast<double>(expected) / 1e9);
+}
+
 TEST(Budget, UnitsAreChargedToEveryOpenStageAndTheInnermostBudget) {
   frugal::budget run{"run"};
   frugal::budget& eval = run.child("eval");
@@ -516,5 +650,17 @@ TEST(BudgetDeathTest, DestroyingABudgetWithAnOpenScopeIsCaught) {
   GTEST_SKIP() << "misuse checks are compiled out (NDEBUG without FRUGAL_ENABLE_ASSERTS=1)";
 }
 #endif
+
+// Not a debug check: in every build, a wall time the busy word cannot hold stops the program
+// with a message instead of wrapping.
+TEST(BudgetDeathTest, ABudgetOlderThanItsWallRangeStopsLoudly) {
+  auto too_old = [] {
+    frugal::manual_clock clock;
+    frugal::budget b("ancient");
+    clock.advance(std::chrono::nanoseconds(std::int64_t{1} << 53));
+    frugal::scope s(b, "x");
+  };
+  EXPECT_DEATH(too_old(), "budget 'ancient' is older than 2\\^53 ns \\(104.2 days\\)");
+}
 
 }  // namespace

@@ -51,6 +51,11 @@ void one_step(frugal::budget& run, frugal::budget& eval, const std::string& dyna
     frugal::scope e{eval, "eval"};
     frugal::add_flops(10);
   }
+  {
+    frugal::scope again{run, "step"};  // a re-entered stage
+    const char name[] = {'l', static_cast<char>('0' + samples.index % 10), '\0'};  // confirmed by content
+    frugal::scope layer{run, name};
+  }
   frugal::attach same{frugal::current_context()};
 }
 

@@ -135,6 +135,35 @@ TEST(Tbb, CarryScopeChargesTaskGroupTasks) {
   EXPECT_EQ(run.used(frugal::resource::flops), 80);
 }
 
+// A worker continuing the caller's "layer" (or the caller running its own chunk) that opens
+// "layer" again re-enters the stage: the caller's scope, which spans the work, counts it once.
+TEST(Tbb, AStageReenteredInsideWorkCarriedToWorkersCountsOnce) {
+  tbb::global_control allow(tbb::global_control::max_allowed_parallelism, 4);
+  tbb::task_arena arena(4);
+  frugal::budget run{"run"};
+  arena.execute([&] {
+    frugal::scope layer{run, "layer"};
+    frugal::parallel_for(0, 1000, [&](int) {
+      frugal::scope again{run, "layer"};
+      frugal::add_flops(1);
+      frugal::add_units("samples", 1);
+    });
+    tbb::task_group tg;
+    for (int i = 0; i < 8; ++i)
+      tg.run(frugal::carry_scope([&] {
+        frugal::scope again{run, "layer"};
+        frugal::add_flops(10);
+      }));
+    tg.wait();
+  });
+  const frugal::stage_stats layer = run.stage("layer");
+  EXPECT_EQ(layer.calls, 1u);
+  EXPECT_EQ(layer.flops, 1080u);
+  EXPECT_EQ(layer.units_of("samples"), 1000);
+  EXPECT_EQ(run.used(frugal::resource::flops), 1080);
+  EXPECT_LE(layer.wall_seconds, run.used(frugal::resource::wall));
+}
+
 TEST(Threads, AThreadThatExitsKeepsItsCharges) {
   frugal::budget run{"run"};
   frugal::scope s{run, "spawn"};

@@ -94,8 +94,8 @@ struct heap_totals {
 [[nodiscard]] inline std::int64_t heap_peak_bytes() noexcept { return detail::heap.peak.load(std::memory_order_relaxed); }
 
 // Records the peak live heap of the process from construction (or reset()) on: the peak of
-// one training step, for example. Unavailable (peak 0) without the hooks or when all
-// FRUGAL_MAX_HEAP_WATCHERS slots are taken; available() says which.
+// one training step, for example. Unavailable (peak 0, available() false) only without the
+// hooks, or when memory for a new block of watcher slots cannot be allocated.
 class heap_watch {
  public:
   heap_watch() noexcept : watcher_(detail::hooks_installed() ? detail::take_watcher(1) : nullptr) { reset(); }

@@ -34,6 +34,18 @@ extern "C" const int frugal_allocation_hooks_mode = static_cast<int>(frugal::det
 #error "frugal's allocation hooks support glibc on x86_64 and aarch64 only"
 #endif
 
+// Every declaration of the family first, then the definitions below match them: noexcept, as
+// glibc's __THROW reads in C++. The compiler's <mm_malloc.h> (pulled in by Eigen's SSE code)
+// declares posix_memalign again, throw() with GCC and without a specification with Clang, which
+// either accepts after glibc's declaration but not after a user's definition. So any include
+// order compiles: before, this header ahead of <Eigen/Dense> or <frugal/tbb.hpp> failed on
+// GCC 12 ("different exception specifier").
+#include <malloc.h>
+#include <stdlib.h>
+#if defined(__x86_64__) && __has_include(<mm_malloc.h>)
+#include <mm_malloc.h>
+#endif
+
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -110,14 +122,15 @@ inline void release(void* p) noexcept {
 
 }  // namespace frugal::detail::hooks
 
+// Every replacement is noexcept, as glibc declares it (see the includes above).
 extern "C" {
 
-void* malloc(std::size_t n) { return frugal::detail::hooks::counted(__libc_malloc(n), n); }
+void* malloc(std::size_t n) noexcept { return frugal::detail::hooks::counted(__libc_malloc(n), n); }
 
-void free(void* p) { frugal::detail::hooks::release(p); }
+void free(void* p) noexcept { frugal::detail::hooks::release(p); }
 
 // Overflow is checked here so that calloc(SIZE_MAX, 2) fails without counting anything.
-void* calloc(std::size_t count, std::size_t size) {
+void* calloc(std::size_t count, std::size_t size) noexcept {
   std::size_t n = 0;
   if (__builtin_mul_overflow(count, size, &n)) {
     errno = ENOMEM;
@@ -128,7 +141,7 @@ void* calloc(std::size_t count, std::size_t size) {
 
 // realloc counts as one allocation of the new size and a free of the old block; realloc(p, 0)
 // frees p (glibc's behaviour); a failed realloc changes nothing.
-void* realloc(void* p, std::size_t n) {
+void* realloc(void* p, std::size_t n) noexcept {
   using frugal::detail::hooks::usable_size;
   if (!p) return malloc(n);
   const std::size_t old = usable_size(p);
@@ -142,7 +155,7 @@ void* realloc(void* p, std::size_t n) {
   return q;
 }
 
-void* reallocarray(void* p, std::size_t count, std::size_t size) {
+void* reallocarray(void* p, std::size_t count, std::size_t size) noexcept {
   std::size_t n = 0;
   if (__builtin_mul_overflow(count, size, &n)) {
     errno = ENOMEM;
@@ -151,11 +164,11 @@ void* reallocarray(void* p, std::size_t count, std::size_t size) {
   return realloc(p, n);
 }
 
-void* memalign(std::size_t alignment, std::size_t n) {
+void* memalign(std::size_t alignment, std::size_t n) noexcept {
   return frugal::detail::hooks::counted(__libc_memalign(alignment, n), n);
 }
 
-void* aligned_alloc(std::size_t alignment, std::size_t n) {
+void* aligned_alloc(std::size_t alignment, std::size_t n) noexcept {
   if (!frugal::detail::hooks::valid_alignment(alignment)) {
     errno = EINVAL;
     return nullptr;
@@ -163,7 +176,7 @@ void* aligned_alloc(std::size_t alignment, std::size_t n) {
   return frugal::detail::hooks::counted(__libc_memalign(alignment, n), n);
 }
 
-int posix_memalign(void** out, std::size_t alignment, std::size_t n) {
+int posix_memalign(void** out, std::size_t alignment, std::size_t n) noexcept {
   if (!frugal::detail::hooks::valid_alignment(alignment) || alignment % sizeof(void*) != 0) return EINVAL;
   void* p = frugal::detail::hooks::counted(__libc_memalign(alignment, n), n);
   if (!p) return ENOMEM;
@@ -171,11 +184,11 @@ int posix_memalign(void** out, std::size_t alignment, std::size_t n) {
   return 0;
 }
 
-void* valloc(std::size_t n) { return frugal::detail::hooks::counted(__libc_valloc(n), n); }
+void* valloc(std::size_t n) noexcept { return frugal::detail::hooks::counted(__libc_valloc(n), n); }
 
-void* pvalloc(std::size_t n) { return frugal::detail::hooks::counted(__libc_pvalloc(n), n); }
+void* pvalloc(std::size_t n) noexcept { return frugal::detail::hooks::counted(__libc_pvalloc(n), n); }
 
-std::size_t malloc_usable_size(void* p) { return p ? frugal::detail::hooks::usable_size(p) : 0; }
+std::size_t malloc_usable_size(void* p) noexcept { return p ? frugal::detail::hooks::usable_size(p) : 0; }
 
 }  // extern "C"
 

@@ -15,6 +15,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -64,6 +66,21 @@ struct usage {
 namespace detail {
 struct budget_access;
 inline std::atomic<std::uint64_t> next_budget_uid{1};
+
+// Guards every thread's list of blocks (thread_block::list and its links): taken when a thread
+// takes a block, when it exits and when a budget dies; never on the hot path. Taken before any
+// budget's mutex.
+inline std::mutex thread_blocks_mutex;
+
+inline void unlink_block(thread_block& b) noexcept {
+  if (b.list_prev)
+    b.list_prev->list_next = b.list_next;
+  else
+    b.list->head = b.list_next;
+  if (b.list_next) b.list_next->list_prev = b.list_prev;
+  b.list = nullptr;
+  b.list_prev = b.list_next = nullptr;
+}
 
 // Used over limit: 0 when unlimited; a zero limit reads as 1 (used up / at the ceiling).
 [[nodiscard]] inline double fraction_of(double used, double limit) noexcept {
@@ -117,6 +134,7 @@ class budget {
                   "budget destroyed while one of its scopes (or a descendant's) is still open");
     detail::release_watcher(watcher_);
     detail::forget_trace_names(uid_);
+    forget_threads();
   }
 
   // A child budget, owned by this one and destroyed with it. Everything charged to the child
@@ -203,8 +221,8 @@ class budget {
   }
   [[nodiscard]] bool measures_cpu() const noexcept { return measure_cpu_.load(std::memory_order_relaxed); }
 
-  // Peak heap is measured when the allocation hooks are installed and one of the
-  // FRUGAL_MAX_HEAP_WATCHERS watcher slots was free when the budget was created.
+  // Peak heap is measured whenever the allocation hooks are installed, however many budgets
+  // there are (without them, reports show the peak as not measured, not as 0).
   [[nodiscard]] bool measures_peak() const noexcept { return watcher_ != nullptr; }
 
   // The limit in the resource's unit (seconds, count, bytes); +infinity when unlimited.
@@ -357,18 +375,27 @@ class budget {
   friend struct detail::budget_access;
 
   // Wall time is a union of intervals over threads. busy_ packs it in one atomic word so the
-  // union needs no lock: low 10 bits count the threads that have the budget active, the rest
-  // is (sum of busy-period ends - sum of busy-period starts) in ns since origin_ns_. While
-  // active, wall = that sum + now. Limits: 1023 threads active at once, 2^53 ns (104 days).
-  static constexpr std::int64_t count_bits = 10;
-  static constexpr std::int64_t count_mask = (std::int64_t{1} << count_bits) - 1;
+  // union needs no lock: the low 22 bits count the threads that have the budget active (any
+  // number Linux can run), the other 42 hold (sum of busy-period ends - sum of busy-period
+  // starts) since origin_ns_ in ticks of 4096 ns; the ns below a tick go to the transition's
+  // thread block (thread_block::wall_rest_ns: a thread-owned add, not a second shared RMW), so
+  // wall stays exact to the ns (a read racing a first-in or last-out transition may be off by
+  // less than a tick until it lands). While active, wall = that sum + now. The sum fits while
+  // the budget is younger than 2^53 ns (104.2 days); a transition past that aborts with a
+  // message rather than wrap.
+  static constexpr std::int64_t count_bits = detail::busy_count_bits;
+  static constexpr std::int64_t count_mask = detail::busy_count_mask;
+  static constexpr int tick_bits = 12;
+  static constexpr std::int64_t tick_mask = (std::int64_t{1} << tick_bits) - 1;
+  static constexpr std::int64_t max_age_ns = std::int64_t{1} << (63 - count_bits + tick_bits);  // a signed field
+  static_assert(max_age_ns == std::int64_t{1} << 53);
 
   budget(std::string name, frugal::limits l, budget* parent)
       : name_(std::move(name)),
         parent_(parent),
         uid_(detail::next_budget_uid.fetch_add(1, std::memory_order_relaxed)),
         origin_ns_(wall_now_ns()),
-        watcher_(detail::hooks_installed() ? detail::take_watcher(0) : nullptr),
+        watcher_(take_peak_watcher()),
         busy_(watcher_ ? &watcher_->busy : &own_busy_),
         limits_(std::move(l)) {
     if (name_.empty()) {
@@ -378,9 +405,26 @@ class budget {
     measure_cpu_.store(limits_.has(resource::cpu), std::memory_order_relaxed);
   }
 
+  // With the allocation hooks every budget gets a watcher slot (they are not limited in
+  // number). One is missing only when memory for more slots is: then the budget is not made,
+  // rather than leave a peak_bytes limit silently unenforced.
+  static detail::heap_watcher* take_peak_watcher() {
+    if (!detail::hooks_installed()) return nullptr;
+    if (detail::heap_watcher* w = detail::take_watcher(0)) return w;
+    throw std::bad_alloc();
+  }
+
   // The highest process live heap seen while the budget was active (0 when not measured).
   [[nodiscard]] double peak_bytes() const noexcept {
     return watcher_ ? static_cast<double>(watcher_->peak.load(std::memory_order_relaxed)) : 0.0;
+  }
+
+  // Threads still alive hold blocks of this budget in their lists: take them out, so that no
+  // thread's exit hands on a block of a budget that is gone.
+  void forget_threads() noexcept {
+    std::lock_guard<std::mutex> registry(detail::thread_blocks_mutex);
+    for (const auto& blk : blocks_)
+      if (blk->list) detail::unlink_block(*blk);
   }
 
   static void check_name(const std::string& name, const char* field) {
@@ -411,7 +455,11 @@ class budget {
   [[nodiscard]] double wall_seconds() const noexcept {
     const std::int64_t state = busy_->load(std::memory_order_acquire);
     const std::int64_t count = state & count_mask;
-    std::int64_t ns = (state - count) / (count_mask + 1);
+    std::int64_t ns = (state - count) / (count_mask + 1) * (tick_mask + 1);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (const auto& b : blocks_) ns += b->wall_rest_ns.get();
+    }
     // Active: the open period's start was subtracted; add now, which a racing transition's
     // clamped start can exceed by a hair, so never less than the start itself.
     if (count > 0) ns += std::max(wall_now_ns() - origin_ns_, last_transition_ns_.load(std::memory_order_acquire));
@@ -441,23 +489,41 @@ class budget {
   // previous end, so the union never counts time twice or counts time that has not passed;
   // a racing transition can shift a boundary by the width of the race (see the note in the
   // README's semantics).
-  void thread_enters(std::int64_t now_ns) noexcept { transition(now_ns, +1); }
-  void thread_leaves(std::int64_t now_ns) noexcept { transition(now_ns, -1); }
+  void thread_enters(detail::thread_block& blk, std::int64_t now_ns) noexcept { transition(blk, now_ns, +1); }
+  void thread_leaves(detail::thread_block& blk, std::int64_t now_ns) noexcept { transition(blk, now_ns, -1); }
 
-  void transition(std::int64_t now_ns, std::int64_t step) noexcept {
+  void transition(detail::thread_block& blk, std::int64_t now_ns, std::int64_t step) noexcept {
     const std::int64_t t = now_ns - origin_ns_;
+    if (FRUGAL_UNLIKELY(t >= max_age_ns)) wall_out_of_range();
     detail::raise_to(last_transition_ns_, t);
     const std::int64_t boundary = step > 0 ? 0 : 1;  // the count that makes this a start / an end
     std::int64_t state = busy_->load(std::memory_order_acquire);
     for (;;) {
-      FRUGAL_ASSERT(step < 0 || (state & count_mask) != count_mask, "more than 1023 threads active in one budget");
+      if (FRUGAL_UNLIKELY(step > 0 && (state & count_mask) == count_mask)) too_many_threads();
       std::int64_t next = state + step;
+      std::int64_t rest = 0;
       if ((state & count_mask) == boundary) {
         const std::int64_t at = std::max(t, last_transition_ns_.load(std::memory_order_acquire));
-        next -= step * at * (count_mask + 1);  // a start subtracts its time, an end adds it
+        next -= step * (at >> tick_bits) * (count_mask + 1);  // a start subtracts its time, an end adds it
+        rest = -step * (at & tick_mask);
       }
-      if (busy_->compare_exchange_weak(state, next, std::memory_order_acq_rel, std::memory_order_acquire)) return;
+      if (busy_->compare_exchange_weak(state, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        if (rest != 0) blk.wall_rest_ns.add(rest);
+        return;
+      }
     }
+  }
+
+  // Refusals that must be loud in every build: a wrong wall time would pass silently.
+  [[noreturn]] FRUGAL_NOINLINE void wall_out_of_range() const noexcept {
+    std::fprintf(stderr, "frugal: budget '%s' is older than 2^53 ns (104.2 days): its wall time can no longer be represented\n",
+                 name_.c_str());
+    std::abort();
+  }
+  [[noreturn]] FRUGAL_NOINLINE void too_many_threads() const noexcept {
+    std::fprintf(stderr, "frugal: budget '%s': more than %lld threads active at once\n", name_.c_str(),
+                 static_cast<long long>(count_mask));
+    std::abort();
   }
 
   template <class F>
@@ -506,7 +572,10 @@ class budget {
   frugal::limits limits_;
   bool measure_cpu_requested_ = false;
   std::vector<std::unique_ptr<budget>> children_;
-  std::vector<std::unique_ptr<detail::thread_block>> blocks_;  // one per thread that used it
+  // One per thread using the budget at the same time: an exited thread's block goes to the
+  // free list (linked by list_next) and to the next new thread (see detail::thread_block).
+  std::vector<std::unique_ptr<detail::thread_block>> blocks_;
+  detail::thread_block* free_blocks_ = nullptr;
   std::vector<std::unique_ptr<std::string>> stage_names_;     // index = stage index
 
   // Apart from mutex_, which the listeners take to read the limits back (see set_limits()).
@@ -517,19 +586,73 @@ class budget {
 
 namespace detail {
 
+// The calling thread's list of blocks; its exit hands them on (release_thread_blocks below).
+// Null once that has run: a block taken later (by a thread-exit destructor that opens a scope)
+// stays with the thread, which costs a block, never a count.
+struct thread_blocks_owner {
+  thread_blocks list;
+  ~thread_blocks_owner();
+};
+inline thread_local bool thread_blocks_released = false;  // trivial: readable at any time
+[[nodiscard]] inline thread_blocks* this_thread_blocks() {
+  if (thread_blocks_released) return nullptr;
+  static thread_local thread_blocks_owner owner;  // registers the exit handler (may allocate)
+  return &owner.list;
+}
+
 // The cold paths the scopes need: finding this thread's block and stage slot (first use on a
 // thread, or a cache miss), and activating a budget on a thread.
 struct budget_access {
   [[nodiscard]] static std::uint64_t uid(const budget& b) noexcept { return b.uid_; }
 
-  // This thread's block of b, created (with its ancestors' blocks) on first use.
+  // This thread's block of b, taken (with its ancestors' blocks) on first use: a block an
+  // exited thread left, or a new one.
   static thread_block* block_for(budget& b, std::uint64_t thread) {
     thread_block* parent_block = b.parent_ ? block_for(*b.parent_, thread) : nullptr;
+    {
+      std::lock_guard<std::mutex> lock(b.mutex_);
+      for (const auto& blk : b.blocks_)
+        if (blk->thread_id == thread) return blk.get();
+    }
+    thread_blocks* list = this_thread_blocks();
+    std::lock_guard<std::mutex> registry(thread_blocks_mutex);
     std::lock_guard<std::mutex> lock(b.mutex_);
-    for (const auto& blk : b.blocks_)
-      if (blk->thread_id == thread) return blk.get();
-    b.blocks_.push_back(std::make_unique<thread_block>(&b, parent_block, thread));
-    return b.blocks_.back().get();
+    thread_block* blk = b.free_blocks_;
+    if (blk) {
+      b.free_blocks_ = blk->list_next;
+    } else {
+      b.blocks_.push_back(std::make_unique<thread_block>(&b, nullptr, 0));
+      blk = b.blocks_.back().get();
+    }
+    blk->thread_id = thread;
+    blk->parent = parent_block;
+    blk->list_prev = nullptr;
+    blk->list_next = nullptr;
+    if (list) {
+      blk->list = list;
+      blk->list_next = list->head;
+      if (list->head) list->head->list_prev = blk;
+      list->head = blk;
+    }
+    return blk;
+  }
+
+  // An exiting thread gives up blk (taken out of its list, under thread_blocks_mutex). A block
+  // with a scope still open (one a later thread-exit destructor closes) stays with the thread.
+  static void release(thread_block& blk) noexcept {
+    budget& b = *blk.owner;
+    std::lock_guard<std::mutex> lock(b.mutex_);
+    if (blk.open != 0) return;
+    blk.thread_id = 0;
+    blk.parent = nullptr;
+    blk.list_next = b.free_blocks_;
+    b.free_blocks_ = &blk;
+  }
+
+  // Blocks b holds (taken or free): a test hook, bounded by the threads using b at once.
+  [[nodiscard]] static std::size_t block_count(const budget& b) {
+    std::lock_guard<std::mutex> lock(b.mutex_);
+    return b.blocks_.size();
   }
 
   static std::uint32_t stage_index(budget& b, std::string_view name) {
@@ -557,7 +680,7 @@ struct budget_access {
   static void open(thread_block& blk, std::int64_t now_ns) noexcept {
     if (blk.open++ != 0) return;
     budget& b = *blk.owner;
-    b.thread_enters(now_ns);
+    b.thread_enters(blk, now_ns);
     // The heap the budget starts with counts toward its peak.
     if (b.watcher_) detail::raise_to(b.watcher_->peak, detail::heap.live.load(std::memory_order_relaxed));
     blk.cpu_start_ns = b.measure_cpu_.load(std::memory_order_relaxed) ? thread_cpu_now_ns() : -1;
@@ -571,10 +694,27 @@ struct budget_access {
       blk.cpu_ns.add(thread_cpu_now_ns() - blk.cpu_start_ns);
       blk.cpu_start_ns = -1;
     }
-    b.thread_leaves(now_ns);
+    b.thread_leaves(blk, now_ns);
     if (blk.parent) close(*blk.parent, now_ns);
   }
 };
+
+// At thread exit: the thread's blocks go to their budgets' free lists, counters and all, and
+// its cache forgets them (a later scope on this thread must not find a block another thread
+// has taken).
+inline void release_thread_blocks(thread_blocks& list) noexcept {
+  std::lock_guard<std::mutex> registry(thread_blocks_mutex);
+  for (cache_entry& e : this_thread.cache) e = cache_entry{};
+  while (thread_block* blk = list.head) {
+    unlink_block(*blk);
+    budget_access::release(*blk);
+  }
+}
+
+inline thread_blocks_owner::~thread_blocks_owner() {
+  thread_blocks_released = true;
+  release_thread_blocks(list);
+}
 
 }  // namespace detail
 }  // namespace frugal

@@ -93,7 +93,8 @@ inline void add_units(unit_id id, double n) {
   detail::frame* f = detail::this_thread.current;
   if (f == nullptr) return;
   f->block->units[id.index].add(n);
-  for (; f != nullptr; f = f->prev) f->stage->units[id.index].add(n);
+  for (; f != nullptr; f = f->prev)
+    if (f->counts_stage) f->stage->units[id.index].add(n);  // a re-entered stage: once
 }
 
 inline void add_units(std::string_view name, double n) { add_units(unit_id{detail::unit_index(name)}, n); }

@@ -68,8 +68,10 @@ inline void print_budget(std::ostream& out, const budget& b, const std::string& 
     const auto lim = l.get(r);
     if (r == resource::cpu && !b.measures_cpu()) continue;
     if (!lim && u[r] == 0 && r != resource::wall) continue;
-    rows.push_back({resource_label(r, crossed), format_quantity(r, u[r]), lim ? format_quantity(r, *lim) : "-",
-                    lim ? percent(fraction_of(u[r], *lim)) : "-"});
+    // Not measured is not zero (no allocation hooks): say so rather than print "0 B".
+    const bool measured = r != resource::peak_bytes || b.measures_peak();
+    rows.push_back({resource_label(r, crossed), measured ? format_quantity(r, u[r]) : "not measured",
+                    lim ? format_quantity(r, *lim) : "-", lim && measured ? percent(fraction_of(u[r], *lim)) : "-"});
   }
   for (const auto& [unit, value] : u.units) {
     const auto lim = l.get(unit);

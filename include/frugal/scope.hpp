@@ -36,16 +36,8 @@ FRUGAL_NOINLINE inline void fill_cache(cache_entry& e, budget& b, std::uintptr_t
   thread_block* blk = budget_access::block_for(b, current_thread_id());
   if (kind != stage_key_kind::by_index) index = budget_access::stage_index(b, name);
   stage_slot* slot = budget_access::slot_for(b, *blk, index);
-  e = cache_entry{budget_access::uid(b), key, kind, blk, slot};
-}
-
-[[nodiscard]] inline cache_entry& literal_slot(budget& b, const char* literal) {
-  const std::uint64_t uid = budget_access::uid(b);
-  const auto key = reinterpret_cast<std::uintptr_t>(literal);
-  cache_entry& e = this_thread.cache[cache_index(uid, key)];
-  if (FRUGAL_UNLIKELY(e.budget_uid != uid || e.key != key || e.kind != stage_key_kind::literal))
-    fill_cache(e, b, key, stage_key_kind::literal, std::string_view(literal), 0);
-  return e;
+  e = cache_entry{budget_access::uid(b), key, kind, static_cast<std::uint32_t>(slot->name->size()),
+                  slot->name->c_str(), blk, slot};
 }
 
 [[nodiscard]] inline cache_entry& named_slot(budget& b, std::string_view name) {
@@ -53,9 +45,41 @@ FRUGAL_NOINLINE inline void fill_cache(cache_entry& e, budget& b, std::uintptr_t
   const auto key = static_cast<std::uintptr_t>(hash_name(name));
   cache_entry& e = this_thread.cache[cache_index(uid, key)];
   // The hash may collide; the interned name settles it.
-  if (e.budget_uid != uid || e.key != key || e.kind != stage_key_kind::by_name || *e.stage->name != name)
+  if (e.budget_uid != uid || e.key != key || e.kind != stage_key_kind::by_name || e.name_size != name.size() ||
+      std::memcmp(e.name, name.data(), name.size()) != 0)
     fill_cache(e, b, key, stage_key_kind::by_name, name, 0);
   return e;
+}
+
+// The length of the name in a char array of n bytes: up to its first NUL, or all n bytes.
+[[nodiscard]] inline std::size_t array_name_length(const char* name, std::size_t n) noexcept {
+  const void* nul = std::memchr(name, '\0', n);
+  return nul ? static_cast<std::size_t>(static_cast<const char*>(nul) - name) : n;
+}
+
+// A name in a char array that is not the array's exact content up to its last byte ("ab" in
+// char[8], or no terminator): looked up by content.
+FRUGAL_NOINLINE inline cache_entry& array_slot_slow(cache_entry& e, budget& b, const char* name, std::size_t n) {
+  const std::string_view content(name, array_name_length(name, n));
+  if (content.empty()) throw std::invalid_argument("frugal::scope: stage name must not be empty, got ''");
+  if (content.size() != n - 1) return named_slot(b, content);
+  fill_cache(e, b, reinterpret_cast<std::uintptr_t>(name), stage_key_kind::literal, content, 0);
+  return e;
+}
+
+// A const char array (usually a string literal): found by address, then confirmed by content,
+// since an array filled at run time can hold another name at the same address. The compare
+// is of N bytes, N known at compile time (the name and its terminator against the interned
+// name's): a few loads for the usual name, no strlen.
+template <std::size_t N>
+[[nodiscard]] inline cache_entry& array_slot(budget& b, const char (&name)[N]) {
+  const std::uint64_t uid = budget_access::uid(b);
+  const auto key = reinterpret_cast<std::uintptr_t>(name);
+  cache_entry& e = this_thread.cache[cache_index(uid, key)];
+  if (FRUGAL_LIKELY(e.budget_uid == uid && e.key == key && e.kind == stage_key_kind::literal &&
+                    e.name_size == N - 1 && std::memcmp(e.name, name, N) == 0))
+    return e;
+  return array_slot_slow(e, b, name, N);
 }
 
 [[nodiscard]] inline cache_entry& indexed_slot(budget& b, std::uint32_t index) {
@@ -76,6 +100,7 @@ inline void push_frame(frame& f, const cache_entry& e, bool counts_call) noexcep
   f.block = e.block;
   f.stage = e.stage;
   f.counts_call = counts_call;
+  f.counts_stage = e.stage->open++ == 0;
   f.at_enter = ts.counters;
   f.live_at_enter = ts.heap.live();
   f.outer_live_high = ts.heap.live_high;
@@ -91,16 +116,21 @@ inline void pop_frame(frame& f) noexcept {
   FRUGAL_ASSERT(ts.current == &f, "scopes must close in reverse order, on the thread that opened them");
   flush_pending(ts);
   stage_slot& s = *f.stage;
-  if (f.counts_call) {
-    s.calls.add(1);
-    s.wall_ns.add(end_ns - f.start_ns);
-  }
+  --s.open;
   const thread_counters& now = ts.counters;
-  if (const auto d = now.flops - f.at_enter.flops) s.flops.add(d);
-  if (const auto d = now.allocations - f.at_enter.allocations) s.allocations.add(d);
-  if (const auto d = now.alloc_bytes - f.at_enter.alloc_bytes) s.alloc_bytes.add(d);
-  if (const auto growth = ts.heap.live_high - f.live_at_enter; growth > s.peak_growth.get())
-    s.peak_growth.value.store(growth, std::memory_order_relaxed);
+  // A stage re-entered on this thread (a recursive layer, or a worker's scope inside the one
+  // it continues) is charged by its outermost scope alone, which spans the inner ones.
+  if (f.counts_stage) {
+    if (f.counts_call) {
+      s.calls.add(1);
+      s.wall_ns.add(end_ns - f.start_ns);
+    }
+    if (const auto d = now.flops - f.at_enter.flops) s.flops.add(d);
+    if (const auto d = now.allocations - f.at_enter.allocations) s.allocations.add(d);
+    if (const auto d = now.alloc_bytes - f.at_enter.alloc_bytes) s.alloc_bytes.add(d);
+    if (const auto growth = ts.heap.live_high - f.live_at_enter; growth > s.peak_growth.get())
+      s.peak_growth.value.store(growth, std::memory_order_relaxed);
+  }
   if (f.outer_live_high > ts.heap.live_high) ts.heap.live_high = f.outer_live_high;
   if (FRUGAL_UNLIKELY(trace_enabled.load(std::memory_order_relaxed))) {
     const budget& b = *f.block->owner;
@@ -118,15 +148,17 @@ inline void pop_frame(frame& f) noexcept {
 // that opened them, in reverse order (RAII does this), and before their budget is destroyed.
 class scope {
  public:
-  // A string literal (the usual case) is looked up by address: a few ns after first use.
+  // A string literal (the usual case) is looked up by address, then its N bytes are compared
+  // with the cached name: a few ns after first use. An array filled at run time may hold
+  // another name at the same address later, and then maps to that name's stage.
   template <std::size_t N>
   scope(budget& b, const char (&stage)[N]) {
     static_assert(N > 1, "frugal::scope: stage name must not be empty");
-    detail::push_frame(frame_, detail::literal_slot(b, stage), true);
+    detail::push_frame(frame_, detail::array_slot(b, stage), true);
   }
   // A mutable buffer may change between uses, so it is looked up by content.
   template <std::size_t N>
-  scope(budget& b, char (&stage)[N]) : scope(b, std::string_view(stage)) {}
+  scope(budget& b, char (&stage)[N]) : scope(b, std::string_view(stage, detail::array_name_length(stage, N))) {}
   // Any other name (std::string, const char*) is looked up by content: a hash, then a compare.
   scope(budget& b, std::string_view stage) {
     if (stage.empty()) throw std::invalid_argument("frugal::scope: stage name must not be empty, got ''");

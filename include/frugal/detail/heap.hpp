@@ -1,5 +1,6 @@
 // Process-wide heap accounting behind the allocation hooks: per-thread counters folded into a
-// process total in bounded steps, peak watchers for budgets, and the registry of threads.
+// process total in bounded steps, peak watchers for budgets, the registry of threads, and what
+// keeps it right across thread exit and fork().
 #pragma once
 
 #include <frugal/config.hpp>
@@ -10,6 +11,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <new>
 
 // Defined (strongly) only by the translation unit that expands <frugal/allocation_hooks.hpp>:
 // 1 when its malloc family is in place, 2 when a sanitizer owns malloc and the hooks stepped aside.
@@ -23,10 +25,6 @@ namespace frugal::detail {
 #define FRUGAL_HEAP_FOLD_BYTES (64 * 1024)
 #endif
 
-// Watchers of the peak live heap: one per budget (while slots last) and one per heap_watch.
-#ifndef FRUGAL_MAX_HEAP_WATCHERS
-#define FRUGAL_MAX_HEAP_WATCHERS 128
-#endif
 
 template <class T>
 inline T relaxed_load(const T& v) noexcept {
@@ -52,13 +50,23 @@ struct heap_watcher {
   std::atomic<bool> taken{false};
 };
 
+// Watchers of the peak live heap: one per budget and one per heap_watch, as many as there are.
+// The first inline_watchers are static; then blocks of 128, 256, 512, ... slots, allocated on
+// the cold path (a budget's construction) and never freed, so a fold reads them without a lock.
+// Slots are recycled: a fold scans the prefix of slots ever taken at once, not ever created.
+inline constexpr std::size_t inline_watchers = 128;
+inline constexpr std::size_t watcher_blocks = 40;  // 128 << 39 slots: beyond any address space
+
 // Hooks' link state, set by the one translation unit that expands allocation_hooks.hpp.
 enum class hooks_mode : int { none = 0, installed = 1, sanitizer = 2 };
 
 struct heap_state {
   std::atomic<std::int64_t> live{0};   // folded live heap of the process (usable bytes)
   std::atomic<std::int64_t> peak{0};   // highest folded live heap since start
-  heap_watcher watchers[FRUGAL_MAX_HEAP_WATCHERS];
+  heap_watcher watchers[inline_watchers];
+  // Block k (k >= 1) holds slots [inline_watchers << (k - 1), inline_watchers << k); published
+  // (release) before watchers_used covers any of its slots.
+  std::atomic<heap_watcher*> more_watchers[watcher_blocks - 1]{};
   std::atomic<std::size_t> watchers_used{0};  // slots ever taken: folds scan this prefix
 
   // Registry of threads known to the hooks, for exact totals on demand. A spin lock: taken
@@ -89,36 +97,56 @@ inline constexpr std::uint32_t registered_bit = 1;
 inline constexpr std::uint32_t bookkeeping_step = 2;
 inline constexpr std::uint32_t exited_bit = 1u << 30;
 
-inline void fold_heap(thread_heap& h) noexcept {
+// Out of line: it runs once per FRUGAL_HEAP_FOLD_BYTES, and inlined, its loops would make every
+// hook save more registers.
+FRUGAL_NOINLINE inline void fold_heap(thread_heap& h) noexcept {
   const std::int64_t live = h.live();
   const std::int64_t delta = live - h.folded;
   relaxed_store(h.folded, live);
   const std::int64_t now = heap.live.fetch_add(delta, std::memory_order_relaxed) + delta;
   raise_to(heap.peak, now);
   const std::size_t n = heap.watchers_used.load(std::memory_order_acquire);
-  for (std::size_t i = 0; i < n; ++i) {
-    heap_watcher& w = heap.watchers[i];
-    if (w.busy.load(std::memory_order_relaxed) & 1023) raise_to(w.peak, now);
+  heap_watcher* block = heap.watchers;
+  for (std::size_t begin = 0, size = inline_watchers, k = 0; begin < n; begin += size, size = begin, ++k) {
+    if (k > 0) block = heap.more_watchers[k - 1].load(std::memory_order_acquire);
+    const std::size_t count = n - begin < size ? n - begin : size;
+    for (std::size_t i = 0; i < count; ++i) {
+      heap_watcher& w = block[i];
+      if (w.busy.load(std::memory_order_relaxed) & busy_count_mask) raise_to(w.peak, now);
+    }
   }
 }
 
-// A thread that exits folds what it holds and leaves the registry; allocations it still makes
-// afterwards (later thread-exit destructors) fold at once.
+// A thread leaving the registry (under its lock): its live heap folds into the process total
+// and its counts into those of exited threads, so exact totals neither lose nor repeat them.
+inline void retire_thread(thread_state& ts) noexcept {
+  thread_heap& h = ts.heap;
+  fold_heap(h);
+  heap.exited_allocations.fetch_add(ts.counters.allocations + h.own_allocations, std::memory_order_relaxed);
+  heap.exited_alloc_bytes.fetch_add(ts.counters.alloc_bytes + h.own_alloc_bytes, std::memory_order_relaxed);
+  heap.exited_frees.fetch_add(h.frees, std::memory_order_relaxed);
+}
+
+// The exit handler, frugal's pthread-key destructor: the thread leaves the registry, so its
+// node (in the thread's static TLS, which glibc reuses for a later thread) is free for reuse.
+// What the thread still allocates and frees afterwards (pthread-key destructors that run after
+// this one, in this round or a later one, and glibc's own thread teardown) takes the slow path
+// and is counted straight into the exited threads' totals (see record_allocation_slow).
 inline void on_thread_exit(void* state) noexcept {
   auto* ts = static_cast<thread_state*>(state);
-  thread_heap& h = ts->heap;
-  fold_heap(h);
   registry_lock lock;
-  heap.exited_allocations.fetch_add(ts->counters.allocations + h.own_allocations, std::memory_order_relaxed);
-  heap.exited_alloc_bytes.fetch_add(ts->counters.alloc_bytes + h.own_alloc_bytes, std::memory_order_relaxed);
-  heap.exited_frees.fetch_add(h.frees, std::memory_order_relaxed);
+  retire_thread(*ts);
   for (thread_state** p = &heap.threads; *p; p = &(*p)->heap.next)
     if (*p == ts) {
-      *p = h.next;
+      *p = ts->heap.next;
       break;
     }
-  h.state |= exited_bit;
+  ts->heap.state |= exited_bit;
 }
+
+inline void before_fork() noexcept;
+inline void after_fork_in_parent() noexcept;
+inline void after_fork_in_child() noexcept;
 
 FRUGAL_NOINLINE inline void register_thread(thread_state& ts) noexcept {
   ts.heap.state |= registered_bit;  // first: registering may allocate (pthread_setspecific)
@@ -126,7 +154,10 @@ FRUGAL_NOINLINE inline void register_thread(thread_state& ts) noexcept {
   if (key != 2) {
     int expected = 0;
     if (heap.key_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+      ts.heap.state += bookkeeping_step;  // whatever these allocate is frugal's own
       pthread_key_create(&heap.exit_key, on_thread_exit);
+      pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
+      ts.heap.state -= bookkeeping_step;
       heap.key_state.store(2, std::memory_order_release);
     } else {
       while (heap.key_state.load(std::memory_order_acquire) != 2) {
@@ -140,8 +171,43 @@ FRUGAL_NOINLINE inline void register_thread(thread_state& ts) noexcept {
   }
   // pthread_setspecific may allocate its second-level key table: frugal's own allocation.
   ts.heap.state += bookkeeping_step;
-  pthread_setspecific(heap.exit_key, &ts);
+  const int armed = pthread_setspecific(heap.exit_key, &ts);
   ts.heap.state -= bookkeeping_step;
+  // Without its exit handler the node would outlive the thread: leave the registry now, and
+  // count everything from here on as an exited thread's (exact, on the slow path).
+  if (armed != 0) on_thread_exit(&ts);
+}
+
+// fork() copies the calling thread only. Before it, that thread registers (so an allocation in
+// a prepare handler that runs after this one cannot wait on the lock held here) and takes the
+// registry lock: no other thread is half-way through changing the list when memory is copied.
+inline void before_fork() noexcept {
+  thread_state& ts = this_thread;
+  if (!(ts.heap.state & registered_bit)) register_thread(ts);
+  while (heap.registry_locked.exchange(true, std::memory_order_acquire)) {
+  }
+}
+
+inline void after_fork_in_parent() noexcept { heap.registry_locked.store(false, std::memory_order_release); }
+
+// In the child only the forking thread exists. The other threads' nodes are dropped, their
+// counts folded in first (the totals carry on from the parent's): glibc hands those threads'
+// stacks, and so their nodes, to the child's new threads, which would register them again and
+// turn the list into a loop.
+inline void after_fork_in_child() noexcept {
+  thread_state* const self = &this_thread;
+  thread_state* kept = nullptr;
+  for (thread_state* p = heap.threads; p;) {
+    thread_state* const next = p->heap.next;
+    if (p == self)
+      kept = p;
+    else
+      retire_thread(*p);
+    p = next;
+  }
+  if (kept) kept->heap.next = nullptr;
+  heap.threads = kept;
+  heap.registry_locked.store(false, std::memory_order_release);
 }
 
 inline void add_allocated(thread_heap& h, std::size_t usable) noexcept {
@@ -172,7 +238,11 @@ FRUGAL_NOINLINE inline void record_allocation_slow(thread_state& ts, std::size_t
     relaxed_store(ts.counters.alloc_bytes, ts.counters.alloc_bytes + requested);
   }
   add_allocated(h, usable);
-  if (h.state & exited_bit) fold_heap(h);
+  if (h.state & exited_bit) {  // no registry node sums this thread any more
+    heap.exited_allocations.fetch_add(1, std::memory_order_relaxed);
+    heap.exited_alloc_bytes.fetch_add(requested, std::memory_order_relaxed);
+    fold_heap(h);
+  }
 }
 
 // The hot path of every allocation: a state check, three thread-local adds, two compares.
@@ -190,7 +260,10 @@ FRUGAL_NOINLINE inline void record_free_slow(thread_state& ts, std::size_t usabl
   if (!(h.state & registered_bit)) register_thread(ts);
   relaxed_store(h.frees, h.frees + 1);
   add_freed(h, usable);
-  if (h.state & exited_bit) fold_heap(h);
+  if (h.state & exited_bit) {
+    heap.exited_frees.fetch_add(1, std::memory_order_relaxed);
+    fold_heap(h);
+  }
 }
 
 inline void record_free(std::size_t usable) noexcept {
@@ -219,20 +292,44 @@ class bookkeeping {
 }
 [[nodiscard]] inline bool hooks_installed() noexcept { return linked_hooks() == hooks_mode::installed; }
 
-// A free watcher slot, or null when all FRUGAL_MAX_HEAP_WATCHERS are taken.
+// Block k of the watcher slots, allocated (as frugal's own allocation) when first needed; null
+// only when that allocation fails.
+[[nodiscard]] inline heap_watcher* watcher_block(std::size_t k) noexcept {
+  if (k == 0) return heap.watchers;
+  std::atomic<heap_watcher*>& slot = heap.more_watchers[k - 1];
+  if (heap_watcher* block = slot.load(std::memory_order_acquire)) return block;
+  heap_watcher* fresh = nullptr;
+  {
+    const bookkeeping own;
+    fresh = new (std::nothrow) heap_watcher[inline_watchers << (k - 1)];
+  }
+  if (!fresh) return nullptr;
+  heap_watcher* expected = nullptr;
+  if (slot.compare_exchange_strong(expected, fresh, std::memory_order_acq_rel)) return fresh;
+  const bookkeeping own;  // another thread published the block first
+  delete[] fresh;
+  return expected;
+}
+
+// A free watcher slot, reset for a new owner: one freed by an earlier owner, or a new one.
+// Null only when memory for a new block of slots cannot be allocated.
 [[nodiscard]] inline heap_watcher* take_watcher(std::int64_t initial_busy) noexcept {
-  for (std::size_t i = 0; i < FRUGAL_MAX_HEAP_WATCHERS; ++i) {
-    heap_watcher& w = heap.watchers[i];
-    bool expected = false;
-    if (!w.taken.load(std::memory_order_relaxed) &&
-        w.taken.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
-      w.peak.store(0, std::memory_order_relaxed);  // a budget raises it when active; heap_watch resets it
-      w.busy.store(initial_busy, std::memory_order_relaxed);
-      std::size_t used = heap.watchers_used.load(std::memory_order_relaxed);
-      while (used < i + 1 &&
-             !heap.watchers_used.compare_exchange_weak(used, i + 1, std::memory_order_acq_rel)) {
+  for (std::size_t begin = 0, size = inline_watchers, k = 0; k < watcher_blocks; begin += size, size = begin, ++k) {
+    heap_watcher* block = watcher_block(k);
+    if (!block) return nullptr;
+    for (std::size_t i = 0; i < size; ++i) {
+      heap_watcher& w = block[i];
+      bool expected = false;
+      if (!w.taken.load(std::memory_order_relaxed) &&
+          w.taken.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
+        w.peak.store(0, std::memory_order_relaxed);  // a budget raises it when active; heap_watch resets it
+        w.busy.store(initial_busy, std::memory_order_relaxed);
+        const std::size_t end = begin + i + 1;
+        std::size_t used = heap.watchers_used.load(std::memory_order_relaxed);
+        while (used < end && !heap.watchers_used.compare_exchange_weak(used, end, std::memory_order_acq_rel)) {
+        }
+        return &w;
       }
-      return &w;
     }
   }
   return nullptr;

@@ -51,17 +51,35 @@ struct stage_slot {
   owned_counter<std::uint64_t> alloc_bytes;
   owned_counter<std::int64_t> peak_growth;  // largest rise of the thread's live heap in one scope
   std::array<owned_counter<double>, FRUGAL_MAX_UNITS> units{};
+  // Scopes of the stage open on the owning thread (touched only by it). Only the outermost
+  // one charges the stage: an inner one's charges are already inside the outer one's.
+  std::uint32_t open = 0;
 };
+
+struct thread_blocks;
 
 // One thread's share of one budget. Additive charges here are exclusive of child budgets
 // (readers sum the subtree); CPU time is inclusive (it is measured per activation, which
 // already spans the children).
+//
+// A block outlives its thread: when the thread exits, the block (counters and stage slots
+// as they stand) is handed to the next new thread that uses the budget, which keeps adding
+// to the same counters. Totals stay exact, and a budget holds as many blocks as threads ever
+// used it at the same time, not as many as ever used it.
 struct thread_block {
   thread_block(budget* owner_budget, thread_block* parent_block, std::uint64_t thread) noexcept
       : owner(owner_budget), parent(parent_block), thread_id(thread) {}
   budget* const owner;
-  thread_block* const parent;  // the same thread's block of the parent budget
-  const std::uint64_t thread_id;
+  // Set when a thread takes the block, under the budget's mutex (and the registry's).
+  thread_block* parent;    // the same thread's block of the parent budget
+  std::uint64_t thread_id;  // the owning thread; 0 while free
+
+  // The owning thread's list of its blocks (null once free, or when the thread took the block
+  // after its exit handler ran), and the links of that list, or of the budget's free list.
+  // Under thread_blocks_mutex (budget.hpp).
+  thread_blocks* list = nullptr;
+  thread_block* list_prev = nullptr;
+  thread_block* list_next = nullptr;
 
   // Touched only by the owning thread.
   int open = 0;                  // scopes of this budget or its descendants open on the thread
@@ -71,11 +89,23 @@ struct thread_block {
   owned_counter<std::uint64_t> allocations;
   owned_counter<std::uint64_t> alloc_bytes;
   owned_counter<std::int64_t> cpu_ns;
+  owned_counter<std::int64_t> wall_rest_ns;  // the budget's wall below a tick, from this thread's transitions
   std::array<owned_counter<double>, FRUGAL_MAX_UNITS> units{};
 
   // Grown by the owning thread, read by others; both under the budget's mutex.
   std::vector<std::unique_ptr<stage_slot>> stages;
 };
+
+// The blocks a live thread holds, so that its exit hands them on (budget.hpp).
+struct thread_blocks {
+  thread_block* head = nullptr;
+};
+
+// A budget's busy word (budget.hpp): the low busy_count_bits count the threads that have the
+// budget active (a heap_watch holds 1); the rest is time. 22 bits hold any number of threads
+// Linux can run at once (PID_MAX_LIMIT is 2^22, so at most 2^22 - 1 tasks).
+inline constexpr int busy_count_bits = 22;
+inline constexpr std::int64_t busy_count_mask = (std::int64_t{1} << busy_count_bits) - 1;
 
 // An open scope on a thread. Lives inside the scope object on the user's stack.
 struct frame {
@@ -87,6 +117,7 @@ struct frame {
   std::int64_t live_at_enter;       // the thread's live heap when the scope opened
   std::int64_t outer_live_high;     // the enclosing scope's running maximum, restored at close
   bool counts_call;          // false for a worker continuing a caller's scope (frugal::attach)
+  bool counts_stage;         // false when the stage was already open on the thread (re-entered)
 };
 
 struct thread_state;
@@ -113,12 +144,17 @@ struct thread_heap {
 };
 
 // Maps (budget uid, stage key) to this thread's block and slot. Budget uids are never reused,
-// so an entry of a destroyed budget can never match again and needs no invalidation.
+// so an entry of a destroyed budget can never match again and needs no invalidation. A
+// thread's exit clears its entries: its blocks go on to other threads (budget.hpp).
 enum class stage_key_kind : std::uint32_t { empty = 0, literal, by_name, by_index };
+// The entry also holds the stage's interned name, so a hit can confirm the name by content:
+// an address or a hash alone does not name a stage.
 struct cache_entry {
   std::uint64_t budget_uid;
   std::uintptr_t key;
   stage_key_kind kind;
+  std::uint32_t name_size;
+  const char* name;  // the interned name's bytes, NUL-terminated; stable for the budget's life
   thread_block* block;
   stage_slot* stage;
 };
