@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "support/json_reader.hpp"
+#include "support/xorshift.hpp"
 
 using namespace std::chrono_literals;
 
@@ -92,13 +93,7 @@ TEST(JsonWriter, ReplacesIllFormedUtf8AndKeepsWellFormed) {
 
 // Any bytes at all: the output is valid JSON that reads back as the input when that was UTF-8.
 TEST(JsonWriter, AnyBytesMakeValidJson) {
-  std::uint64_t state = 0x2545F4914F6CDD1Du;
-  auto next = [&] {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return state;
-  };
+  frugal_test::xorshift64 next{0x2545F4914F6CDD1Du};
   for (int i = 0; i < 20000; ++i) {
     std::string in(next() % 12, '\0');
     for (char& c : in) c = static_cast<char>(next() % 4 ? 0x80 + next() % 0x80 : next() % 0x80);

@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "support/xorshift.hpp"
+
 namespace {
 
 using frugal::limits;
@@ -699,13 +701,7 @@ TEST(LimitsToString, RoundTripsExactly) {
 // Whole counts and sizes of every magnitude, any durations and user units: every value a setter
 // accepts comes back identical from parse(to_string()).
 TEST(LimitsToString, RoundTripsEveryAcceptedValue) {
-  std::uint64_t state = 0x9E3779B97F4A7C15u;
-  auto next = [&] {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    return state;
-  };
+  frugal_test::xorshift64 next{0x9E3779B97F4A7C15u};
   for (int i = 0; i < 20000; ++i) {
     const auto bits = next();
     const double whole = std::ldexp(static_cast<double>(bits >> 11), static_cast<int>(next() % 200) - 40);
