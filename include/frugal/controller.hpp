@@ -146,8 +146,9 @@ class controller {
         // longer when the machine is busier, and the steps measure how busy it is.
         const double rate = step_rate(t, next_batch());
         if (is_time(t) && rate > 0) t.end_in_step_rate.add(cost / rate);
+      } else {
+        t.now = std::max(t.now, peak_seen_);
       }
-      if (t.level) t.now = std::max(t.now, peak_seen_);
       t.used = t.now;
     }
     update_fraction();
@@ -581,15 +582,17 @@ class controller {
   [[nodiscard]] const cost_stats& end_stats(const tracked& t) const noexcept {
     return is_time(t) && !t.end_in_step_rate.empty() ? t.end_in_step_rate : t.epoch_end;
   }
-  [[nodiscard]] double end_high(const tracked& t, std::size_t fb) const noexcept {
+  using statistic = double (cost_stats::*)() const noexcept;
+  [[nodiscard]] double end_estimate(const tracked& t, std::size_t fb, statistic stat) const noexcept {
     const double rate = step_rate(t, fb);
-    if (is_time(t) && !t.end_in_step_rate.empty() && rate > 0) return t.end_in_step_rate.high() * rate;
-    return t.epoch_end.high();
+    if (is_time(t) && !t.end_in_step_rate.empty() && rate > 0) return (t.end_in_step_rate.*stat)() * rate;
+    return (t.epoch_end.*stat)();
+  }
+  [[nodiscard]] double end_high(const tracked& t, std::size_t fb) const noexcept {
+    return end_estimate(t, fb, &cost_stats::high);
   }
   [[nodiscard]] double end_mean(const tracked& t, std::size_t fb) const noexcept {
-    const double rate = step_rate(t, fb);
-    if (is_time(t) && !t.end_in_step_rate.empty() && rate > 0) return t.end_in_step_rate.mean() * rate;
-    return t.epoch_end.mean();
+    return end_estimate(t, fb, &cost_stats::mean);
   }
 
   // --- headroom ---
