@@ -188,19 +188,19 @@ class controller {
   // --- the loop condition and the final report ---
 
   [[nodiscard]] bool should_stop() const noexcept {
-    return stopped() || stop_requested_.load(std::memory_order_acquire) || cancel_flag_set();
+    return stopped() || stop_requested_.load(std::memory_order_acquire) || (!flags_.empty() && (cancel_flag_set() || flag_set(false)));
   }
   [[nodiscard]] frugal::stop_reason stop_reason() const noexcept {
     if (stopped()) return stop_reason_.load(std::memory_order_acquire);
-    if (stop_requested_.load(std::memory_order_acquire)) return frugal::stop_reason::user;
-    return cancel_flag_set() ? cancel_reason_ : frugal::stop_reason::none;
+    if (cancel_flag_set()) return cancel_reason();
+    return requested_reason();
   }
   // The stop's reason in words ("" while running).
   [[nodiscard]] std::string stop_message() const {
+    if (cancel_flag_set() && !stopped()) return cancel_message();
     std::lock_guard<std::mutex> lock(stop_mutex_);
     if (stopped()) return stop_message_;
-    if (stop_requested_.load(std::memory_order_acquire)) return requested_message_;
-    return cancel_flag_set() ? cancel_message() : std::string();
+    return requested_message_locked();
   }
 
   // Stops the run, from any thread or hook: should_stop() at once, and the next checkpoint
@@ -215,12 +215,20 @@ class controller {
 
   // While `flag` is false nothing happens; once it is true, should_stop() is true and every
   // checkpoint decides `cancelled` (with `why`). The deadline watchdog's stop_flag() is one.
-  // The flag must outlive the controller (or be bound again).
-  controller& cancel_on(const std::atomic<bool>& flag, frugal::stop_reason why = frugal::stop_reason::deadline) {
-    if (why == frugal::stop_reason::none) fail("cancel_on", "a reason other than none", "none");
-    cancel_flag_ = &flag;
-    cancel_reason_ = why;
-    return *this;
+  // Several flags may be bound; binding a flag again replaces its reason and words. `describe`
+  // (optional) says what set the flag, for the decision's reason and stop_message(). The flag
+  // must outlive the controller.
+  controller& cancel_on(const std::atomic<bool>& flag, frugal::stop_reason why = frugal::stop_reason::deadline,
+                        std::function<std::string()> describe = {}) {
+    return watch_flag(flag, why, std::move(describe), true, "cancel_on");
+  }
+
+  // The same for a flag that asks for a stop rather than cancelling work in flight: once it is
+  // true, should_stop() is true and the next checkpoint decides stop (with `why`), which no
+  // callback can veto -- a request_stop() that a signal handler can make (setting a lock-free
+  // atomic is async-signal-safe; see <frugal/signals.hpp>).
+  controller& stop_on(const std::atomic<bool>& flag, frugal::stop_reason why, std::function<std::string()> describe = {}) {
+    return watch_flag(flag, why, std::move(describe), false, "stop_on");
   }
 
   // --- the batch-size knob (0 when the controller does not manage it) ---
@@ -348,7 +356,7 @@ class controller {
     update_fraction();
     const frugal::stop_reason why = stop_reason_.load(std::memory_order_relaxed);
     if (stopped() && (why == frugal::stop_reason::budget_exhausted || why == frugal::stop_reason::forecast) &&
-        !stop_requested_.load(std::memory_order_acquire) && !cancel_flag_set() && fits_again()) {
+        requested_reason() == frugal::stop_reason::none && !cancel_flag_set() && fits_again()) {
       stopped_.store(false, std::memory_order_release);
       stop_reason_.store(frugal::stop_reason::none, std::memory_order_release);
       std::string was;
@@ -533,13 +541,65 @@ class controller {
   }
 
   [[nodiscard]] bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
-  [[nodiscard]] bool cancel_flag_set() const noexcept {
-    return cancel_flag_ != nullptr && cancel_flag_->load(std::memory_order_acquire);
+  // A flag bound with cancel_on (cancels) or stop_on (stops at the next checkpoint).
+  struct watched_flag {
+    const std::atomic<bool>* flag;
+    frugal::stop_reason why;
+    std::function<std::string()> describe;
+    bool cancels;
+  };
+
+  controller& watch_flag(const std::atomic<bool>& flag, frugal::stop_reason why, std::function<std::string()> describe,
+                         bool cancels, const char* field) {
+    if (why == frugal::stop_reason::none) fail(field, "a reason other than none", "none");
+    for (auto& w : flags_)
+      if (w.flag == &flag) {
+        w = watched_flag{&flag, why, std::move(describe), cancels};
+        return *this;
+      }
+    flags_.push_back(watched_flag{&flag, why, std::move(describe), cancels});
+    return *this;
+  }
+  // The first bound flag that is set, of the kind asked for (null if none).
+  [[nodiscard]] const watched_flag* flag_set(bool cancels) const noexcept {
+    for (const auto& w : flags_)
+      if (w.cancels == cancels && w.flag->load(std::memory_order_acquire)) return &w;
+    return nullptr;
+  }
+  [[nodiscard]] bool cancel_flag_set() const noexcept { return flag_set(true) != nullptr; }
+  [[nodiscard]] frugal::stop_reason cancel_reason() const noexcept {
+    const watched_flag* w = flag_set(true);
+    return w ? w->why : frugal::stop_reason::none;
+  }
+  [[nodiscard]] static std::string flag_message(const watched_flag& w) {
+    if (w.describe) {
+      try {
+        std::string text = w.describe();
+        if (!text.empty()) return text;
+      } catch (...) {
+        // Words about a stop must not stop it: fall back to the plain ones.
+      }
+    }
+    if (w.why == frugal::stop_reason::deadline)
+      return "the deadline watchdog fired at the wall limit; parallel work in flight was cancelled";
+    return std::string(w.cancels ? "the cancel flag" : "the stop flag") + " was set (" +
+           std::string(frugal::to_string(w.why)) + ")";
   }
   [[nodiscard]] std::string cancel_message() const {
-    if (cancel_reason_ == frugal::stop_reason::deadline)
-      return "the deadline watchdog fired at the wall limit; parallel work in flight was cancelled";
-    return "the cancel flag was set (" + std::string(frugal::to_string(cancel_reason_)) + ")";
+    const watched_flag* w = flag_set(true);
+    return w ? flag_message(*w) : std::string();
+  }
+  // A stop asked for, not yet decided: request_stop() (user) first, then a stop_on flag.
+  [[nodiscard]] frugal::stop_reason requested_reason() const noexcept {
+    if (stop_requested_.load(std::memory_order_acquire)) return frugal::stop_reason::user;
+    const watched_flag* w = flags_.empty() ? nullptr : flag_set(false);
+    return w ? w->why : frugal::stop_reason::none;
+  }
+  // Its words; stop_mutex_ held.
+  [[nodiscard]] std::string requested_message_locked() const {
+    if (stop_requested_.load(std::memory_order_acquire)) return requested_message_;
+    const watched_flag* w = flags_.empty() ? nullptr : flag_set(false);
+    return w ? "stop (" + std::string(frugal::to_string(w->why)) + "): " + flag_message(*w) : std::string();
   }
 
   // The batch size the next step will run with, as far as forecasts are concerned: the knob,
@@ -660,8 +720,8 @@ class controller {
     d.accumulation_ = accumulation_;
     if (cancel_flag_set()) {
       d.set(action::cancelled);
-      d.cause_ = cancel_reason_;
-      d.note("cancelled (" + std::string(frugal::to_string(cancel_reason_)) + "): " + cancel_message());
+      d.cause_ = cancel_reason();
+      d.note("cancelled (" + std::string(frugal::to_string(d.cause_)) + "): " + cancel_message());
     } else if (stopped()) {
       // A stop stands until a callback vetoes it: later checkpoints repeat it, and say so.
       d.set(action::stop);
@@ -669,11 +729,11 @@ class controller {
       d.cause_ = stop_reason_.load(std::memory_order_relaxed);
       std::lock_guard<std::mutex> lock(stop_mutex_);
       d.note(stop_message_);
-    } else if (stop_requested_.load(std::memory_order_acquire)) {
+    } else if (const frugal::stop_reason why = requested_reason(); why != frugal::stop_reason::none) {
       d.set(action::stop);
-      d.cause_ = frugal::stop_reason::user;
+      d.cause_ = why;
       std::lock_guard<std::mutex> lock(stop_mutex_);
-      d.note(requested_message_);
+      d.note(requested_message_locked());
     }
     return d;
   }
@@ -1113,11 +1173,11 @@ class controller {
     });
     // A request (from a hook during this checkpoint, another thread, or before) holds: it is
     // added after the callbacks, so no veto drops it.
-    if (!d.stops() && stop_requested_.load(std::memory_order_acquire)) {
+    if (const frugal::stop_reason why = requested_reason(); !d.stops() && why != frugal::stop_reason::none) {
       std::lock_guard<std::mutex> lock(stop_mutex_);
       d.set(action::stop);
-      d.cause_ = frugal::stop_reason::user;
-      d.note(requested_message_);
+      d.cause_ = why;
+      d.note(requested_message_locked());
     }
     if (d.stops()) {
       // A stop takes no batch change with it.
@@ -1281,8 +1341,7 @@ class controller {
   mutable std::mutex stop_mutex_;
   std::string stop_message_;
   std::string requested_message_;
-  const std::atomic<bool>* cancel_flag_ = nullptr;
-  frugal::stop_reason cancel_reason_ = frugal::stop_reason::deadline;
+  std::vector<watched_flag> flags_;
   bool in_checkpoint_ = false;
 
   std::vector<int> quantize_bits_;

@@ -118,6 +118,7 @@ enum class stop_reason : std::uint8_t {
   non_finite,        // a NaN or infinite loss or metric
   deadline,          // the hard-deadline watchdog fired (parallel work cancelled)
   user,              // the program or a callback asked for it
+  signal,            // a signal arrived (SIGTERM, SIGINT, SIGUSR1: see <frugal/signals.hpp>)
 };
 
 [[nodiscard]] constexpr std::string_view to_string(stop_reason r) noexcept {
@@ -130,6 +131,7 @@ enum class stop_reason : std::uint8_t {
     case stop_reason::non_finite: return "non_finite";
     case stop_reason::deadline: return "deadline";
     case stop_reason::user: return "user";
+    case stop_reason::signal: return "signal";
   }
   return "unknown";
 }
