@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -143,6 +144,81 @@ TEST(DeadlineWatchdog, WithoutAWallLimitItNeverFiresAndStillJoinsAtOnce) {
     EXPECT_FALSE(b.poll());
   }  // both threads are asleep (for an hour): the destructors wake and join them
   EXPECT_FALSE(ctx.is_group_execution_cancelled());
+}
+
+// --- arm_at / arm_after: a second deadline, in real time ---
+
+TEST(DeadlineWatchdog, AnArmedMomentFiresBeforeAFarWallLimit) {
+  frugal::budget run{"train", frugal::limits{}.wall(1h)};
+  tbb::task_group_context ctx;
+  frugal::deadline_watchdog watchdog{run, ctx};
+  frugal::scope step{run, "step"};
+  const std::int64_t armed_ns = frugal::wall_now_ns();
+  watchdog.arm_after(100ms, "the test's moment");
+  ASSERT_TRUE(fires_within(watchdog, 2000ms));
+  EXPECT_GE(*watchdog.fired_at_ns() - armed_ns, std::chrono::nanoseconds(100ms).count());
+  EXPECT_TRUE(ctx.is_group_execution_cancelled());
+  EXPECT_EQ(watchdog.describe(),
+            "the deadline watchdog fired: the test's moment; parallel work in flight was cancelled");
+}
+
+TEST(DeadlineWatchdog, AnArmedMomentFiresWithoutAWallLimitOrAnOpenScope) {
+  frugal::budget run{"train"};
+  frugal::deadline_watchdog watchdog{run};  // asleep for an hour: arming wakes it
+  std::this_thread::sleep_for(10ms);
+  watchdog.arm_at(std::chrono::steady_clock::now() + 50ms);
+  ASSERT_TRUE(fires_within(watchdog, 2000ms));
+  EXPECT_EQ(watchdog.describe(), "the deadline watchdog fired: its armed moment passed");
+}
+
+TEST(DeadlineWatchdog, TheWallLimitStillFiresFirstWhenItIsNearer) {
+  frugal::budget run{"train", frugal::limits{}.wall(50ms)};
+  frugal::deadline_watchdog watchdog{run};
+  watchdog.arm_after(1h, "far");
+  frugal::scope step{run, "step"};
+  ASSERT_TRUE(fires_within(watchdog, 2000ms));
+  EXPECT_EQ(watchdog.describe(), "the deadline watchdog fired at the wall limit");
+}
+
+TEST(DeadlineWatchdog, ArmingNeverPostponesAndAPassedMomentFiresAtOnce) {
+  frugal::budget run{"train"};
+  frugal::deadline_watchdog watchdog{run};
+  watchdog.arm_after(1h, "an hour");
+  const auto first = *watchdog.armed_at();
+  watchdog.arm_after(2h, "two hours");  // later: ignored
+  EXPECT_EQ(*watchdog.armed_at(), first);
+  EXPECT_FALSE(watchdog.poll());
+  const std::int64_t armed_ns = frugal::wall_now_ns();
+  watchdog.arm_at(std::chrono::steady_clock::now() - 1s, "already passed");  // earlier: wins
+  ASSERT_TRUE(fires_within(watchdog, 2000ms));
+  EXPECT_LT(*watchdog.fired_at_ns() - armed_ns, std::chrono::nanoseconds(500ms).count());
+  EXPECT_EQ(watchdog.describe(), "the deadline watchdog fired: already passed");
+  watchdog.arm_after(0ms, "after firing");  // no effect once fired
+  EXPECT_EQ(watchdog.describe(), "the deadline watchdog fired: already passed");
+}
+
+TEST(DeadlineWatchdog, PollFiresOnceTheArmedMomentHasPassed) {
+  frugal::manual_clock clock;  // the budget's wall never moves; the armed moment is real time
+  frugal::budget run{"train", frugal::limits{}.wall(1h)};
+  frugal::deadline_watchdog watchdog{run};
+  watchdog.arm_after(30ms);
+  EXPECT_FALSE(watchdog.poll());
+  std::this_thread::sleep_for(40ms);
+  EXPECT_TRUE(watchdog.poll());
+}
+
+TEST(DeadlineWatchdog, ArmAfterRejectsANegativeDelay) {
+  frugal::budget run{"train"};
+  frugal::deadline_watchdog watchdog{run};
+  try {
+    watchdog.arm_after(-5ms);
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "frugal::deadline_watchdog::arm_after: delay must be >= 0, got -5.00 ms");
+  }
+  EXPECT_FALSE(watchdog.armed_at().has_value());
+  watchdog.arm_after(std::chrono::nanoseconds::max());  // a century: no overflow, never fires here
+  EXPECT_FALSE(watchdog.poll());
 }
 
 }  // namespace

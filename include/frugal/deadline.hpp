@@ -1,9 +1,11 @@
-// The hard deadline: a watchdog thread that, when a budget's wall time reaches its limit, sets a
-// stop flag and cancels a bound tbb::task_group_context, so parallel work in flight stops.
+// The hard deadline: a watchdog thread that, when a budget's wall time reaches its limit (or a
+// moment armed with arm_at/arm_after, whichever comes first), sets a stop flag and cancels a bound
+// tbb::task_group_context, so parallel work in flight stops.
 #pragma once
 
 #include <frugal/budget.hpp>
 #include <frugal/clock.hpp>
+#include <frugal/units.hpp>
 
 #include <oneapi/tbb/task_group.h>
 
@@ -15,7 +17,10 @@
 #include <cstdint>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
+#include <string>
 #include <thread>
+#include <utility>
 
 #if defined(__linux__)
 #include <sys/prctl.h>
@@ -40,6 +45,13 @@ namespace frugal {
 // that moment; no wall limit: it sleeps until one is set. Destruction wakes the thread and joins
 // it at once. Under a frugal::manual_clock the thread still sleeps in real time; tests call
 // poll() to check at a chosen moment.
+//
+// A second deadline, in real time: arm_at(t) / arm_after(d) make it fire at t (or now + d) if the
+// wall limit has not fired first -- the grace period after a signal asking the job to end
+// (<frugal/signals.hpp>): the scheduler kills at a moment of the clock on the wall, however long
+// the budget's scopes were open. Arming is thread-safe and wakes the sleeping thread; the
+// earliest armed moment holds. describe() says which deadline fired, for the controller:
+//   ctl.cancel_on(w.stop_flag(), frugal::stop_reason::deadline, [&w] { return w.describe(); });
 class deadline_watchdog {
  public:
   deadline_watchdog(budget& run, tbb::task_group_context& ctx) : run_(run), ctx_(&ctx) { start(); }
@@ -68,11 +80,61 @@ class deadline_watchdog {
     return fired_ns_.load(std::memory_order_relaxed);
   }
 
-  // Checks the budget now, from the calling thread, and fires if its wall limit is reached.
-  // Returns whether the deadline has fired (now or before).
+  // Checks the budget now, from the calling thread, and fires if its wall limit is reached (or
+  // the armed moment has passed). Returns whether the deadline has fired (now or before).
   bool poll() {
-    if (remaining_seconds() <= 0) fire();
+    if (remaining_seconds() <= 0) {
+      fire(false);
+    } else {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (armed_passed_locked(std::chrono::steady_clock::now())) {
+        lock.unlock();
+        fire(true);
+      }
+    }
     return fired();
+  }
+
+  // Fires at `when` (steady clock, real time) unless the wall limit fires first; an earlier
+  // moment armed before holds (arming never postpones). `why` says what the moment is, for
+  // describe() ("the 30 s grace after SIGTERM ran out"). A moment already passed fires at once.
+  // Any thread; no effect once fired.
+  void arm_at(std::chrono::steady_clock::time_point when, std::string why = {}) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (fired() || (armed_at_ && *armed_at_ <= when)) return;
+      armed_at_ = when;
+      armed_why_ = std::move(why);
+      recheck_ = true;
+    }
+    wake_.notify_all();
+  }
+  // Fires `delay` from now (>= 0; 0 fires at once). Throws std::invalid_argument for a negative
+  // delay. A delay beyond a century is a century (the time point must not overflow).
+  void arm_after(std::chrono::nanoseconds delay, std::string why = {}) {
+    if (delay < std::chrono::nanoseconds::zero())
+      throw std::invalid_argument("frugal::deadline_watchdog::arm_after: delay must be >= 0, got " +
+                                  format_duration(std::chrono::duration<double>(delay).count()));
+    constexpr std::chrono::nanoseconds century = std::chrono::hours(24 * 365 * 100);
+    arm_at(std::chrono::steady_clock::now() + std::min(delay, century), std::move(why));
+  }
+  // The armed moment (the earliest), if any.
+  [[nodiscard]] std::optional<std::chrono::steady_clock::time_point> armed_at() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return armed_at_;
+  }
+
+  // What fired, in words ("" before): "the deadline watchdog fired at the wall limit; parallel
+  // work in flight was cancelled", or "the deadline watchdog fired: <why of the armed moment>;
+  // ..." (the last clause only with a bound context).
+  [[nodiscard]] std::string describe() const {
+    if (!fired()) return {};
+    const char* cancelled = ctx_ ? "; parallel work in flight was cancelled" : "";
+    if (!fired_by_arm_.load(std::memory_order_relaxed))
+      return std::string("the deadline watchdog fired at the wall limit") + cancelled;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return "the deadline watchdog fired: " + (fired_why_.empty() ? std::string("its armed moment passed") : fired_why_) +
+           cancelled;
   }
 
  private:
@@ -95,9 +157,16 @@ class deadline_watchdog {
   void limits_changed() noexcept {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      limits_changed_ = true;
+      recheck_ = true;
     }
     wake_.notify_all();
+  }
+
+  // mutex_ held. When the armed moment has passed, keeps its words for describe().
+  bool armed_passed_locked(std::chrono::steady_clock::time_point now) {
+    if (!armed_at_ || now < *armed_at_) return false;
+    if (!firing_.load(std::memory_order_relaxed)) fired_why_ = armed_why_;
+    return true;
   }
 
   [[nodiscard]] double remaining_seconds() const {
@@ -114,22 +183,30 @@ class deadline_watchdog {
 #endif
     std::unique_lock<std::mutex> lock(mutex_);
     while (!quit_) {
-      limits_changed_ = false;  // before the read: a change after it sets the flag again
+      recheck_ = false;  // before the reads: a change after them sets the flag again
       const double left = remaining_seconds();
       if (left <= 0) {
         lock.unlock();
-        fire();
+        fire(false);
         return;
       }
-      wake_.wait_for(lock, std::chrono::duration<double>(std::min(left, max_sleep_seconds)),
-                     [this] { return quit_ || limits_changed_; });
+      const auto now = std::chrono::steady_clock::now();
+      if (armed_passed_locked(now)) {
+        lock.unlock();
+        fire(true);
+        return;
+      }
+      double sleep = std::min(left, max_sleep_seconds);
+      if (armed_at_) sleep = std::min(sleep, std::chrono::duration<double>(*armed_at_ - now).count());
+      wake_.wait_for(lock, std::chrono::duration<double>(sleep), [this] { return quit_ || recheck_; });
     }
   }
 
   // The flag is set before the cancellation, so a loop that returns from its cancelled
   // parallel_for already sees it (the cancellation is published by oneTBB after it).
-  void fire() {
+  void fire(bool by_arm) {
     if (firing_.exchange(true, std::memory_order_acq_rel)) return;
+    fired_by_arm_.store(by_arm, std::memory_order_relaxed);
     fired_ns_.store(wall_now_ns(), std::memory_order_relaxed);
     fired_.store(true, std::memory_order_release);
     if (ctx_) ctx_->cancel_group_execution();
@@ -139,12 +216,16 @@ class deadline_watchdog {
   tbb::task_group_context* ctx_;
   std::atomic<bool> firing_{false};
   std::atomic<bool> fired_{false};
+  std::atomic<bool> fired_by_arm_{false};  // which deadline fired; published by fired_
   std::atomic<std::int64_t> fired_ns_{0};
   std::uint64_t listener_ = 0;  // this watchdog's id among run_'s limits listeners
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool quit_ = false;
-  bool limits_changed_ = false;
+  bool recheck_ = false;  // limits changed or a moment was armed: re-read before sleeping
+  std::optional<std::chrono::steady_clock::time_point> armed_at_;
+  std::string armed_why_;
+  std::string fired_why_;  // armed_why_ when the armed moment fired
   std::thread thread_;  // last: started once everything it reads exists
 };
 
