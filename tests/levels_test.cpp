@@ -6,6 +6,7 @@
 #include <frugal/report.hpp>
 #include <frugal/schedule.hpp>
 #include <frugal/scope.hpp>
+#include <frugal/units.hpp>
 
 #include <gtest/gtest.h>
 
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "support/json_reader.hpp"
+#include "support/temp_tree.hpp"
 
 using namespace std::chrono_literals;
 
@@ -113,6 +115,25 @@ TEST_F(Levels, StandingExactlyAtTheCeilingIsNotCrossed) {
   run.set_limits(frugal::limits{}.peak_bytes(peak - 1));
   EXPECT_TRUE(run.level_crossed());
   EXPECT_FALSE(run.exhausted());
+}
+
+// peak_bytes=auto on a fake cgroup (1 GiB, 600 MiB used): the limit less what the cgroup counts
+// beyond the live heap, so a heap that grows by 32 MiB leaves the limit where it was (the cgroup's
+// usage would grow by as much). The tolerance is the reader's own allocations (paths, file text)
+// still live when it reads the heap: a few KiB.
+TEST_F(Levels, PeakBytesAutoGivesTheLiveHeapItsShareOfTheCgroup) {
+  const frugal_test::temp_tree tree;
+  tree.write("proc/self/cgroup", "0::/job\n");
+  tree.write("sys/fs/cgroup/job/memory.max", std::to_string(1024 * MiB) + "\n");
+  tree.write("sys/fs/cgroup/job/memory.current", std::to_string(600 * MiB) + "\n");
+  const block b(32 * MiB);
+  const auto live = static_cast<double>(frugal::exact_heap_totals().live_bytes);
+  ASSERT_GE(live, static_cast<double>(32 * MiB));
+  const double expected = static_cast<double>(1024 * MiB - 600 * MiB) + live;
+  EXPECT_NEAR(frugal::auto_limit(frugal::resource::peak_bytes, tree.root()), expected, 16 * 1024);
+  const frugal::limits l = frugal::limits::parse("peak_bytes=auto,wall=1h", tree.root());
+  EXPECT_NEAR(*l.get(frugal::resource::peak_bytes), expected, 16 * 1024);
+  EXPECT_EQ(frugal::limits::parse(l.to_string()), l);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/fake_resident_set.hpp"
 #include "support/json_reader.hpp"
 #include "support/xorshift.hpp"
 
@@ -149,6 +150,7 @@ TEST(TextReport, ShowsUsedAgainstLimitStagesAndChildren) {
 // ---- JSON --------------------------------------------------------------------------------------
 TEST(JsonReport, GoldenDocument) {
   frugal::manual_clock clock;
+  const frugal_test::fake_resident_set rss(48 << 20);  // the resident set every budget reads
   frugal::budget run{"train", frugal::limits{}.wall(10s).flops(1000).units("samples", 64)};
   frugal::budget& eval = run.child("eval", frugal::limits{}.wall(2s));
   {
@@ -166,14 +168,14 @@ TEST(JsonReport, GoldenDocument) {
   const std::string expected =
       R"({"frugal_version":")" FRUGAL_VERSION_STRING R"(",)"
       R"("units_of_measure":{"wall":"seconds","cpu":"seconds","flops":"count","allocations":"count",)"
-      R"("alloc_bytes":"bytes","peak_bytes":"bytes"},)"
+      R"("alloc_bytes":"bytes","peak_bytes":"bytes","rss_bytes":"bytes"},)"
       R"("resource_kinds":{"wall":"consumable","cpu":"consumable","flops":"consumable","allocations":"consumable",)"
-      R"("alloc_bytes":"consumable","peak_bytes":"level"},)"
+      R"("alloc_bytes":"consumable","peak_bytes":"level","rss_bytes":"level"},)"
       R"("budget":{"name":"train","path":"train",)"
       R"("limits":{"wall":10,"cpu":null,"flops":1000,"allocations":null,"alloc_bytes":null,"peak_bytes":null,)"
-      R"("units":{"samples":64}},)"
+      R"("rss_bytes":null,"units":{"samples":64}},)"
       R"("used":{"wall":2,"cpu":null,"flops":1000,"allocations":0,"alloc_bytes":0,"peak_bytes":null,)"
-      R"("units":{"samples":32}},)"
+      R"("rss_bytes":50331648,"units":{"samples":32}},)"
       R"("exhausted":["flops"],"levels_crossed":[],"fraction_used":1,)"
       R"("stages":[)"
       R"({"name":"epoch","calls":1,"wall":2,"share":1,"flops":1000,"allocations":0,"alloc_bytes":0,)"
@@ -182,8 +184,9 @@ TEST(JsonReport, GoldenDocument) {
       R"("peak_rise_bytes":0,"units":{"samples":32}}],)"
       R"("children":[{"name":"eval","path":"train/eval",)"
       R"("limits":{"wall":2,"cpu":null,"flops":null,"allocations":null,"alloc_bytes":null,"peak_bytes":null,)"
-      R"("units":{}},)"
-      R"("used":{"wall":0.5,"cpu":null,"flops":400,"allocations":0,"alloc_bytes":0,"peak_bytes":null,"units":{}},)"
+      R"("rss_bytes":null,"units":{}},)"
+      R"("used":{"wall":0.5,"cpu":null,"flops":400,"allocations":0,"alloc_bytes":0,"peak_bytes":null,)"
+      R"("rss_bytes":50331648,"units":{}},)"
       R"("exhausted":[],"levels_crossed":[],"fraction_used":0.25,)"
       R"("stages":[{"name":"test","calls":1,"wall":0.5,"share":1,"flops":400,"allocations":0,"alloc_bytes":0,)"
       R"("peak_rise_bytes":0,"units":{}}],)"

@@ -50,7 +50,7 @@ constexpr double nan_value = std::numeric_limits<double>::quiet_NaN();
 // resources
 
 TEST(Resource, NamesRoundTripInEnumOrder) {
-  const char* expected[] = {"wall", "cpu", "flops", "allocations", "alloc_bytes", "peak_bytes"};
+  const char* expected[] = {"wall", "cpu", "flops", "allocations", "alloc_bytes", "peak_bytes", "rss_bytes"};
   ASSERT_EQ(frugal::all_resources.size(), frugal::resource_count);
   for (std::size_t i = 0; i < frugal::resource_count; ++i) {
     resource r = frugal::all_resources[i];
@@ -59,6 +59,7 @@ TEST(Resource, NamesRoundTripInEnumOrder) {
     EXPECT_EQ(frugal::resource_from_name(expected[i]), r);
   }
   static_assert(frugal::to_string(resource::peak_bytes) == "peak_bytes");
+  static_assert(frugal::to_string(resource::rss_bytes) == "rss_bytes");
 }
 
 TEST(Resource, UnknownNamesAreNotResources) {
@@ -75,14 +76,17 @@ TEST(Resource, KindOf) {
   EXPECT_EQ(frugal::kind_of(resource::allocations), quantity_kind::count);
   EXPECT_EQ(frugal::kind_of(resource::alloc_bytes), quantity_kind::bytes);
   EXPECT_EQ(frugal::kind_of(resource::peak_bytes), quantity_kind::bytes);
+  EXPECT_EQ(frugal::kind_of(resource::rss_bytes), quantity_kind::bytes);
 }
 
-TEST(Resource, PeakBytesIsTheOnlyLevelTheRestAreConsumables) {
+TEST(Resource, PeakAndResidentBytesAreTheLevelsTheRestAreConsumables) {
   static_assert(frugal::kind_of_resource(resource::peak_bytes) == frugal::resource_kind::level);
   static_assert(frugal::is_level(resource::peak_bytes) && !frugal::is_consumable(resource::peak_bytes));
+  static_assert(frugal::kind_of_resource(resource::rss_bytes) == frugal::resource_kind::level);
+  static_assert(frugal::is_level(resource::rss_bytes) && !frugal::is_consumable(resource::rss_bytes));
   static_assert(frugal::is_consumable(resource::wall) && !frugal::is_level(resource::wall));
   for (resource r : frugal::all_resources) {
-    const bool level = r == resource::peak_bytes;
+    const bool level = r == resource::peak_bytes || r == resource::rss_bytes;
     EXPECT_EQ(frugal::kind_of_resource(r), level ? frugal::resource_kind::level : frugal::resource_kind::consumable)
         << frugal::to_string(r);
     EXPECT_EQ(frugal::is_level(r), level) << frugal::to_string(r);
@@ -435,6 +439,7 @@ TEST(Limits, DefaultIsEmpty) {
 TEST(Limits, FluentSettersAndGetters) {
   limits l;
   l.wall(90min).cpu(1500ms).flops(2.5e12).allocations(1e6).alloc_bytes(1e9).peak_bytes(512.0 * 1024 * 1024)
+      .rss_bytes(2.0 * 1024 * 1024 * 1024)
       .units("samples", 1'000'000)
       .units("tokens", 5e9);
   EXPECT_FALSE(l.empty());
@@ -444,6 +449,8 @@ TEST(Limits, FluentSettersAndGetters) {
   EXPECT_EQ(l.get(resource::allocations), 1e6);
   EXPECT_EQ(l.get(resource::alloc_bytes), 1e9);
   EXPECT_EQ(l.get(resource::peak_bytes), 536870912.0);
+  EXPECT_EQ(l.get(resource::rss_bytes), 2147483648.0);
+  EXPECT_EQ(l.get("rss_bytes"), 2147483648.0);
   for (resource r : frugal::all_resources) EXPECT_TRUE(l.has(r));
   EXPECT_EQ(l.get("samples"), 1e6);
   EXPECT_EQ(l.get("tokens"), 5e9);
@@ -542,6 +549,7 @@ TEST(Limits, UnitNamesAreValidated) {
       {std::string(64, 'a'), "longer than 63"},
       {"wall", "reserved"},
       {"peak_bytes", "reserved"},
+      {"RSS_bytes", "reserved for the builtin resource 'rss_bytes'"},
       {"Wall", "reserved for the builtin resource 'wall'"},
       {"FLOPS", "reserved"},
   };
@@ -561,7 +569,7 @@ TEST(Limits, GetWithOutOfRangeResourceIsEmpty) {
   limits l;
   l.flops(1);
   EXPECT_FALSE(l.get(static_cast<resource>(200)));
-  EXPECT_FALSE(l.has(static_cast<resource>(6)));
+  EXPECT_FALSE(l.has(static_cast<resource>(7)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -579,8 +587,10 @@ TEST(LimitsParse, IssueExample) {
 
 TEST(LimitsParse, AllKeysAndUserUnits) {
   limits l = limits::parse(
-      "wall=1h30m,cpu=45m,flops=2.5e12,allocations=1e6,alloc_bytes=8GB,peak_bytes=512MiB,samples=1e6,tokens=5e9");
+      "wall=1h30m,cpu=45m,flops=2.5e12,allocations=1e6,alloc_bytes=8GB,peak_bytes=512MiB,rss_bytes=1GiB,samples=1e6,"
+      "tokens=5e9");
   EXPECT_EQ(l.get(resource::cpu), 2700.0);
+  EXPECT_EQ(l.get(resource::rss_bytes), 1073741824.0);
   EXPECT_EQ(l.get(resource::allocations), 1e6);
   EXPECT_EQ(l.get(resource::alloc_bytes), 8e9);
   ASSERT_EQ(l.unit_limits().size(), 2u);
@@ -651,6 +661,17 @@ TEST(LimitsParse, FractionalCountsAndBytesAndDotAfterAUnitAreErrors) {
 TEST(LimitsParse, ValueErrorsNameTheKey) {
   EXPECT_TRUE(throws_with([] { (void)limits::parse("peak_bytes=12 parsecs"); },
                           {"frugal: peak_bytes: cannot parse bytes '12 parsecs'", "unknown unit 'parsecs'"}));
+  EXPECT_TRUE(throws_with([] { (void)limits::parse("rss_bytes=0.1KiB"); },
+                          {"frugal: rss_bytes: cannot parse bytes '0.1KiB': not a whole number of bytes (102.4 B)"}));
+  EXPECT_TRUE(throws_with([] { (void)limits::parse("rss_bytes=-1GiB"); }, {"frugal: rss_bytes: ", "negative"}));
+  // "auto" takes a memory level's limit from the cgroup (process_memory_test); nothing else has one.
+  EXPECT_TRUE(throws_with([] { (void)limits::parse("wall=auto"); },
+                          {"frugal: limits: wall=auto: 'auto' is only for the memory levels peak_bytes and rss_bytes "
+                           "(their limit comes from the cgroup)"}));
+  EXPECT_TRUE(throws_with([] { (void)frugal::auto_limit(resource::flops); }, {"frugal: limits: flops=auto: "}));
+  EXPECT_TRUE(throws_with([] { (void)limits::parse("samples=auto"); },
+                          {"frugal: samples: cannot parse count 'auto': expected a number"}));
+  EXPECT_TRUE(throws_with([] { (void)limits::parse("rss_bytes=Auto"); }, {"frugal: rss_bytes: ", "'Auto'"}));
   EXPECT_TRUE(throws_with([] { (void)limits::parse("flops=2e12,wall=5 parsecs"); },
                           {"frugal: wall: cannot parse duration '5 parsecs'", "unknown unit 'parsecs'"}));
   EXPECT_TRUE(throws_with([] { (void)limits::parse("wall=30"); }, {"frugal: wall: ", "'30'", "missing unit"}));
@@ -675,6 +696,9 @@ TEST(LimitsToString, CanonicalText) {
   // Builtins come out in enum order regardless of the order they were set in.
   EXPECT_EQ(limits().units("b", 2).peak_bytes(1).wall(1s).units("a", 1).to_string(),
             "wall=1s,peak_bytes=1,b=2,a=1");
+  EXPECT_EQ(limits().rss_bytes(2.0 * 1024 * 1024 * 1024).peak_bytes(512.0 * 1024 * 1024).to_string(),
+            "peak_bytes=512MiB,rss_bytes=2GiB");
+  EXPECT_EQ(limits::parse("rss_bytes=1.5GB").to_string(), "rss_bytes=1.5e+09");
 }
 
 TEST(LimitsToString, RoundTripsExactly) {
@@ -688,7 +712,9 @@ TEST(LimitsToString, RoundTripsExactly) {
       limits().units("samples", 1e6).units("tokens", 1.0 / 3.0).units("_z", 0),
       limits().flops(std::numeric_limits<double>::max()).allocations(9007199254740994.0),
       limits().alloc_bytes(1536).peak_bytes((9007199254740992.0 + 2) * 1024).units("epochs", 2.5),
-      limits().wall(0s).cpu(0s).flops(0).allocations(0).alloc_bytes(0).peak_bytes(0),
+      limits().wall(0s).cpu(0s).flops(0).allocations(0).alloc_bytes(0).peak_bytes(0).rss_bytes(0),
+      limits().rss_bytes(1073741824).peak_bytes(3 * 1024),
+      limits().rss_bytes(123456789013),
   };
   for (const auto& l : cases) {
     std::string text = l.to_string();
@@ -709,6 +735,7 @@ TEST(LimitsToString, RoundTripsEveryAcceptedValue) {
     const double any = std::ldexp(static_cast<double>(next() >> 11), static_cast<int>(next() % 120) - 80);
     limits l;
     l.flops(count).allocations(std::floor(count / 3)).alloc_bytes(count).peak_bytes(std::floor(whole / 1024) * 1024);
+    l.rss_bytes(std::floor(whole / 4096) * 4096 + static_cast<double>(bits % 7));
     l.wall(std::chrono::duration<double>(any)).cpu(std::chrono::duration<double>(std::floor(any)));
     l.units("u", any);
     const std::string text = l.to_string();

@@ -8,6 +8,7 @@
 #include <frugal/detail/ledger.hpp>
 #include <frugal/detail/trace_log.hpp>
 #include <frugal/meter.hpp>
+#include <frugal/process_memory.hpp>
 #include <frugal/units.hpp>
 
 #include <algorithm>
@@ -225,6 +226,10 @@ class budget {
   // there are (without them, reports show the peak as not measured, not as 0).
   [[nodiscard]] bool measures_peak() const noexcept { return watcher_ != nullptr; }
 
+  // Whether the resident set can be read (from /proc/self/statm): false where it cannot, and
+  // then reports show rss_bytes as not measured, not as 0. Reads it, which counts as a read.
+  [[nodiscard]] bool measures_rss() const noexcept { return read_rss().has_value(); }
+
   // The limit in the resource's unit (seconds, count, bytes); +infinity when unlimited.
   [[nodiscard]] double limit(resource r) const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -236,13 +241,17 @@ class budget {
   }
 
   // Used so far, in the resource's unit: seconds for wall and cpu, a count for flops and
-  // allocations, bytes for alloc_bytes and peak_bytes. For a level it is the height reached,
-  // not an amount spent.
+  // allocations, bytes for alloc_bytes, peak_bytes and rss_bytes. For a level it is the height
+  // reached, not an amount spent.
   //
   // wall: the time during which at least one scope of this budget or a descendant was open
   //   on any thread (the union of those intervals, not a sum over threads).
   // cpu:  CPU time of the threads while they had such a scope open; a thread's share is
   //   added when its outermost such scope closes (the calling thread's share also live).
+  // peak_bytes: the highest process live heap while the budget was active (the allocation hooks).
+  // rss_bytes: the highest process resident set at this budget's reads: this call, snapshot(),
+  //   measures_rss() and reports read it now (a system call, so never on a scope's path) and
+  //   raise the budget's mark and its ancestors'. Unreadable: the mark stays (see measures_rss()).
   // the rest: charges made while such a scope was open, each counted once.
   [[nodiscard]] double used(resource r) const {
     detail::flush_pending(detail::this_thread);
@@ -257,6 +266,9 @@ class budget {
         return total;
       }
       case resource::peak_bytes: return peak_bytes();
+      case resource::rss_bytes:
+        (void)read_rss();
+        return rss_high();
     }
     return 0;
   }
@@ -270,24 +282,8 @@ class budget {
     return total;
   }
 
-  [[nodiscard]] usage snapshot() const {
-    const detail::bookkeeping own_allocations;
-    detail::flush_pending(detail::this_thread);
-    usage u;
-    u.by_resource[static_cast<std::size_t>(resource::peak_bytes)] = peak_bytes();
-    u.by_resource[static_cast<std::size_t>(resource::wall)] = wall_seconds();
-    u.by_resource[static_cast<std::size_t>(resource::cpu)] = cpu_seconds();
-    std::array<double, FRUGAL_MAX_UNITS> units{};
-    for_each_block_in_subtree([&](const detail::thread_block& b) {
-      for (resource r : {resource::flops, resource::allocations, resource::alloc_bytes})
-        u.by_resource[static_cast<std::size_t>(r)] += additive(b, r);
-      for (std::size_t i = 0; i < units.size(); ++i) units[i] += b.units[i].get();
-    });
-    const std::uint32_t n = detail::units_registered.count.load(std::memory_order_acquire);
-    for (std::uint32_t i = 0; i < n; ++i)
-      if (units[i] != 0) u.units.emplace_back(std::string(detail::unit_name(i)), units[i]);
-    return u;
-  }
+  // Everything, the resident set read now included.
+  [[nodiscard]] usage snapshot() const { return read_usage(true); }
 
   // A consumable: what is left to spend, limit - used. A level: the headroom, limit - the
   // height reached. Never below 0 (crossed_levels() tells a crossed ceiling apart); +infinity
@@ -311,7 +307,7 @@ class budget {
     const detail::bookkeeping own_allocations;
     const frugal::limits l = limits();
     if (!limits_a_consumable(l)) return 0;
-    return detail::consumed_fraction(snapshot(), l);
+    return detail::consumed_fraction(read_usage(false), l);
   }
 
   // The limited consumables whose use has reached the limit (names as in limits::parse).
@@ -320,7 +316,7 @@ class budget {
     const detail::bookkeeping own_allocations;
     const frugal::limits l = limits();
     if (!limits_a_consumable(l)) return {};
-    return detail::exhausted_consumables(snapshot(), l);
+    return detail::exhausted_consumables(read_usage(false), l);
   }
 
   // Some consumable's limit reached. Running out is a decision for the caller (or the
@@ -412,6 +408,43 @@ class budget {
     if (!detail::hooks_installed()) return nullptr;
     if (detail::heap_watcher* w = detail::take_watcher(0)) return w;
     throw std::bad_alloc();
+  }
+
+  // What snapshot() returns; without the levels for the aggregates over consumables, which
+  // would read the resident set for nothing.
+  [[nodiscard]] usage read_usage(bool levels) const {
+    const detail::bookkeeping own_allocations;
+    detail::flush_pending(detail::this_thread);
+    usage u;
+    if (levels) {
+      u.by_resource[static_cast<std::size_t>(resource::peak_bytes)] = peak_bytes();
+      (void)read_rss();
+      u.by_resource[static_cast<std::size_t>(resource::rss_bytes)] = rss_high();
+    }
+    u.by_resource[static_cast<std::size_t>(resource::wall)] = wall_seconds();
+    u.by_resource[static_cast<std::size_t>(resource::cpu)] = cpu_seconds();
+    std::array<double, FRUGAL_MAX_UNITS> units{};
+    for_each_block_in_subtree([&](const detail::thread_block& b) {
+      for (resource r : {resource::flops, resource::allocations, resource::alloc_bytes})
+        u.by_resource[static_cast<std::size_t>(r)] += additive(b, r);
+      for (std::size_t i = 0; i < units.size(); ++i) units[i] += b.units[i].get();
+    });
+    const std::uint32_t n = detail::units_registered.count.load(std::memory_order_acquire);
+    for (std::uint32_t i = 0; i < n; ++i)
+      if (units[i] != 0) u.units.emplace_back(std::string(detail::unit_name(i)), units[i]);
+    return u;
+  }
+
+  // Reads the process's resident set now and raises this budget's mark and its ancestors' (a
+  // parent's figures include its children's, and the resident set is the process's).
+  std::optional<std::int64_t> read_rss() const noexcept {
+    const std::optional<std::int64_t> now = detail::read_resident_set();
+    if (now)
+      for (const budget* b = this; b; b = b->parent_) detail::raise_to(b->rss_high_, *now);
+    return now;
+  }
+  [[nodiscard]] double rss_high() const noexcept {
+    return static_cast<double>(rss_high_.load(std::memory_order_relaxed));
   }
 
   // The highest process live heap seen while the budget was active (0 when not measured).
@@ -567,6 +600,7 @@ class budget {
   std::atomic<std::int64_t>* const busy_;
   std::atomic<std::int64_t> last_transition_ns_{0};  // ns since origin_ns_ (see transition())
   std::atomic<bool> measure_cpu_{false};
+  mutable std::atomic<std::int64_t> rss_high_{0};  // the highest resident set read (read_rss())
 
   mutable std::mutex mutex_;  // guards everything below; never held on the hot path
   frugal::limits limits_;

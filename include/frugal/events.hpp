@@ -128,8 +128,8 @@ struct stop_event {
   std::string_view message;   // the decision's reasons in words
 };
 
-// A level (peak_bytes: how high the heap stands, not something spent) stood above its limit at a
-// checkpoint: fired when that starts, again only after it has been back under.
+// A level (peak_bytes, rss_bytes: how high memory stands, not something spent) stood above its
+// limit at a checkpoint: fired when that starts, again only after it has been back under.
 struct level_crossed_event {
   std::string_view resource;
   double level;  // in the resource's unit

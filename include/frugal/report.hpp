@@ -67,9 +67,13 @@ inline void print_budget(std::ostream& out, const budget& b, const std::string& 
   for (resource r : all_resources) {
     const auto lim = l.get(r);
     if (r == resource::cpu && !b.measures_cpu()) continue;
+    // The resident set is the process's, the same in every budget of the tree: a row only
+    // where a budget limits it (the JSON report always has it).
+    if (r == resource::rss_bytes && !lim) continue;
     if (!lim && u[r] == 0 && r != resource::wall) continue;
-    // Not measured is not zero (no allocation hooks): say so rather than print "0 B".
-    const bool measured = r != resource::peak_bytes || b.measures_peak();
+    // Not measured is not zero (no allocation hooks, no /proc): say so rather than print "0 B".
+    const bool measured =
+        (r != resource::peak_bytes || b.measures_peak()) && (r != resource::rss_bytes || b.measures_rss());
     rows.push_back({resource_label(r, crossed), measured ? format_quantity(r, u[r]) : "not measured",
                     lim ? format_quantity(r, *lim) : "-", lim && measured ? percent(fraction_of(u[r], *lim)) : "-"});
   }
@@ -185,7 +189,8 @@ inline void json_budget(json_writer& w, const budget& b) {
   w.key("used").begin_object();
   for (resource r : all_resources) {
     w.key(to_string(r));
-    if ((r == resource::cpu && !b.measures_cpu()) || (r == resource::peak_bytes && !b.measures_peak()))
+    if ((r == resource::cpu && !b.measures_cpu()) || (r == resource::peak_bytes && !b.measures_peak()) ||
+        (r == resource::rss_bytes && !b.measures_rss()))
       w.null();  // not measured, which is not the same as zero
     else
       json_amount(w, u[r]);
@@ -269,11 +274,13 @@ inline void csv_stages(std::ostream& out, const budget& b, const std::vector<std
 // The budget tree as one JSON document:
 //   {"frugal_version": "0.1.0",
 //    "units_of_measure": {"wall": "seconds", "flops": "count", "peak_bytes": "bytes", ...},
-//    "resource_kinds": {"wall": "consumable", ..., "peak_bytes": "level"},  (user units: consumable)
+//    "resource_kinds": {"wall": "consumable", ..., "peak_bytes": "level", "rss_bytes": "level"},
+//                      (user units: consumable)
 //    "budget": {"name", "path",
 //               "limits": {<resource>: number or null (unlimited), ..., "units": {<unit>: number}},
-//               "used":   {<resource>: number (cpu, peak_bytes: null when not measured), ...,
-//                          "units": {...}},   (a level's "used" is the height it reached)
+//               "used":   {<resource>: number (cpu, peak_bytes, rss_bytes: null when not
+//                          measured), ..., "units": {...}},   (a level's "used" is the height
+//                          it reached; rss_bytes: the highest resident set read, this one included)
 //               "exhausted": [<consumable resource or unit at its limit>, ...],
 //               "levels_crossed": [<level above its limit>, ...],
 //               "fraction_used": number (the largest over the limited consumables, as
@@ -286,7 +293,8 @@ inline void csv_stages(std::ostream& out, const budget& b, const std::vector<std
 //               "children": [<budget>, ...]}}
 // Stage charges are inclusive (a stage includes the scopes opened inside it), so a budget's
 // totals equal the sum of its outermost stages' (plus work charged outside any stage's scope).
-// A key means one thing wherever it appears: "peak_bytes" is always the level.
+// A key means one thing wherever it appears: "peak_bytes" is always the level (the live heap),
+// "rss_bytes" always the resident set.
 namespace detail {
 // The report's members: version, units of measure, resource kinds, the budget tree. A report
 // with more sections (controller_report.hpp) writes these first, then its own.

@@ -1,6 +1,7 @@
 // Budget-aware learning-rate schedules: driven by the fraction of the budget used, so they
 // anneal to their final value exactly when the budget runs out (Li, Yumer, Ramanan, ICLR 2020).
-// They follow consumables only: a heap near or over its peak_bytes ceiling moves them not at all.
+// They follow consumables only: memory near or over its peak_bytes or rss_bytes ceiling moves
+// them not at all.
 #pragma once
 
 #include <frugal/budget.hpp>
@@ -21,9 +22,9 @@ namespace detail {
 class schedule_base {
  public:
   // The learning rate now: at(run.fraction_used()), the largest fraction over the budget's
-  // limited consumables, so the schedule follows whichever runs out first. Levels (peak_bytes)
-  // are not spent: memory pressure is answered by the batch size, and a crossed ceiling must
-  // not zero the learning rate and silently stop the run from learning.
+  // limited consumables, so the schedule follows whichever runs out first. Levels (peak_bytes,
+  // rss_bytes) are not spent: memory pressure is answered by the batch size, and a crossed
+  // ceiling must not zero the learning rate and silently stop the run from learning.
   [[nodiscard]] double operator()() const { return at_fraction(run_->fraction_used()); }
   [[nodiscard]] double lr0() const noexcept { return lr0_; }
   [[nodiscard]] const budget& watched() const noexcept { return *run_; }

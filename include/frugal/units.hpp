@@ -2,6 +2,8 @@
 // and `limits`: the set of caps (builtin resources plus named user units) a budget enforces.
 #pragma once
 
+#include <frugal/process_memory.hpp>
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -18,13 +20,15 @@
 
 namespace frugal {
 
-enum class resource : unsigned char { wall, cpu, flops, allocations, alloc_bytes, peak_bytes };
+// peak_bytes is the highest live heap (the allocation hooks measure it); rss_bytes the highest
+// resident set of the process, read from /proc only when asked (budget::used(), reports).
+enum class resource : unsigned char { wall, cpu, flops, allocations, alloc_bytes, peak_bytes, rss_bytes };
 
-inline constexpr std::size_t resource_count = 6;
+inline constexpr std::size_t resource_count = 7;
 
 inline constexpr std::array<resource, resource_count> all_resources = {
-    resource::wall,        resource::cpu,         resource::flops,
-    resource::allocations, resource::alloc_bytes, resource::peak_bytes,
+    resource::wall,        resource::cpu,         resource::flops,     resource::allocations,
+    resource::alloc_bytes, resource::peak_bytes,  resource::rss_bytes,
 };
 
 // Longer names are almost certainly a bug (a pasted value, a path) and would bloat reports.
@@ -38,6 +42,7 @@ inline constexpr std::size_t max_unit_name_length = 63;
     case resource::allocations: return "allocations";
     case resource::alloc_bytes: return "alloc_bytes";
     case resource::peak_bytes: return "peak_bytes";
+    case resource::rss_bytes: return "rss_bytes";
   }
   // Reachable only through a cast of an out-of-range integer; never crash while reporting.
   return "unknown";
@@ -52,9 +57,9 @@ inline constexpr std::size_t max_unit_name_length = 63;
 
 // Two kinds of resource, and every aggregate over resources says which it covers.
 // A consumable is spent and can run out: its fraction used drives "budget used", schedules and
-// exhausted(). A level is a height that must stay under a ceiling (the peak heap): crossing it
-// is its own state, answered by a smaller batch, never by decaying the learning rate. User units
-// are always consumables.
+// exhausted(). A level is a height that must stay under a ceiling (the peak heap, the resident
+// set): crossing it is its own state, answered by a smaller batch, never by decaying the learning
+// rate. User units are always consumables.
 enum class resource_kind : unsigned char { consumable, level };
 
 [[nodiscard]] constexpr std::string_view to_string(resource_kind k) noexcept {
@@ -67,7 +72,8 @@ enum class resource_kind : unsigned char { consumable, level };
 
 [[nodiscard]] constexpr resource_kind kind_of_resource(resource r) noexcept {
   switch (r) {
-    case resource::peak_bytes: return resource_kind::level;
+    case resource::peak_bytes:
+    case resource::rss_bytes: return resource_kind::level;
     case resource::wall:
     case resource::cpu:
     case resource::flops:
@@ -89,7 +95,8 @@ enum class quantity_kind { duration, count, bytes };
     case resource::wall:
     case resource::cpu: return quantity_kind::duration;
     case resource::alloc_bytes:
-    case resource::peak_bytes: return quantity_kind::bytes;
+    case resource::peak_bytes:
+    case resource::rss_bytes: return quantity_kind::bytes;
     case resource::flops:
     case resource::allocations: break;
   }
@@ -477,6 +484,25 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
   return n;
 }
 
+// A memory level's limit taken from the cgroup (what `peak_bytes=auto` and `rss_bytes=auto` in
+// limits::parse() mean): the cgroup's limit minus what it counts beyond the level, read now, under
+// `root` (a fake tree in tests). See auto_peak_bytes_limit() and auto_rss_bytes_limit() in
+// <frugal/process_memory.hpp>; errors name "<resource>=auto" and the file behind the reason.
+[[nodiscard]] inline double auto_limit(resource r, std::string_view root = "/") {
+  switch (r) {
+    case resource::peak_bytes: return static_cast<double>(auto_peak_bytes_limit(root));
+    case resource::rss_bytes: return static_cast<double>(auto_rss_bytes_limit(root));
+    case resource::wall:
+    case resource::cpu:
+    case resource::flops:
+    case resource::allocations:
+    case resource::alloc_bytes: break;
+  }
+  throw std::invalid_argument("frugal: limits: " + std::string(to_string(r)) +
+                              "=auto: 'auto' is only for the memory levels peak_bytes and rss_bytes "
+                              "(their limit comes from the cgroup)");
+}
+
 // Below one second: 3 significant digits in ns/us/ms/s ("850 ns", "12.3 us", "450 ms", "1.50 s").
 // From one minute on, whole units read better than decimals: "2m 05s", then "1h 30m".
 [[nodiscard]] inline std::string format_duration(double seconds) {
@@ -562,6 +588,7 @@ class limits {
   limits& allocations(double n) { return set(resource::allocations, n); }
   limits& alloc_bytes(double bytes) { return set(resource::alloc_bytes, bytes); }
   limits& peak_bytes(double bytes) { return set(resource::peak_bytes, bytes); }
+  limits& rss_bytes(double bytes) { return set(resource::rss_bytes, bytes); }
 
   limits& units(std::string name, double n) {
     if (auto problem = detail::units_impl::unit_name_problem(name)) {
@@ -620,7 +647,13 @@ class limits {
            std::none_of(builtin_.begin(), builtin_.end(), [](const auto& v) { return v.has_value(); });
   }
 
-  [[nodiscard]] static limits parse(std::string_view text) {
+  // "wall=1h30m,flops=2.5e12,peak_bytes=512MiB,samples=1e6". A memory level may be "auto"
+  // (peak_bytes=auto, rss_bytes=auto): its limit is taken from the cgroup now (auto_limit()),
+  // read under `root` ("/", or a fake tree in tests), and is a number from then on, which is what
+  // to_string() writes.
+  [[nodiscard]] static limits parse(std::string_view text) { return parse(text, "/"); }
+
+  [[nodiscard]] static limits parse(std::string_view text, std::string_view root) {
     namespace d = detail::units_impl;
     limits out;
     if (d::trim(text).empty()) return out;
@@ -655,7 +688,7 @@ class limits {
       }
       seen.push_back(key);
       if (auto r = resource_from_name(key)) {
-        out.set(*r, parse_quantity(*r, value));
+        out.set(*r, value == "auto" ? auto_limit(*r, root) : parse_quantity(*r, value));
       } else if (auto problem = d::unit_name_problem(key)) {
         throw std::invalid_argument("frugal: limits: entry '" + std::string(entry) + "' has invalid key '" +
                                     std::string(key) + "': " + *problem);
