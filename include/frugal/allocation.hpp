@@ -93,9 +93,25 @@ struct heap_totals {
 [[nodiscard]] inline std::int64_t heap_live_bytes() noexcept { return detail::heap.live.load(std::memory_order_relaxed); }
 [[nodiscard]] inline std::int64_t heap_peak_bytes() noexcept { return detail::heap.peak.load(std::memory_order_relaxed); }
 
+// How exactly the process's live heap, and so any peak of it, is known: each thread folds what
+// it allocates into the total in steps of FRUGAL_HEAP_FOLD_BYTES, so the total may lag by up to
+// that much per thread. 0 without the hooks. Walks the registry of threads under its lock: a
+// checkpoint's cost, not a scope's.
+[[nodiscard]] inline std::int64_t heap_resolution_bytes() noexcept {
+  if (!detail::hooks_installed()) return 0;
+  std::int64_t threads = 0;
+  detail::registry_lock lock;
+  for (const detail::thread_state* ts = detail::heap.threads; ts; ts = ts->heap.next) ++threads;
+  return threads * static_cast<std::int64_t>(FRUGAL_HEAP_FOLD_BYTES);
+}
+
 // Records the peak live heap of the process from construction (or reset()) on: the peak of
 // one training step, for example. Unavailable (peak 0, available() false) only without the
 // hooks, or when memory for a new block of watcher slots cannot be allocated.
+//
+// Two names, two things, here and in every report: the *level* is how high the live heap
+// stood (peak_bytes(), start_bytes(); a budget's peak_bytes), the *rise* is how far it climbed
+// above where it started (peak_rise_bytes(); a stage's peak_rise_bytes in the reports).
 class heap_watch {
  public:
   heap_watch() noexcept : watcher_(detail::hooks_installed() ? detail::take_watcher(1) : nullptr) { reset(); }
@@ -105,24 +121,30 @@ class heap_watch {
 
   [[nodiscard]] bool available() const noexcept { return watcher_ != nullptr; }
 
-  // The highest live heap since the start: exact for this thread's pending bytes, folded for
-  // the other threads.
+  // The level: the highest live heap since the start, exact for this thread's pending bytes,
+  // folded for the other threads.
   [[nodiscard]] std::int64_t peak_bytes() const noexcept {
     if (!watcher_) return 0;
     const detail::thread_heap& h = detail::this_thread.heap;
     const std::int64_t mine = heap_live_bytes() + (h.live() - h.folded);
     return std::max(watcher_->peak.load(std::memory_order_relaxed), mine);
   }
+  // The level at the start (construction or the last reset()).
+  [[nodiscard]] std::int64_t start_bytes() const noexcept { return start_; }
+  // The rise: how far the heap climbed above its level at the start (0 if it never did).
+  [[nodiscard]] std::int64_t peak_rise_bytes() const noexcept { return std::max<std::int64_t>(0, peak_bytes() - start_); }
 
   // Starts over from the current live heap.
   void reset() noexcept {
     if (!watcher_) return;
     detail::fold_heap(detail::this_thread.heap);
-    watcher_->peak.store(heap_live_bytes(), std::memory_order_relaxed);
+    start_ = heap_live_bytes();
+    watcher_->peak.store(start_, std::memory_order_relaxed);
   }
 
  private:
   detail::heap_watcher* watcher_;
+  std::int64_t start_ = 0;
 };
 
 }  // namespace frugal

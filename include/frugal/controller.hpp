@@ -3,6 +3,7 @@
 // prune or quantize; callbacks see every event and may veto or amend each decision.
 #pragma once
 
+#include <frugal/allocation.hpp>
 #include <frugal/budget.hpp>
 #include <frugal/controller_history.hpp>
 #include <frugal/controller_options.hpp>
@@ -10,6 +11,7 @@
 #include <frugal/early_stopping.hpp>
 #include <frugal/events.hpp>
 #include <frugal/forecast.hpp>
+#include <frugal/memory_model.hpp>
 #include <frugal/report.hpp>
 #include <frugal/units.hpp>
 
@@ -82,10 +84,14 @@ class controller {
     prune_state_.assign(options_.prune_rules_.size(), rule_state{});
     quantize_state_.assign(options_.quantize_rules_.size(), rule_state{});
     build_tracked();
+    rss_readable_ = detail::read_resident_set().has_value();
     read_now();
     for (auto& t : tracked_) t.used = t.now;
     update_fraction();
     stop_if_spent("start");
+    stop_if_level_over("start");
+    start_memory_probe();
+    end_window();
   }
 
   controller(const controller&) = delete;
@@ -103,22 +109,21 @@ class controller {
     samples_total_ += batch;
     samples_in_epoch_ += batch;
     if (batch == 0) samples_known_ = false;
-    double step_peak = -1;
     for (auto& t : tracked_) {
       if (!t.level) {
         t.last_cost = t.now - t.used;
         t.step.add(batch, t.last_cost);
       } else {
-        // The level now: the step's own peak when the loop reports it, else the budget's
-        // (the highest since it was made; 0 without the allocation hooks).
-        const double budget_peak = t.now;
-        if (const auto p = s.peak_bytes()) {
-          step_peak = *p;
-          t.step.add(batch, *p);
-          peak_seen_ = std::max(peak_seen_, *p);
+        // The level the step reached (reported, or measured between checkpoints), into the
+        // memory model at this batch size; else the budget's (the highest since it was made).
+        const double budget_level = t.now;
+        const std::optional<double> height = level_of_step(t, s);
+        if (height) {
+          t.memory.add(batch, *height, level_at_window_start(t, s));
+          t.seen = std::max(t.seen, *height);
         }
-        t.now = std::max(t.now, peak_seen_);
-        t.height = step_peak >= 0 ? step_peak : budget_peak;
+        t.now = std::max(t.now, t.seen);
+        t.height = height ? *height : budget_level;
       }
     }
     measure_effects(batch);
@@ -126,9 +131,10 @@ class controller {
     update_fraction();
     callbacks_.notify(event_kind::step_end, step_end_event{steps_, epochs_, s, batch}, steps_);
     fire_thresholds();
-    decision d = decide_step(s, batch, step_peak);
+    decision d = decide_step(s, batch);
     commit(d, checkpoint::step);
     previous_batch_ = batch;
+    end_window();
     return d;
   }
 
@@ -147,7 +153,7 @@ class controller {
         const double rate = step_rate(t, next_batch());
         if (is_time(t) && rate > 0) t.end_in_step_rate.add(cost / rate);
       } else {
-        t.now = std::max(t.now, peak_seen_);
+        t.now = std::max(t.now, t.seen);
       }
       t.used = t.now;
     }
@@ -167,6 +173,7 @@ class controller {
     samples_in_epoch_ = 0;
     samples_known_ = true;
     epoch_ending_ = false;
+    end_window();
     return d;
   }
 
@@ -255,6 +262,154 @@ class controller {
   [[nodiscard]] const std::vector<callback_error>& callback_errors() const noexcept { return callbacks_.errors(); }
   [[nodiscard]] std::uint64_t callback_error_count() const noexcept { return callbacks_.error_count(); }
 
+  // --- memory: probing, and stages sized by the same model ---
+
+  // Measures what a step's batch adds to the peak heap before the first step, without training:
+  // `probe(n)` must do the work of a step of n samples that decides its memory (forward and
+  // backward) and leave the model unchanged (no update). It runs at the smallest batch, then --
+  // unless that bound already allows only it -- at the largest size the first peak says
+  // fits (memory_model.hpp: a bound, never an underestimate), and the batch is set to the
+  // largest size the line through the two fits: the first step starts there. When even the
+  // smallest batch peaks over a level's limit, the run stops (forecast) before its first step.
+  // The probe's costs (time, FLOPs) are charged to the budget as any work is, but to no step's
+  // forecast. Does nothing without the batch knob, a limited level the controller measures
+  // (peak_bytes with the allocation hooks), or once steps have run. Returns the batch size.
+  std::size_t probe_memory(const std::function<void(std::size_t)>& probe) {
+    const reentry guard(this, "probe_memory");
+    if (!probe) fail("probe_memory", "a callable", "an empty function");
+    bool measured = false;
+    for (const auto& t : tracked_) measured = measured || (t.level && std::isfinite(t.limit) && measures_level(t));
+    if (!manages_batch() || !measured || stopped() || steps_ > 0) return batch_;
+    memory_probing_ = false;  // the probe below replaces the first steps' probe
+    std::size_t n = options_.batch_min_;
+    std::string words;
+    for (int round = 0; round < 2; ++round) {
+      const heap_watch watch;
+      const std::vector<double> starts = level_starts();
+      probe(n);
+      for (std::size_t i = 0; i < tracked_.size(); ++i) {
+        tracked& t = tracked_[i];
+        const auto [start, peak] = stretch_of(t, watch, starts[i]);
+        if (peak < 0) continue;
+        t.memory.add(n, peak, start);
+        t.seen = std::max(t.seen, peak);
+        t.height = peak;
+        words += (words.empty() ? "batch " : ", batch ") + std::to_string(n) + ": " + t.name + " " + format(t, peak);
+      }
+      std::string why;
+      update_resolution();
+      const memory_limits mem = memory_caps(n, why, true);
+      if (mem.cap == 0) {
+        const std::string message = "stop (forecast): memory probe: " + words + ": " + mem.words +
+                                    ": not even the smallest batch fits; no step ran";
+        set_stopped(frugal::stop_reason::forecast, message);
+        history_.add(decision_record{steps_, epochs_, "probe", "stop", frugal::stop_reason::forecast, message});
+        callbacks_.notify(event_kind::stopped,
+                          stop_event{steps_, epochs_, last_checkpoint_, frugal::stop_reason::forecast, message}, steps_);
+        break;
+      }
+      const std::size_t next = round_to_effective_divisor(mem.cap);
+      if (round == 1 || next == n || mem.all_fitted) {
+        set_batch(std::max(next, options_.batch_min_), "memory probe: " + words + "; " + mem.words);
+        break;
+      }
+      n = next;
+    }
+    // The probe was no step: the first step's costs start here.
+    read_now();
+    for (auto& t : tracked_) t.used = t.level ? std::max(t.now, t.seen) : t.now;
+    update_fraction();
+    end_window();
+    return batch_;
+  }
+
+  // Sizes a stage other than the step whose peak heap grows with a size the loop picks -- an
+  // evaluation's chunk of images -- by the same memory model as the batch, fitted to that
+  // stage's own chunks: chunk_size() gives the next chunk's size in [min, max] and starts
+  // measuring it; end_chunk() ends the measurement. The first chunk runs at `min`, the second
+  // at the bound the first gives, later ones at the largest size the line fits under every
+  // limited level. Without such a level (or without the hooks) it is `max` and nothing is
+  // measured. One chunk at a time; the stage's name is the loop's (e.g. "evaluation").
+  [[nodiscard]] std::size_t chunk_size(std::string_view stage, std::size_t max, std::size_t min = 1) {
+    if (stage.empty()) fail("chunk_size stage", "a name", "\"\"");
+    if (min == 0) fail("chunk_size min", "> 0", "0");
+    if (max < min) fail("chunk_size max", ">= min (" + std::to_string(min) + ")", std::to_string(max));
+    if (open_chunk_)
+      throw std::logic_error("frugal::controller::chunk_size: the chunk of stage '" + stages_[*open_chunk_].name +
+                             "' was not ended (end_chunk)");
+    std::size_t index = stages_.size();
+    for (std::size_t i = 0; i < stages_.size(); ++i)
+      if (stages_[i].name == stage) index = i;
+    if (index == stages_.size()) stages_.push_back(sized_stage{std::string(stage), {}, 0, 0});
+    sized_stage& st = stages_[index];
+    std::size_t n = max;
+    bool measured = false;
+    for (const auto& t : tracked_) {
+      if (!t.level || !std::isfinite(t.limit) || !measures_level(t)) continue;
+      measured = true;
+      const memory_model* m = st.model(t.name);
+      if (!m || m->empty()) {
+        n = min;
+        continue;
+      }
+      update_resolution();
+      const std::size_t fits = size_within(*m, t.limit - level_resolution(t), options_.margin_.value_or(m->spread()),
+                                           st.last, min, max);
+      n = std::min(n, std::max(fits, min));
+    }
+    st.last = n;
+    ++st.chunks;
+    if (!measured) return n;
+    open_chunk_ = index;
+    chunk_starts_ = level_starts();
+    chunk_watch_.reset();
+    return n;
+  }
+  // Ends the chunk chunk_size() started: `size` is the chunk's real size (a last chunk may be
+  // smaller than the size given).
+  void end_chunk(std::string_view stage, std::size_t size) {
+    if (!open_chunk_) return;  // nothing measured (no limited level): nothing to record
+    sized_stage& st = stages_[*open_chunk_];
+    if (st.name != stage)
+      throw std::logic_error("frugal::controller::end_chunk: the open chunk is of stage '" + st.name + "', not '" +
+                             std::string(stage) + "'");
+    open_chunk_.reset();
+    if (size == 0) return;
+    for (std::size_t i = 0; i < tracked_.size() && i < chunk_starts_.size(); ++i) {
+      const tracked& t = tracked_[i];
+      if (!std::isfinite(t.limit)) continue;
+      const auto [start, peak] = stretch_of(t, chunk_watch_, chunk_starts_[i]);
+      if (peak >= 0) st.model_for(t.name).add(size, peak, start);
+    }
+  }
+
+  // A level's memory model of the step (peak_bytes: the heap's level at each batch size); null
+  // for a resource that is not a tracked level.
+  [[nodiscard]] const frugal::memory_model* level_model(std::string_view level) const {
+    const tracked* t = find(level);
+    return t && t->level ? &t->memory : nullptr;
+  }
+  // A sized stage's memory model of a level (null before its first measured chunk).
+  [[nodiscard]] const frugal::memory_model* stage_model(std::string_view stage, std::string_view level) const {
+    for (const auto& st : stages_)
+      if (st.name == stage) return st.model(level);
+    return nullptr;
+  }
+  // Whether the first steps are still probing memory (start_memory_probe).
+  [[nodiscard]] bool probing_memory() const noexcept { return memory_probing_; }
+  // The stages chunk_size() has sized, in the order first seen, with the size it gave last.
+  [[nodiscard]] std::vector<std::pair<std::string, std::size_t>> sized_stages() const {
+    std::vector<std::pair<std::string, std::size_t>> out;
+    for (const auto& st : stages_) out.emplace_back(st.name, st.last);
+    return out;
+  }
+  // What a level forecast adds for the measurement's resolution (peak_bytes: threads x
+  // FRUGAL_HEAP_FOLD_BYTES at the last checkpoint; 0 for others or without a limit).
+  [[nodiscard]] double level_resolution(std::string_view level) const {
+    const tracked* t = find(level);
+    return t && t->level ? level_resolution(*t) : 0;
+  }
+
   // --- forecasts and state ---
 
   // The next step's forecast cost (forecast.hpp's high(), headroom not included) of a tracked
@@ -269,10 +424,11 @@ class controller {
   [[nodiscard]] std::optional<double> forecast_step(std::string_view name, std::size_t batch) const {
     const tracked* t = find(name);
     if (!t) return std::nullopt;
-    return t->step.high(batch);
+    return t->level ? t->memory.peak(batch) : t->step.high(batch);
   }
-  // The forecast peak heap of a step at this batch size (0 before any step reported one).
-  [[nodiscard]] double forecast_peak(std::size_t batch) const { return find("peak_bytes")->step.high(batch); }
+  // The peak heap a step at this batch size is expected to reach, from the memory model without
+  // headroom (0 before any step or probe measured one).
+  [[nodiscard]] double forecast_peak(std::size_t batch) const { return find("peak_bytes")->memory.peak(batch); }
   // The forecast cost of the work between an epoch's last step and its end (evaluation).
   [[nodiscard]] std::optional<double> forecast_epoch_end(resource r) const {
     const tracked* t = find(frugal::to_string(r));
@@ -285,7 +441,7 @@ class controller {
   [[nodiscard]] std::optional<double> headroom(std::string_view name) const {
     const tracked* t = find(name);
     if (!t) return std::nullopt;
-    return step_scale(*t, next_batch()) - 1;
+    return t->level ? level_headroom(*t) : step_scale(*t, next_batch()) - 1;
   }
   // The headroom added to the epoch-end forecast of a cumulative resource.
   [[nodiscard]] std::optional<double> epoch_end_headroom(resource r) const {
@@ -352,7 +508,7 @@ class controller {
           t.thresholds = std::move(thresholds);
         }
     read_now();
-    for (auto& t : tracked_) t.used = t.level ? std::max(t.now, peak_seen_) : t.now;
+    for (auto& t : tracked_) t.used = t.level ? std::max(t.now, t.seen) : t.now;
     update_fraction();
     const frugal::stop_reason why = stop_reason_.load(std::memory_order_relaxed);
     if (stopped() && (why == frugal::stop_reason::budget_exhausted || why == frugal::stop_reason::forecast) &&
@@ -385,18 +541,46 @@ class controller {
         {"resource", "kind", "used", "limit", "step mean", "step forecast", "headroom", "epoch end"}};
     const std::size_t b = next_batch();
     for (const auto& t : tracked_) {
-      if (!std::isfinite(t.limit) && t.step.empty() && t.used == 0) continue;  // an unreported peak
-      rows.push_back({t.name, t.level ? "level" : "consumable", format(t, t.used),
-                      std::isfinite(t.limit) ? format(t, t.limit) : "-", t.step.empty() ? "-" : format(t, t.step.mean(b)),
-                      t.step.empty() ? "-" : format(t, t.step.high(b)), detail::percent(step_scale(t, b) - 1),
-                      !t.level && !t.epoch_end.empty() ? format(t, end_high(t, b)) : "-"});
+      if (t.level) {
+        if (!std::isfinite(t.limit) && t.memory.empty() && t.used == 0) continue;  // an unmeasured level
+        rows.push_back({t.name, "level", format(t, t.used), std::isfinite(t.limit) ? format(t, t.limit) : "-",
+                        t.memory.empty() ? "-" : format(t, t.memory.peak(b)),
+                        t.memory.empty() ? "-" : format(t, level_forecast(t, b)), detail::percent(level_headroom(t)), "-"});
+        continue;
+      }
+      rows.push_back({t.name, "consumable", format(t, t.used), std::isfinite(t.limit) ? format(t, t.limit) : "-",
+                      t.step.empty() ? "-" : format(t, t.step.mean(b)), t.step.empty() ? "-" : format(t, t.step.high(b)),
+                      detail::percent(step_scale(t, b) - 1), !t.epoch_end.empty() ? format(t, end_high(t, b)) : "-"});
     }
+    for (const auto& t : tracked_)
+      if (t.level && !t.memory.empty())
+        out << "  " << t.name << " model: base " << format(t, t.memory.base()) << " + " << format(t, t.memory.rise_per_unit())
+            << " per sample (" << t.memory.sizes() << (t.memory.sizes() == 1 ? " size" : " sizes") << " measured)\n";
     detail::print_table(out, rows, "  ");
     if (callbacks_.error_count() > 0) out << "  callback errors: " << callbacks_.error_count() << '\n';
   }
 
  private:
   static constexpr std::uint64_t no_step = std::numeric_limits<std::uint64_t>::max();
+
+  // A stage sized by chunk_size(): its memory model per limited level.
+  struct sized_stage {
+    std::string name;
+    std::vector<std::pair<std::string, frugal::memory_model>> models;
+    std::size_t last = 0;     // the size chunk_size() gave last
+    std::uint64_t chunks = 0;
+    [[nodiscard]] const frugal::memory_model* model(std::string_view level) const noexcept {
+      for (const auto& [n, m] : models)
+        if (n == level) return &m;
+      return nullptr;
+    }
+    frugal::memory_model& model_for(const std::string& level) {
+      for (auto& [n, m] : models)
+        if (n == level) return m;
+      models.emplace_back(level, frugal::memory_model{});
+      return models.back().second;
+    }
+  };
 
   // One forecast resource: the wall and the peak heap (always) and every limited one.
   struct tracked {
@@ -408,8 +592,11 @@ class controller {
     double used = 0;                  // at the last checkpoint
     double last_cost = 0;             // the last step's cost (consumables)
     double height = 0;                // a level at the last step: its peak, else the highest seen
+    double seen = 0;                  // a level: the highest the steps reached
+    double window_start = 0;          // a level read by the controller: its value at the last checkpoint
     bool crossed = false;             // a level above its limit at the last checkpoint
-    cost_model step;
+    cost_model step;                  // consumables: a step's cost over batch sizes
+    memory_model memory;              // levels: a step's peak over batch sizes
     cost_stats epoch_end;             // what the work after an epoch's last step cost
     cost_stats end_in_step_rate;      // times: the same over the steps' cost per sample then
     std::vector<double> thresholds;
@@ -626,6 +813,17 @@ class controller {
     return b >= options_.batch_min_ ? b : candidate;
   }
 
+  // A size to grow to: with accumulation, only one that keeps the effective batch exact (E / a
+  // for a divisor a of E), and no further than E itself -- a grow is optional, unlike a shrink,
+  // so it never changes how many samples an update sees.
+  [[nodiscard]] std::size_t round_to_effective_divisor(std::size_t candidate) const noexcept {
+    const std::size_t e = options_.effective_batch_;
+    if (!options_.accumulate_ || candidate == 0 || e == 0) return candidate;
+    std::size_t a = (e + candidate - 1) / candidate;
+    while (e % a != 0) ++a;
+    return e / a;
+  }
+
   // --- epoch ends ---
 
   [[nodiscard]] static bool is_time(const tracked& t) noexcept {
@@ -667,14 +865,243 @@ class controller {
     return 1 + t.step.spread(fb);
   }
   // The same for the epoch-end forecast, whose history (one per epoch) is always short: the
-  // larger of the step costs' spread and the epoch ends' own.
+  // larger of the epoch ends' own spread and that of the steps -- the machine's load shows in
+  // the steps first. An epoch end lasting k steps varies like a sum of k steps, by 1 / sqrt(k)
+  // of one step's spread: a 0.3 ms step stalled 10 ms by the scheduler (spread 30) says little
+  // about a 1 s evaluation (sqrt(3300) = 57: 0.5 of it).
   [[nodiscard]] double end_scale(const tracked& t, std::size_t fb) const noexcept {
     if (options_.margin_) return 1 + *options_.margin_;
-    return 1 + std::max(t.step.spread(fb), end_stats(t).spread());
+    const double step = t.step.median(fb);
+    const double end = end_high(t, fb);
+    const double k = step > 0 && end > step ? end / step : 1;
+    return 1 + std::max(t.step.spread(fb) / std::sqrt(k), end_stats(t).spread());
   }
   [[nodiscard]] std::string headroom_text(double scale) const {
     if (!(scale > 1)) return "";
     return " (+" + detail::units_impl::sig3((scale - 1) * 100) + " % " + (options_.margin_ ? "margin" : "headroom") + ")";
+  }
+
+  // --- memory: the levels' models ---
+
+  // The headroom of a level's forecast: the margin, or its model's measured spread; it scales
+  // what the batch controls, not the base (memory_model.hpp).
+  [[nodiscard]] double level_headroom(const tracked& t) const noexcept {
+    return options_.margin_ ? *options_.margin_ : t.memory.spread();
+  }
+  // The model's forecast plus what the measurement cannot see: a level is known only to its
+  // resolution (heap_resolution_bytes(): threads x FRUGAL_HEAP_FOLD_BYTES for the heap).
+  [[nodiscard]] double level_forecast(const tracked& t, std::size_t n) const noexcept {
+    return t.memory.forecast(n, level_headroom(t)) + level_resolution(t);
+  }
+  [[nodiscard]] double level_resolution(const tracked& t) const noexcept {
+    return t.builtin == resource::peak_bytes ? heap_resolution_ : 0;
+  }
+  // Re-reads the heap's resolution (the threads may have changed).
+  void update_resolution() noexcept {
+    bool limited = false;
+    for (const auto& t : tracked_) limited = limited || (t.level && std::isfinite(t.limit));
+    heap_resolution_ = limited && window_.available() ? static_cast<double>(heap_resolution_bytes()) : 0;
+  }
+  // "61.2 MiB at batch 512 (base 57.0 MiB + 8.19 KiB per sample, +3 % headroom)"; with one
+  // size measured, "(as measured)" at that size, "(bound from batch 16: ...)" above it.
+  [[nodiscard]] std::string level_forecast_text(const tracked& t, std::size_t n) const {
+    const double h = level_headroom(t);
+    const std::string headroom =
+        h > 0 ? " +" + detail::units_impl::sig3(h * 100) + " % " + (options_.margin_ ? "margin" : "headroom") : "";
+    const std::string line = "base " + format(t, t.memory.base()) + " + " + format(t, t.memory.rise_per_unit()) + " per sample";
+    std::string how;
+    if (t.memory.fitted())
+      how = line + (headroom.empty() ? "" : "," + headroom);
+    else if (n == t.memory.smallest_size())
+      how = "as measured" + (headroom.empty() ? "" : "," + headroom);
+    else
+      how = "bound from batch " + std::to_string(t.memory.smallest_size()) + ": " + line +
+            (headroom.empty() ? "" : "," + headroom);
+    const double res = level_resolution(t);
+    if (res > 0) how += ", + " + format(t, res) + " resolution";
+    return format(t, level_forecast(t, n)) + " at batch " + std::to_string(n) + " (" + how + ")";
+  }
+
+  // Whether the controller measures a level itself: the heap with the allocation hooks, the
+  // resident set where /proc is readable (read at checkpoints only: a system call).
+  [[nodiscard]] bool measures_level(const tracked& t) const noexcept {
+    if (t.builtin == resource::peak_bytes) return window_.available();
+    if (t.builtin == resource::rss_bytes) return rss_readable_;
+    return false;
+  }
+  // A level's value now, where the controller can read it.
+  [[nodiscard]] std::optional<double> level_now(const tracked& t) const noexcept {
+    if (t.builtin == resource::peak_bytes && window_.available()) return static_cast<double>(heap_live_bytes());
+    if (t.builtin == resource::rss_bytes && rss_readable_)
+      if (const auto rss = detail::read_resident_set()) return static_cast<double>(*rss);
+    return std::nullopt;
+  }
+  // The level a step reached: the heap's peak (reported by the loop, else measured since the
+  // last checkpoint); the resident set as it stands at the checkpoint (glibc keeps what a step
+  // freed, so it is close to the step's high; it is read here, never per allocation).
+  [[nodiscard]] std::optional<double> level_of_step(const tracked& t, const step& s) const noexcept {
+    if (t.builtin == resource::peak_bytes) {
+      if (const auto p = s.peak_bytes()) return *p;
+      if (window_.available()) return static_cast<double>(window_.peak_bytes());
+      return std::nullopt;
+    }
+    if (std::isfinite(t.limit)) return level_now(t);
+    return std::nullopt;
+  }
+  // The level when the step started (the memory model's base hint).
+  [[nodiscard]] std::optional<double> level_at_window_start(const tracked& t, const step& s) const noexcept {
+    if (t.builtin == resource::peak_bytes) {
+      if (const auto b = s.start_bytes()) return *b;
+      if (window_.available()) return static_cast<double>(window_.start_bytes());
+      return std::nullopt;
+    }
+    if (measures_level(t)) return t.window_start;
+    return std::nullopt;
+  }
+  // Every measured level now, in tracked_'s order (-1 where not measured): where a stretch of
+  // work (a probe, a chunk) starts.
+  [[nodiscard]] std::vector<double> level_starts() const {
+    std::vector<double> out(tracked_.size(), -1);
+    for (std::size_t i = 0; i < tracked_.size(); ++i)
+      if (tracked_[i].level && tracked_[i].builtin != resource::peak_bytes && measures_level(tracked_[i]))
+        if (const auto v = level_now(tracked_[i])) out[i] = *v;
+    return out;
+  }
+  // Where a level started and how high it went over a stretch: the heap from its watch, the
+  // resident set as read before and after. {-1, -1} for a level not measured.
+  [[nodiscard]] std::pair<double, double> stretch_of(const tracked& t, const heap_watch& watch, double start) const {
+    if (!t.level || !measures_level(t)) return {-1, -1};
+    if (t.builtin == resource::peak_bytes)
+      return {static_cast<double>(watch.start_bytes()), static_cast<double>(watch.peak_bytes())};
+    const auto now = level_now(t);
+    if (!now || start < 0) return {-1, -1};
+    return {start, std::max(start, *now)};
+  }
+
+  // A checkpoint ends: the next step's measurement starts here.
+  void end_window() noexcept {
+    update_resolution();
+    for (auto& t : tracked_)
+      if (t.level && t.builtin != resource::peak_bytes && std::isfinite(t.limit))
+        if (const auto v = level_now(t)) t.window_start = *v;
+    window_.reset();
+  }
+
+  struct memory_limits {
+    bool modeled = false;       // some limited level has a model
+    bool all_fitted = true;     // every such model has two sizes or more
+    std::size_t cap = 0;        // the largest batch within every limit (0: not even the minimum)
+    std::size_t grow_cap = 0;   // the same within grow_headroom of the room above each base
+    std::string words;          // the models, in words
+  };
+  // What the limited levels' models allow, in [batch_min, batch_max]; `why` gets the reason
+  // when the current batch `cur` is over one of them.
+  // With `words`, the models in words too (for a note; a checkpoint that changes nothing
+  // allocates no strings).
+  [[nodiscard]] memory_limits memory_caps(std::size_t cur, std::string& why, bool words = false) const {
+    memory_limits m;
+    m.cap = m.grow_cap = options_.batch_max_;
+    for (const auto& t : tracked_) {
+      if (!t.level || !std::isfinite(t.limit) || t.memory.empty()) continue;
+      m.modeled = true;
+      m.all_fitted = m.all_fitted && t.memory.fitted();
+      const double h = level_headroom(t);
+      const std::size_t measured = t.memory.smallest_size();
+      const double limit = t.limit - level_resolution(t);
+      const std::size_t cap = size_within(t.memory, limit, h, cur, options_.batch_min_, options_.batch_max_);
+      const double base = t.memory.base();
+      const double grow_limit = base + options_.grow_headroom_ * std::max(0.0, limit - base);
+      m.cap = std::min(m.cap, cap);
+      m.grow_cap = std::min(m.grow_cap, size_within(t.memory, grow_limit, h, cur, options_.batch_min_, options_.batch_max_));
+      if (words) {
+        if (!m.words.empty()) m.words += "; ";
+        const std::size_t shown = cap > 0 && (t.memory.fitted() || cap >= measured) ? cap : std::min(cur, measured);
+      m.words += t.name + " forecast " + level_forecast_text(t, shown) + (cap > 0 ? " within" : " over") + " limit " +
+                 format(t, t.limit);
+      }
+      if (cur <= cap) continue;
+      if (!why.empty()) why += "; ";
+      why += t.height > t.limit ? t.name + ": the step reached " + format(t, t.height) + ", over limit " +
+                                      format(t, t.limit) + " (forecast " + level_forecast_text(t, cur) + ")"
+                                : t.name + ": next step forecast " + level_forecast_text(t, cur) + " over limit " +
+                                      format(t, t.limit);
+    }
+    return m;
+  }
+
+  // How far a bound (no line yet) may grow a size in one move: a base hint taken too high (the
+  // stage's buffers already held when it started) would make the bound say anything fits.
+  static constexpr std::size_t bound_growth = 16;
+
+  // The largest size in [lo, hi] a memory model forecasts within `limit` (headroom h), `cur`
+  // the size now; 0 when not even lo fits. Without a line, the model bounds sizes from above:
+  // over the limit at a measured size, a smaller one is tried by the shrink factor and
+  // measured; one below the sizes measured is measured before anything is concluded; and a
+  // bound grows a size bound_growth times at most.
+  [[nodiscard]] std::size_t size_within(const frugal::memory_model& m, double limit, double h, std::size_t cur,
+                                        std::size_t lo, std::size_t hi) const noexcept {
+    std::size_t cap = m.largest_within(limit, h, lo, hi);
+    if (m.fitted()) return cap;
+    if (cap == 0) {
+      if (m.measured(cur) && cur > lo)
+        return std::max(lo, static_cast<std::size_t>(std::floor(static_cast<double>(cur) * options_.shrink_factor_)));
+      if (cur < m.smallest_size()) return cur;
+      return 0;
+    }
+    const std::size_t largest = m.largest_size();
+    if (largest > 0 && cap > largest && cap / bound_growth > largest) cap = largest * bound_growth;
+    return cap;
+  }
+
+  // A limited level the heap already stands over, before a step: no batch can fit under it.
+  void stop_if_level_over(const char* at) {
+    if (stopped()) return;
+    std::string clauses;
+    for (const auto& t : tracked_) {
+      if (!t.level || !std::isfinite(t.limit)) continue;
+      const auto now = level_now(t);
+      if (!now || !(*now > t.limit)) continue;
+      if (!clauses.empty()) clauses += "; ";
+      clauses += t.name + ": the level already stands at " + format(t, *now) + ", over limit " + format(t, t.limit) +
+                 ", before any step: no batch size can fit";
+    }
+    if (clauses.empty()) return;
+    const std::string message = "stop (forecast): " + clauses;
+    set_stopped(frugal::stop_reason::forecast, message);
+    history_.add(decision_record{steps_, epochs_, at, "stop", frugal::stop_reason::forecast, message});
+    callbacks_.notify(event_kind::stopped,
+                      stop_event{steps_, epochs_, last_checkpoint_, frugal::stop_reason::forecast, message}, steps_);
+  }
+
+  // With the batch knob and a limited level the controller measures, the first step runs at the
+  // smallest batch: what it peaks at bounds every larger size (memory_model.hpp), the batch
+  // grows to that bound, then to the size the line through the two fits. So no step is sized
+  // on a guess; probe_memory() does the same before the first step, without training.
+  void start_memory_probe() {
+    if (stopped() || !manages_batch() || batch_ <= options_.batch_min_ || steps_ > 0) return;
+    bool measured = false;
+    for (const auto& t : tracked_) measured = measured || (t.level && std::isfinite(t.limit) && measures_level(t));
+    if (!measured) return;
+    memory_probing_ = true;
+    set_batch(options_.batch_min_, "memory probe: the first step runs at the smallest batch (" +
+                                       std::to_string(options_.batch_min_) +
+                                       ") to measure the peak a batch adds; the batch then grows to the largest size "
+                                       "the memory model fits");
+  }
+
+  // Sets the knob between checkpoints (the probe), with its record.
+  void set_batch(std::size_t to, const std::string& why) {
+    if (to == batch_) return;
+    history_.batch_changes.push_back(batch_change_record{steps_, batch_, to, accumulation_for(to), why});
+    history_.add(decision_record{steps_, epochs_, steps_ == 0 ? "start" : "probe",
+                                 to < batch_ ? "shrink_batch" : "grow_batch", frugal::stop_reason::none,
+                                 std::string(to < batch_ ? "shrink" : "grow") + " batch " + std::to_string(batch_) +
+                                     " -> " + std::to_string(to) + " (accumulation " +
+                                     std::to_string(accumulation_for(to)) + "): " + why});
+    batch_ = to;
+    accumulation_ = accumulation_for(to);
+    steps_since_batch_change_ = 0;
+    ++batch_changes_;
   }
 
   // --- events ---
@@ -784,19 +1211,20 @@ class controller {
     if (!exhausted_clauses().empty()) return false;
     const std::size_t fb = next_batch();
     for (const auto& t : tracked_) {
-      if (!std::isfinite(t.limit) || t.step.empty()) continue;
-      const double step = t.step.high(fb) * step_scale(t, fb);
+      if (!std::isfinite(t.limit)) continue;
       if (t.level) {
-        if (step > t.limit) return false;
+        if (!t.memory.empty() && level_forecast(t, fb) > t.limit) return false;
         continue;
       }
+      if (t.step.empty()) continue;
+      const double step = t.step.high(fb) * step_scale(t, fb);
       const double end = last_checkpoint_ == checkpoint::epoch ? end_high(t, fb) * end_scale(t, fb) : 0;
       if (t.used + step + end > t.limit) return false;
     }
     return true;
   }
 
-  decision decide_step(const step& s, std::size_t batch, double step_peak) {
+  decision decide_step(const step& s, std::size_t batch) {
     decision d = base_decision();
     if (!d.stops() && options_.check_finite_loss_ && s.loss() && !std::isfinite(*s.loss()))
       d.stop("loss is " + std::string(std::isnan(*s.loss()) ? "nan" : "inf") + " at step " + std::to_string(steps_),
@@ -806,22 +1234,23 @@ class controller {
     last_batch_ = batch;
     std::size_t fb = next_batch();
     std::string batch_note;
-    if (!d.stops() && manages_batch()) fb = choose_batch(step_peak, batch_note);
+    if (!d.stops() && manages_batch()) fb = choose_batch(batch_note);
 
     // Stop before the next step if its forecast would cross a limit.
     std::string clauses;
     for (auto& t : tracked_) {
-      if (!std::isfinite(t.limit) || t.step.empty()) continue;
-      const double scale = step_scale(t, fb);
-      const double f = t.step.high(fb) * scale;
-      const bool over = t.level ? f > t.limit : t.used + f > t.limit;
+      if (!std::isfinite(t.limit) || (t.level ? t.memory.empty() : t.step.empty())) continue;
+      const double f = t.level ? level_forecast(t, fb) : t.step.high(fb) * step_scale(t, fb);
+      // A level's model judges a size below the one it measured only once it has a line.
+      const bool over = t.level ? f > t.limit && (t.memory.fitted() || fb >= t.memory.smallest_size())
+                                : t.used + f > t.limit;
       overrun(t, forecast_horizon::next_step, over, f);
       if (!over || d.stops()) continue;
       if (!clauses.empty()) clauses += "; ";
       clauses += !t.level ? t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) +
-                                ", next step forecast " + format(t, f) + headroom_text(scale)
-                          : t.name + ": next step forecast " + format(t, f) + headroom_text(scale) + " at batch " +
-                                std::to_string(fb) + " over limit " + format(t, t.limit) +
+                                ", next step forecast " + format(t, f) + headroom_text(step_scale(t, fb))
+                          : t.name + ": next step forecast " + level_forecast_text(t, fb) + " over limit " +
+                                format(t, t.limit) +
                                 (manages_batch() && fb <= options_.batch_min_ ? " (batch at its minimum)" : "");
     }
     if (!clauses.empty() && !d.stops()) d.stop(clauses, frugal::stop_reason::forecast);
@@ -948,31 +1377,25 @@ class controller {
   }
 
   // The batch size for the next step: the default rule (or the user's), with its reason in
-  // `note`. A peak forecast still over the limit at the size chosen stops the run (decide_step).
-  std::size_t choose_batch(double step_peak, std::string& note) {
+  // `note`. A level forecast still over its limit at the size chosen stops the run (decide_step).
+  //
+  // Memory: every limited level's memory model gives the largest size forecast within its
+  // limit (memory_cap); a batch above it shrinks to it. While the memory probe runs (the first
+  // steps, see start_memory_probe) the batch grows at once to the largest size the model allows;
+  // later, after grow_after steps, only to a size within grow_headroom of the room above the
+  // model's base (what the batch does not control).
+  std::size_t choose_batch(std::string& note) {
     const std::size_t cur = batch_;
     const std::size_t min = options_.batch_min_;
     const std::size_t max = options_.batch_max_;
-    tracked* peak = find("peak_bytes");
     tracked* wall = find("wall");
     const double time_cap = options_.max_step_time_;
-    const bool peak_model = peak && std::isfinite(peak->limit) && !peak->step.empty();
     const bool time_model = time_cap > 0 && wall && !wall->step.empty();
-    const double peak_scale = peak_model ? step_scale(*peak, cur) : 1;
     const double wall_scale = time_model ? step_scale(*wall, cur) : 1;
 
     std::string why;
-    bool peak_over = false;
-    if (peak_model) {
-      const double f = peak->step.high(cur) * peak_scale;
-      if (f > peak->limit || step_peak > peak->limit) {
-        peak_over = true;
-        why = step_peak > peak->limit ? "peak_bytes: the step peaked at " + format(*peak, step_peak) + " over limit " +
-                                            format(*peak, peak->limit)
-                                      : "peak_bytes: next step forecast " + format(*peak, f) + headroom_text(peak_scale) +
-                                            " at batch " + std::to_string(cur) + " over limit " + format(*peak, peak->limit);
-      }
-    }
+    const memory_limits mem = memory_caps(cur, why);
+    const bool level_over = mem.modeled && cur > mem.cap;
     bool time_over = false;
     if (time_model) {
       const double f = wall->step.high(cur) * wall_scale;
@@ -985,13 +1408,14 @@ class controller {
     }
 
     std::size_t proposed = cur;
-    if ((peak_over || time_over) && cur > min) {
-      // The size the forecast says fits, once the model has two sizes to fit a line through;
-      // until then, the shrink factor.
+    if ((level_over || time_over) && cur > min) {
+      // The size the forecasts say fits: the memory models answer at once (they bound what they
+      // have not measured); the time model once it has two sizes to fit a line through, until
+      // then the shrink factor.
       std::size_t fit = cur - 1;
       bool fitted = false;
-      if (peak_over && peak->step.has_fit()) {
-        fit = std::min(fit, peak->step.largest_batch_within(peak->limit / peak_scale, cur - 1));
+      if (level_over) {
+        fit = std::min(fit, std::max(mem.cap, min));
         fitted = true;
       }
       if (time_over && wall->step.has_fit()) {
@@ -1005,39 +1429,37 @@ class controller {
         candidate = cur;
         do {
           candidate = static_cast<std::size_t>(std::floor(static_cast<double>(candidate) * options_.shrink_factor_));
-        } while (candidate > min &&
-                 ((peak_over && peak->step.high(candidate) * peak_scale > peak->limit) ||
-                  (time_over && wall->step.high(candidate) * wall_scale > time_cap)));
+        } while (candidate > min && wall->step.high(candidate) * wall_scale > time_cap);
       }
       candidate = std::min(std::max(candidate, min), cur - 1);
       proposed = round_for_effective(candidate);
-    } else if (!peak_over && !time_over && options_.grow_after_ > 0 && steps_since_batch_change_ >= options_.grow_after_ &&
-               cur < max) {
-      // The largest size the models say fits within grow_headroom of the limits (a line through
-      // two sizes; with one, a proportional forecast, which overestimates a larger size's cost).
-      // With no model to ask, one step of the factor.
+    } else if (!level_over && !time_over && cur < max &&
+               (memory_probing_ ||
+                (options_.grow_after_ > 0 && steps_since_batch_change_ >= options_.grow_after_))) {
+      // The largest size the models say fits: while probing, within the limits; later within
+      // grow_headroom of them (of the room above the base, for memory). A time model is a line
+      // through two sizes (with one, a proportional forecast, which overestimates a larger
+      // size's cost). With no model to ask, one step of the factor.
       const double headroom = options_.grow_headroom_;
       std::size_t candidate = max;
-      if (peak_model) candidate = std::min(candidate, peak->step.largest_batch_within(headroom * peak->limit / peak_scale, max));
+      if (mem.modeled) candidate = std::min(candidate, memory_probing_ ? mem.cap : mem.grow_cap);
       if (time_model) candidate = std::min(candidate, wall->step.largest_batch_within(headroom * time_cap / wall_scale, max));
-      if (!peak_model && !time_model)
+      if (!mem.modeled && !time_model)
         candidate = std::min(max, std::max(cur + 1, static_cast<std::size_t>(
                                                         std::ceil(static_cast<double>(cur) / options_.shrink_factor_))));
-      // With accumulation, only to a size that keeps the effective batch exact (E / a for a
-      // divisor a of E), and no further than E itself: a grow is optional, unlike a shrink, so
-      // it never changes how many samples an update sees.
-      const std::size_t e = options_.effective_batch_;
-      if (options_.accumulate_) {
-        std::size_t a = (e + candidate - 1) / std::max<std::size_t>(candidate, 1);
-        while (e % a != 0) ++a;
-        candidate = e / a;
-      }
+      candidate = round_to_effective_divisor(candidate);
       if (candidate > cur) {
         proposed = candidate;
-        why = "room: forecasts at batch " + std::to_string(candidate) + " within " +
-              detail::units_impl::sig3(headroom * 100) + " % of the limits";
+        std::string unused;
+        why = memory_probing_ ? "memory probe: " + memory_caps(cur, unused, true).words
+                              : "room: forecasts at batch " + std::to_string(candidate) + " within " +
+                                    detail::units_impl::sig3(headroom * 100) + " % of the limits" +
+                                    (mem.modeled ? " (of the room above the memory base)" : "");
       }
     }
+    // The probe ends once every limited level has a model through two sizes, or the batch
+    // stays where it is (it is at the largest size the models allow).
+    if (memory_probing_ && (proposed == cur || mem.all_fitted)) memory_probing_ = false;
 
     if (options_.batch_rule_) {
       std::size_t wanted = proposed;
@@ -1321,7 +1743,6 @@ class controller {
   bool samples_known_ = true;
   std::uint64_t learned_steps_per_epoch_ = 0;
   std::uint64_t learned_epoch_samples_ = 0;
-  double peak_seen_ = 0;
   double fraction_used_ = 0;
   std::size_t last_batch_ = 0;
   std::size_t previous_batch_ = 0;
@@ -1343,6 +1764,16 @@ class controller {
   std::string requested_message_;
   std::vector<watched_flag> flags_;
   bool in_checkpoint_ = false;
+
+  // Memory: the heap between checkpoints (a step's peak), the probe, the sized stages.
+  heap_watch window_;
+  bool rss_readable_ = false;   // /proc/self/statm could be read when the controller was made
+  double heap_resolution_ = 0;  // heap_resolution_bytes() at the last checkpoint
+  bool memory_probing_ = false;
+  std::vector<sized_stage> stages_;
+  heap_watch chunk_watch_;
+  std::optional<std::size_t> open_chunk_;  // index in stages_ of the chunk being measured
+  std::vector<double> chunk_starts_;       // its levels when it started (level_starts)
 
   std::vector<int> quantize_bits_;
   std::vector<rule_state> prune_state_;

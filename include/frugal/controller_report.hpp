@@ -75,6 +75,34 @@ inline void json_controller(json_writer& w, const controller& ctl) {
   w.end_array();
   w.member("decisions_dropped", h.decisions_dropped).member("repeated_stops", h.repeated_stops);
 
+  // The memory models: per level, the step's peak over batch sizes; per sized stage, its
+  // chunk's (controller::chunk_size).
+  const auto model = [&](const memory_model& m, double resolution) {
+    w.begin_object().member("base_bytes", m.base()).member("rise_per_unit_bytes", m.rise_per_unit());
+    w.member("sizes_measured", m.sizes()).member("fitted", m.fitted()).member("spread", m.spread());
+    w.member("resolution_bytes", resolution).end_object();
+  };
+  w.key("memory").begin_object();
+  w.key("step").begin_object();
+  for (const std::string& name : ctl.tracked_resources())
+    if (const memory_model* m = ctl.level_model(name); m && !m->empty()) {
+      w.key(name);
+      model(*m, ctl.level_resolution(name));
+    }
+  w.end_object();
+  w.key("stages").begin_object();
+  for (const auto& [stage, last] : ctl.sized_stages()) {
+    w.key(stage).begin_object().member("last_size", last);
+    for (const std::string& name : ctl.tracked_resources())
+      if (const memory_model* m = ctl.stage_model(stage, name); m && !m->empty()) {
+        w.key(name);
+        model(*m, ctl.level_resolution(name));
+      }
+    w.end_object();
+  }
+  w.end_object();
+  w.end_object();
+
   w.key("batch_changes").begin_array();
   for (const batch_change_record& b : h.batch_changes) {
     w.begin_object().member("step", b.step_index).member("from", b.from).member("to", b.to);
@@ -145,6 +173,9 @@ inline void json_controller(json_writer& w, const controller& ctl) {
 //     "crossed_levels": [...],
 //     "decisions": [{"step", "epoch", "at", "actions", "cause", "reason"}], "decisions_dropped",
 //     "repeated_stops",
+//     "memory": {"step": {<level>: model}, "stages": {<stage>: {"last_size", <level>: model}}},
+//       model = {"base_bytes", "rise_per_unit_bytes" (per sample or image), "sizes_measured",
+//                "fitted" (a line through sizes 2x apart), "spread", "resolution_bytes"},
 //     "batch_changes": [{"step", "from", "to", "accumulation", "reason"}],
 //     "compressions": [{"step", "epoch", "action", "rule", "fraction" | "bits", "reason",
 //                       "effects": [{"resource", "before_per_sample", "after_per_sample"}],

@@ -36,23 +36,38 @@ class step {
     samples_ = n;
     return *this;
   }
-  // The peak heap of the step in bytes (frugal::heap_watch::peak_bytes() measures it).
+  // The level the heap reached during the step, in bytes (frugal::heap_watch::peak_bytes()
+  // measures it). Without it, the controller measures the heap between its checkpoints itself
+  // (when the allocation hooks are installed).
   step& peak_bytes(double bytes) {
-    if (!(std::isfinite(bytes) && bytes >= 0))
-      throw std::invalid_argument("frugal::step: peak_bytes must be finite and >= 0, got " +
-                                  detail::units_impl::shortest(bytes));
+    check_bytes("peak_bytes", bytes);
     peak_bytes_ = bytes;
+    return *this;
+  }
+  // The level of the heap when the step started (frugal::heap_watch::start_bytes()): the
+  // memory model's hint of what the batch size does not control (memory_model.hpp).
+  step& start_bytes(double bytes) {
+    check_bytes("start_bytes", bytes);
+    start_bytes_ = bytes;
     return *this;
   }
 
   [[nodiscard]] std::optional<double> loss() const noexcept { return loss_; }
   [[nodiscard]] std::optional<std::size_t> samples() const noexcept { return samples_; }
   [[nodiscard]] std::optional<double> peak_bytes() const noexcept { return peak_bytes_; }
+  [[nodiscard]] std::optional<double> start_bytes() const noexcept { return start_bytes_; }
 
  private:
+  static void check_bytes(const char* field, double bytes) {
+    if (!(std::isfinite(bytes) && bytes >= 0))
+      throw std::invalid_argument(std::string("frugal::step: ") + field + " must be finite and >= 0, got " +
+                                  detail::units_impl::shortest(bytes));
+  }
+
   std::optional<double> loss_;
   std::optional<std::size_t> samples_;
   std::optional<double> peak_bytes_;
+  std::optional<double> start_bytes_;
 };
 
 // The end of one epoch, with the metrics evaluated at its end (what early stopping watches).
