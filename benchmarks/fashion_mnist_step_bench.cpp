@@ -51,7 +51,7 @@ struct setup {
   fmnist::dataset data = synthetic();
   fmnist::mlp model{fmnist::layer_sizes({256, 128}), 1};
   fmnist::optimizer opt{fmnist::optimizer_kind::sgd, model, 0.9f};
-  fmnist::trainer trainer{model, opt, 2, batch};
+  fmnist::trainer trainer{model, opt, 2};
   std::vector<std::uint32_t> order = [] {
     std::vector<std::uint32_t> o(images);
     std::iota(o.begin(), o.end(), 0u);

@@ -1,12 +1,13 @@
-# ctest example.fashion_mnist.peak_bytes: the controller's batch knob reaches the trainer. The
-# peak_bytes limit (50 MiB) is below what the loaded images alone hold (70000 x 784 bytes =
-# 52.3 MiB), so the first step's peak crosses it whatever the allocator adds. The controller
-# shrinks the batch 128 -> 64 with 2 accumulation steps; the second step runs 64 samples and
-# gathers a gradient without an update; its peak does not fall (the trainer's buffers are sized
-# for the largest batch, and the data dominate), the forecast line says not even the minimum
-# batch (16) fits, and the controller stops. Deterministic: only the order of these decisions
-# is checked, not a byte count. Skipped where the allocation hooks do not count (no peak, as
-# under ASan); the FLOP limit keeps that run short.
+# ctest example.fashion_mnist.peak_bytes: a memory limit that holds. Four runs of the main job
+# on a FLOP budget (one evaluation, a hundred steps or so):
+#   1. no memory limit: its peak P (the evaluation's 512-image chunks and the 128-sample steps);
+#   2. peak_bytes=1GiB: the memory probe runs and report.json gives the model of a step's heap,
+#      peak(b) = base + rise * b, and the heap's resolution (threads x fold bytes);
+#   3-4. X = base + resolution + rise * 48 and + rise * 8: between "resident + a batch-1 step" and
+#      "resident + the full batch". Each must keep the whole run's measured peak (evaluation
+#      included) at or under X, with a smaller batch and about the same effective batch (128, by
+#      accumulation), evaluate, and save against run 1 at least the rise of 32 samples.
+# Skipped where the allocation hooks do not count (no peak, as under ASan).
 # cmake -DEXE=<fashion_mnist> -DDATA=<dir> -DWORK=<scratch dir> [-DTHREADS=2] -P check_peak.cmake
 cmake_minimum_required(VERSION 3.20)
 
@@ -20,53 +21,66 @@ function(fail what)
   message(FATAL_ERROR "example.fashion_mnist.peak_bytes: ${what}\n--- stdout ---\n${out}\n--- stderr ---\n${err}")
 endfunction()
 
-frugal_run_example(--budget "flops=2e9,peak_bytes=50MiB" --epochs 5 --hidden 64 --batch 128 --seed 1
-                   --trace-events 0)
+# A JSON number as a whole number of bytes (the fraction dropped), for math(EXPR).
+function(json_bytes var)
+  string(JSON value ERROR_VARIABLE error GET "${report}" ${ARGN})
+  if(error)
+    fail("report.json: ${ARGN}: ${error}")
+  endif()
+  if(NOT value MATCHES "^([0-9]+)(\\.[0-9]*)?$")
+    fail("report.json: ${ARGN}: not a plain byte count: ${value}")
+  endif()
+  set(${var} "${CMAKE_MATCH_1}" PARENT_SCOPE)
+endfunction()
 
+set(common --epochs 1 --hidden 64 --batch 128 --seed 1 --trace-events 0)
+
+# 1. No memory limit.
+frugal_run_example(--budget "flops=4e9" ${common})
 file(READ "${WORK}/report.json" report)
-string(JSON peak_type ERROR_VARIABLE error TYPE "${report}" budget used peak_bytes)
-if(error)
-  fail("report.json: budget.used.peak_bytes: ${error}")
-endif()
-set(peak 0)
-if(peak_type STREQUAL "NUMBER")
-  string(JSON peak GET "${report}" budget used peak_bytes)
-endif()
-if(peak EQUAL 0)
+json_bytes(unlimited budget used peak_bytes)
+if(unlimited EQUAL 0)
   message("SKIPPED: the allocation hooks count nothing in this build (peak_bytes 0)")
   return()
 endif()
 
-if(NOT err MATCHES "step 1: shrink batch 128 -> 64 \\(accumulation 2\\): peak_bytes: the step peaked at [^\n]* over limit 50.0 MiB")
-  fail("no shrink 128 -> 64 (accumulation 2) after the first step")
-endif()
-if(NOT out MATCHES "batch: shrank to 64 \\(x2 accumulation\\)")
-  fail("stdout does not report the shrink")
-endif()
-if(NOT out MATCHES "stopped: stop \\(forecast\\): peak_bytes: next step forecast [^\n]* at batch 16 over limit 50.0 MiB \\(batch at its minimum\\)")
-  fail("did not stop for the peak_bytes limit at the minimum batch")
-endif()
-# The second step ran at the shrunken batch: 128 + 64 samples. A stop decided at a step means
-# not even the next step fits: no evaluation follows it.
-if(NOT out MATCHES "\\(2 steps, 192 samples, 0 evaluations\\)")
-  fail("expected 2 steps of 128 and 64 samples, and no evaluation after the stop")
-endif()
-# Accumulation: the 64-sample step gathered half of an effective batch and made no update.
-foreach(stage step update)
-  string(JSON count LENGTH "${report}" budget stages)
-  math(EXPR last "${count} - 1")
-  foreach(i RANGE ${last})
-    string(JSON name GET "${report}" budget stages ${i} name)
-    if(name STREQUAL stage)
-      string(JSON ${stage}_calls GET "${report}" budget stages ${i} calls)
-    endif()
-  endforeach()
-endforeach()
-if(NOT step_calls EQUAL 2 OR NOT update_calls EQUAL 1)
-  fail("report.json: ${step_calls} steps and ${update_calls} updates, expected 2 and 1")
-endif()
-if(NOT out MATCHES "\ntest accuracy: not measured[^\n]*\n?$")
-  fail("no last line 'test accuracy: not measured ...' on stdout")
+# 2. The model.
+frugal_run_example(--budget "flops=4e9,peak_bytes=1GiB" ${common})
+file(READ "${WORK}/report.json" report)
+json_bytes(base controller memory step peak_bytes base_bytes)
+json_bytes(rise controller memory step peak_bytes rise_per_unit_bytes)
+json_bytes(resolution controller memory step peak_bytes resolution_bytes)
+if(rise LESS 1000)
+  fail("the memory model's rise per sample is ${rise} B: a step of the 784-64-10 MLP holds several KiB per sample")
 endif()
 
-message(STATUS "example.fashion_mnist.peak_bytes: ok (the batch shrank 128 -> 64, then the run stopped at the minimum)")
+foreach(samples 48 8)
+  math(EXPR limit "${base} + ${resolution} + ${rise} * ${samples}")
+  frugal_run_example(--budget "flops=4e9,peak_bytes=${limit}" ${common})
+  file(READ "${WORK}/report.json" report)
+  json_bytes(peak budget used peak_bytes)
+  json_bytes(batch controller batch size)
+  json_bytes(effective controller batch effective)
+  if(peak GREATER limit)
+    fail("peak_bytes=${limit} (base + resolution + ${samples} samples): the run peaked at ${peak} B")
+  endif()
+  math(EXPR saving "${unlimited} - ${peak}")
+  math(EXPR wanted "${rise} * 32")
+  if(saving LESS wanted)
+    fail("peak_bytes=${limit}: peak ${peak} B saves ${saving} B against the unlimited run's ${unlimited} B, "
+         "less than the rise of 32 samples (${wanted} B)")
+  endif()
+  # Accumulation keeps an update at 128 samples or the fewest micro-batches above it (7 x 19).
+  math(EXPR most "128 + ${batch}")
+  if(NOT batch LESS 128 OR effective LESS 128 OR NOT effective LESS most)
+    fail("peak_bytes=${limit}: batch ${batch}, effective ${effective}: expected a smaller batch, effective 128 "
+         "(or the fewest micro-batches above it)")
+  endif()
+  if(NOT out MATCHES ", 1 evaluations\\)")
+    fail("peak_bytes=${limit}: expected the run to end with its evaluation")
+  endif()
+  message(STATUS "peak_bytes=${limit} (${samples} samples over the base): peak ${peak} B, batch ${batch}, "
+                 "saved ${saving} B against ${unlimited} B")
+endforeach()
+
+message(STATUS "example.fashion_mnist.peak_bytes: ok (both runs stayed at or under their limits)")

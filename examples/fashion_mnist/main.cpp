@@ -78,6 +78,22 @@ void write_epochs_csv(std::ostream& out, const std::vector<epoch_row>& rows) {
 
 // Fraction used of each limited consumable, for the progress line (a level, peak_bytes, is a
 // height under a ceiling, not budget spent: the progress line does not count it).
+// Loss and accuracy on index[...], in chunks whose size the controller picks: under a
+// peak_bytes limit, by its memory model of the "evaluation" stage (the first chunks measure it);
+// otherwise the trainer's default chunk.
+fmnist::evaluation evaluate(frugal::controller& ctl, fmnist::trainer& trainer, const fmnist::image_set& images,
+                            const std::vector<std::uint8_t>& labels, const std::vector<std::uint32_t>& index) {
+  trainer.begin_evaluation();
+  for (std::size_t at = 0; at < index.size();) {
+    const std::size_t left = index.size() - at;
+    const std::size_t chunk = ctl.chunk_size("evaluation", std::min<std::size_t>(fmnist::trainer::default_eval_chunk, left));
+    trainer.evaluate_chunk(images, labels, index.data() + at, static_cast<Eigen::Index>(chunk));
+    ctl.end_chunk("evaluation", chunk);
+    at += chunk;
+  }
+  return trainer.end_evaluation();
+}
+
 std::vector<std::pair<std::string, double>> fractions(const frugal::budget& run) {
   const frugal::limits l = run.limits();
   std::vector<std::pair<std::string, double>> out;
@@ -146,7 +162,7 @@ int train(const options& opt) {
   }
   fmnist::mlp model(fmnist::layer_sizes(opt.hidden), opt.seed);
   fmnist::optimizer optim(opt.optimizer, model, opt.momentum);
-  fmnist::trainer trainer(model, optim, opt.threads, batch);
+  fmnist::trainer trainer(model, optim, opt.threads);
   std::mt19937_64 shuffle_rng(opt.seed * 0x9E3779B97F4A7C15ull + 1);
 
   frugal::budget run{"train", opt.budget};
@@ -159,11 +175,12 @@ int train(const options& opt) {
   // The controller decides after every step: it stops before a step whose forecast (the
   // largest of the recent steps) would cross a limit, ends an epoch early when the rest of it
   // and the evaluation at its end would not fit, stops after an evaluation when one more step
-  // and evaluation would not, shrinks the batch on a peak_bytes limit (gradient accumulation
-  // keeps the --batch samples per update), and applies early stopping on the validation loss.
+  // and evaluation would not, sizes the batch under a peak_bytes limit by its memory model
+  // (gradient accumulation keeps the --batch samples per update; any size down to 1), and
+  // applies early stopping on the validation loss.
   frugal::controller_options control;
   control.batch_size(static_cast<std::size_t>(batch))
-      .batch_limits(std::min<std::size_t>(16, static_cast<std::size_t>(batch)), static_cast<std::size_t>(batch))
+      .batch_limits(1, static_cast<std::size_t>(batch))
       .effective_batch(static_cast<std::size_t>(batch))
       .epoch_samples(train_n)
       .planned_epochs(static_cast<std::size_t>(opt.epochs));
@@ -182,7 +199,23 @@ int train(const options& opt) {
   ctl.add_callback("first evaluation reserve", fmnist::first_evaluation_reserve(ctl, evaluation_cost));
   const fmnist::learning_rate schedule(opt.lr_schedule, opt.lr, run);
   const frugal::limits limits = run.limits();
-  frugal::heap_watch heap;  // a step's peak heap, for the peak_bytes forecast
+  // Under a memory limit, the controller measures a step's memory before the first one: the
+  // forward and backward of the smallest batch, then of the largest size that measurement
+  // allows, no update; training then starts at the largest batch the fitted line says fits
+  // (or stops now, if not even one sample does). Nothing happens without a peak_bytes limit.
+  {
+    doing("measuring the memory of a step (peak_bytes limit %s)",
+          limits.get(frugal::resource::peak_bytes) ? frugal::format_bytes(*limits.get(frugal::resource::peak_bytes)).c_str()
+                                                   : "none");
+    frugal::scope s{run, "memory probe"};
+    (void)ctl.probe_memory([&](std::size_t n) { trainer.probe(data, order.data(), static_cast<Eigen::Index>(n)); });
+  }
+  if (const frugal::memory_model* m = ctl.level_model("peak_bytes"); m && !m->empty())
+    progress.note("memory probe: peak = " + frugal::format_bytes(m->base()) + " + " +
+                  frugal::format_bytes(m->rise_per_unit()) + " per sample; batch " + std::to_string(ctl.batch_size()) +
+                  " x " + std::to_string(ctl.accumulation_steps()) + " accumulation");
+  frugal::heap_watch heap;  // a step's heap (its level, and where it started), for the memory model
+  double train_peak = 0, eval_peak = 0;  // the highest levels of the steps and of the evaluations
 
   char optimizer_text[64];
   if (opt.optimizer == fmnist::optimizer_kind::sgd)
@@ -258,10 +291,12 @@ int train(const options& opt) {
       loss_sum += r.loss_sum;
       correct += r.correct;
       seen += n;
+      train_peak = std::max(train_peak, static_cast<double>(heap.peak_bytes()));
       const frugal::decision d = ctl.end_step(frugal::step{}
                                                   .loss(r.loss_sum / static_cast<double>(n))
                                                   .samples(n)
-                                                  .peak_bytes(static_cast<double>(heap.peak_bytes())));
+                                                  .peak_bytes(static_cast<double>(heap.peak_bytes()))
+                                                  .start_bytes(static_cast<double>(heap.start_bytes())));
       if (d.has(frugal::action::shrink_batch) || d.has(frugal::action::grow_batch)) {
         smallest_batch = std::min(smallest_batch, d.batch_size());
         progress.note("step " + std::to_string(total_steps) + ": " + d.reason());
@@ -291,14 +326,16 @@ int train(const options& opt) {
     // Evaluation, the end of every epoch (a full one, one the controller ended early, or the
     // last): its own child budget (charged to train too), inside the epoch's scope.
     fmnist::evaluation val, test;
+    heap.reset();
     {
       frugal::scope s{eval, "validation"};
-      val = trainer.evaluate(data.train_images, data.train_labels, val_index);
+      val = evaluate(ctl, trainer, data.train_images, data.train_labels, val_index);
     }
     {
       frugal::scope s{eval, "test"};
-      test = trainer.evaluate(data.test_images, data.test_labels, test_index);
+      test = evaluate(ctl, trainer, data.test_images, data.test_labels, test_index);
     }
+    eval_peak = std::max(eval_peak, static_cast<double>(heap.peak_bytes()));
     last_test = test;
     // Early stopping, and whether one more step and evaluation fit.
     (void)ctl.end_epoch(frugal::epoch{}.metric("val_loss", val.loss));
@@ -327,8 +364,17 @@ int train(const options& opt) {
   // ---- report -------------------------------------------------------------------------------
   doing("writing the report to %s", opt.out_dir.c_str());
   const double samples_seen = run.used("samples");
-  std::printf("stopped: %s\nafter %.2f epochs (%ld steps, %.0f samples, %zu evaluations)\n\n", stop_reason.c_str(),
+  std::printf("stopped: %s\nafter %.2f epochs (%ld steps, %.0f samples, %zu evaluations)\n", stop_reason.c_str(),
               samples_seen / static_cast<double>(train_n), total_steps, samples_seen, rows.size());
+  if (heap.available())
+    std::printf("heap: peak %s (training steps %s, evaluations %s; limit %s)\n",
+                frugal::format_bytes(run.used(frugal::resource::peak_bytes)).c_str(),
+                total_steps ? frugal::format_bytes(train_peak).c_str() : "-",
+                rows.empty() ? "-" : frugal::format_bytes(eval_peak).c_str(),
+                limits.get(frugal::resource::peak_bytes)
+                    ? frugal::format_bytes(*limits.get(frugal::resource::peak_bytes)).c_str()
+                    : "none");
+  std::printf("\n");
   frugal::print_report(std::cout, run);
   std::cout << std::endl;
 

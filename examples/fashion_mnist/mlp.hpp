@@ -115,17 +115,31 @@ class mlp {
   parameters params_;
 };
 
-// One shard's buffers, allocated once for up to `capacity` samples: the steady state of
-// training and evaluation allocates nothing.
+// One shard's buffers for up to `capacity` samples. They follow the batch (resize()): a step
+// of the size before allocates nothing, and a smaller batch frees what it does not use, so the
+// heap's peak falls with the batch size (what a peak_bytes limit needs).
 struct workspace {
-  workspace(const std::vector<int>& sizes, Eigen::Index cap) : capacity(cap), input(sizes[0], cap), grad(sizes) {
+  workspace(const std::vector<int>& sizes, Eigen::Index cap) : grad(sizes) {
+    input.resize(sizes[0], 0);
     for (std::size_t l = 1; l < sizes.size(); ++l) {
-      act.emplace_back(sizes[l], cap);
-      delta.emplace_back(sizes[l], cap);
+      act.emplace_back(sizes[l], 0);
+      delta.emplace_back(sizes[l], 0);
     }
-    labels.resize(static_cast<std::size_t>(cap));
+    resize(cap);
   }
-  Eigen::Index capacity;
+  // Buffers for exactly `cap` samples (0 frees them); nothing happens at the current size.
+  // Eigen frees a matrix's old storage before allocating the new one, so the heap never holds
+  // both sizes at once.
+  void resize(Eigen::Index cap) {
+    if (cap == capacity) return;
+    capacity = cap;
+    input.resize(input.rows(), cap);
+    for (auto& m : act) m.resize(m.rows(), cap);
+    for (auto& m : delta) m.resize(m.rows(), cap);
+    labels.resize(static_cast<std::size_t>(cap));
+    labels.shrink_to_fit();
+  }
+  Eigen::Index capacity = -1;
   Eigen::MatrixXf input;               // pixels scaled to [0, 1]
   std::vector<Eigen::MatrixXf> act;    // after ReLU; the last one holds the class probabilities
   std::vector<Eigen::MatrixXf> delta;  // d loss / d pre-activation

@@ -33,13 +33,14 @@ struct evaluation {
 
 class trainer {
  public:
-  // Shards: at most `shards` per batch (one per worker thread). Buffers hold the larger of a
-  // shard of `max_batch` samples and an evaluation chunk.
-  trainer(mlp& model, optimizer& opt, int shards, Eigen::Index max_batch)
-      : model_(model), opt_(opt), shards_(std::max(1, shards)) {
-    const Eigen::Index per_shard = (max_batch + shards_ - 1) / shards_;
-    capacity_ = std::max<Eigen::Index>(per_shard, eval_chunk);
-    for (int s = 0; s < shards_; ++s) work_.emplace_back(model.sizes(), capacity_);
+  // Shards: at most `shards` per batch (one per worker thread). The buffers that depend on the
+  // batch follow it (workspace::resize): each step sizes them for its own batch, each
+  // evaluation chunk for its chunk. What does not depend on it is allocated here: per shard a
+  // gradient, and the gradient an accumulation gathers into (so the heap a step needs is
+  // resident + a part that grows with the batch, the line frugal's memory model fits).
+  trainer(mlp& model, optimizer& opt, int shards) : model_(model), opt_(opt), shards_(std::max(1, shards)) {
+    for (int s = 0; s < shards_; ++s) work_.emplace_back(model.sizes(), 0);
+    accumulated_.emplace(model.sizes());
   }
 
   [[nodiscard]] int shards() const noexcept { return shards_; }
@@ -60,6 +61,7 @@ class trainer {
                     frugal::budget* run, Eigen::Index effective, bool apply) {
     const int used = shards_used(batch);
     const auto range = [&](int k) { return shard(batch, used, k); };
+    fit_buffers(batch, used);
     {
       std::optional<frugal::scope> s;
       if (run) s.emplace(*run, "forward");
@@ -78,8 +80,7 @@ class trainer {
       for (int k = 1; k < used; ++k) work_[0].grad.add(work_[static_cast<std::size_t>(k)].grad);
       if (pending_ || !apply) {
         if (!pending_) {
-          if (!accumulated_) accumulated_.emplace(model_.sizes());
-          *accumulated_ = work_[0].grad;  // same shapes: no allocation after the first
+          *accumulated_ = work_[0].grad;  // same shapes: no allocation
         } else {
           accumulated_->add(work_[0].grad);
         }
@@ -100,32 +101,66 @@ class trainer {
     return r;
   }
 
-  // Loss and accuracy of the model on images index[0..n), forward only, sharded like training.
-  // Charged to whatever scope the caller has open (an evaluation budget's).
-  [[nodiscard]] evaluation evaluate(const image_set& images, const std::vector<std::uint8_t>& labels,
-                      const std::vector<std::uint32_t>& index) {
-    const auto n = static_cast<Eigen::Index>(index.size());
-    for_shards(shards_, [&](int k) {
+  // The memory of a step of `batch` samples, measured without training: forward and backward
+  // into the shards' gradients, no update, no accumulation (frugal::controller::probe_memory).
+  void probe(const dataset& data, const std::uint32_t* index, Eigen::Index batch) {
+    const int used = shards_used(batch);
+    fit_buffers(batch, used);
+    for_shards(used, [&](int k) {
+      const auto [first, n] = shard(batch, used, k);
       workspace& ws = work_[static_cast<std::size_t>(k)];
       ws.reset_scores();
-      const Eigen::Index first = n * k / shards_, last = n * (k + 1) / shards_;
-      for (Eigen::Index at = first; at < last; at += capacity_) {
-        const Eigen::Index m = std::min(capacity_, last - at);
-        load_batch(ws, images, labels, index.data() + at, m);
-        forward(model_, ws, m, m);
-      }
+      load_batch(ws, data.train_images, data.train_labels, index + first, n);
+      forward(model_, ws, n, batch);
+      backward(model_, ws, n);
     });
+    for (int k = 1; k < used; ++k) work_[0].grad.add(work_[static_cast<std::size_t>(k)].grad);
+  }
+
+  // An evaluation: begin_evaluation(), then chunks of images in order, then the result. Each
+  // chunk is sharded like a step; the buffers follow the chunk (the first one frees the step's),
+  // so a chunk size chosen under a memory limit (controller::chunk_size) is what it costs.
+  void begin_evaluation() {
+    fit_buffers(0, 0);  // the step's buffers go: a chunk's memory is then the chunk's alone
+    for (workspace& ws : work_) ws.reset_scores();
+    evaluated_ = 0;
+  }
+  void evaluate_chunk(const image_set& images, const std::vector<std::uint8_t>& labels, const std::uint32_t* index,
+                      Eigen::Index n) {
+    const int used = shards_used(n);
+    fit_buffers(n, used);
+    for_shards(used, [&](int k) {
+      const auto [first, m] = shard(n, used, k);
+      workspace& ws = work_[static_cast<std::size_t>(k)];
+      load_batch(ws, images, labels, index + first, m);
+      forward(model_, ws, m, m);
+    });
+    evaluated_ += static_cast<std::size_t>(n);
+  }
+  [[nodiscard]] evaluation end_evaluation() const {
     evaluation e;
     for (const workspace& ws : work_) {
       e.loss += ws.loss_sum;
       e.accuracy += static_cast<double>(ws.correct);
     }
-    e.samples = index.size();
-    if (n > 0) {
-      e.loss /= static_cast<double>(n);
-      e.accuracy /= static_cast<double>(n);
+    e.samples = evaluated_;
+    if (evaluated_ > 0) {
+      e.loss /= static_cast<double>(evaluated_);
+      e.accuracy /= static_cast<double>(evaluated_);
     }
     return e;
+  }
+
+  // Loss and accuracy of the model on images index[0..n), forward only, in chunks of
+  // `chunk` images (default_eval_chunk when 0). Charged to whatever scope the caller has open.
+  [[nodiscard]] evaluation evaluate(const image_set& images, const std::vector<std::uint8_t>& labels,
+                                    const std::vector<std::uint32_t>& index, Eigen::Index chunk = 0) {
+    if (chunk <= 0) chunk = default_eval_chunk;
+    begin_evaluation();
+    const auto n = static_cast<Eigen::Index>(index.size());
+    for (Eigen::Index at = 0; at < n; at += chunk)
+      evaluate_chunk(images, labels, index.data() + at, std::min(chunk, n - at));
+    return end_evaluation();
   }
 
   // FLOPs of a step of `batch` samples and of evaluating n samples, from the formulas: the
@@ -145,9 +180,22 @@ class trainer {
     return model_.forward_flops(static_cast<std::uint64_t>(n));
   }
 
-  static constexpr Eigen::Index eval_chunk = 256;
+  // Images per evaluation chunk without a memory limit: 256 per shard on two threads, large
+  // enough that the products run at full speed.
+  static constexpr Eigen::Index default_eval_chunk = 512;
 
  private:
+  // Sizes the buffers of the `used` shards for their part of `batch` samples, and frees those
+  // of the shards it leaves idle. On this (the calling) thread, so the allocation hooks see the
+  // bytes exactly.
+  void fit_buffers(Eigen::Index batch, int used) {
+    // Shrinking ones first: the heap never holds a grown shard beside one not yet shrunk.
+    const auto wanted = [&](int k) { return k < used ? shard(batch, used, k).second : Eigen::Index{0}; };
+    for (int k = 0; k < shards_; ++k)
+      if (wanted(k) < work_[static_cast<std::size_t>(k)].capacity) work_[static_cast<std::size_t>(k)].resize(wanted(k));
+    for (int k = 0; k < shards_; ++k) work_[static_cast<std::size_t>(k)].resize(wanted(k));
+  }
+
   [[nodiscard]] int shards_used(Eigen::Index batch) const noexcept {
     return static_cast<int>(std::min<Eigen::Index>(shards_, batch));
   }
@@ -177,8 +225,8 @@ class trainer {
   std::optional<parameters> accumulated_;  // the pending gradient of an accumulation
   bool pending_ = false;
   int shards_;
-  Eigen::Index capacity_ = 0;
   std::vector<workspace> work_;
+  std::size_t evaluated_ = 0;  // images in the evaluation under way
 };
 
 }  // namespace fmnist
