@@ -149,9 +149,13 @@ class controller {
         const double cost = t.now - t.used;
         t.epoch_end.add(cost);
         // A time also in units of the steps' current cost per sample: an evaluation takes
-        // longer when the machine is busier, and the steps measure how busy it is.
+        // longer when the machine is busier, and the steps measure how busy it is -- once
+        // their rate has settled (a full window at this batch): the first few steps of a run
+        // (page faults, threads starting, a memory probe's sizes) are slower than the machine
+        // is, and would make every later evaluation look cheap.
         const double rate = step_rate(t, next_batch());
-        if (is_time(t) && rate > 0) t.end_in_step_rate.add(cost / rate);
+        const cost_stats* steps = t.step.at(next_batch());
+        if (is_time(t) && rate > 0 && steps && steps->count() >= steps->window()) t.end_in_step_rate.add(cost / rate);
       } else {
         t.now = std::max(t.now, t.seen);
       }
@@ -266,14 +270,17 @@ class controller {
 
   // Measures what a step's batch adds to the peak heap before the first step, without training:
   // `probe(n)` must do the work of a step of n samples that decides its memory (forward and
-  // backward) and leave the model unchanged (no update). It runs at the smallest batch, then --
-  // unless that bound already allows only it -- at the largest size the first peak says
-  // fits (memory_model.hpp: a bound, never an underestimate), and the batch is set to the
-  // largest size the line through the two fits: the first step starts there. When even the
-  // smallest batch peaks over a level's limit, the run stops (forecast) before its first step.
-  // The probe's costs (time, FLOPs) are charged to the budget as any work is, but to no step's
-  // forecast. Does nothing without the batch knob, a limited level the controller measures
-  // (peak_bytes with the allocation hooks), or once steps have run. Returns the batch size.
+  // backward) and leave the model unchanged (no update). It runs at the smallest batch, then at
+  // the largest size the measurements so far allow (memory_model.hpp: a bound until two sizes
+  // 2x apart give a line), until the size chosen has itself been measured within the limits --
+  // a line through small sizes can miss what larger ones allocate (a library's scratch that
+  // grows with the size up to a cap) -- at most max_probes runs. The first step starts at that
+  // size. When even the smallest batch peaks over a level's limit, the run stops (forecast)
+  // before its first step. The probe's costs (time, FLOPs) are charged to the budget as any
+  // work is, but to no step's forecast. Does nothing without the batch knob, a limited level the
+  // controller measures (peak_bytes with the allocation hooks, rss_bytes with /proc), or once
+  // steps have run. Returns the batch size.
+  static constexpr int max_probes = 6;
   std::size_t probe_memory(const std::function<void(std::size_t)>& probe) {
     const reentry guard(this, "probe_memory");
     if (!probe) fail("probe_memory", "a callable", "an empty function");
@@ -282,24 +289,29 @@ class controller {
     if (!manages_batch() || !measured || stopped() || steps_ > 0) return batch_;
     memory_probing_ = false;  // the probe below replaces the first steps' probe
     std::size_t n = options_.batch_min_;
-    std::string words;
-    for (int round = 0; round < 2; ++round) {
+    std::size_t fits = 0;  // the largest size measured within every limit
+    std::string words, models;
+    for (int round = 0; round < max_probes; ++round) {
       const heap_watch watch;
       const std::vector<double> starts = level_starts();
       probe(n);
+      bool recorded = true;
       for (std::size_t i = 0; i < tracked_.size(); ++i) {
         tracked& t = tracked_[i];
         const auto [start, peak] = stretch_of(t, watch, starts[i]);
         if (peak < 0) continue;
-        t.memory.add(n, peak, start);
+        recorded = t.memory.add(n, peak, start) && recorded;
         t.seen = std::max(t.seen, peak);
         t.height = peak;
         words += (words.empty() ? "batch " : ", batch ") + std::to_string(n) + ": " + t.name + " " + format(t, peak);
       }
+      if (!recorded) continue;  // smaller than the probe before: it may have held that one's buffers
       std::string why;
       update_resolution();
       const memory_limits mem = memory_caps(n, why, true);
-      if (mem.cap == 0) {
+      models = mem.words;
+      if (mem.cap >= n) fits = std::max(fits, n);
+      if (mem.cap == 0 && n == options_.batch_min_) {
         const std::string message = "stop (forecast): memory probe: " + words + ": " + mem.words +
                                     ": not even the smallest batch fits; no step ran";
         set_stopped(frugal::stop_reason::forecast, message);
@@ -308,13 +320,11 @@ class controller {
                           stop_event{steps_, epochs_, last_checkpoint_, frugal::stop_reason::forecast, message}, steps_);
         break;
       }
-      const std::size_t next = round_to_effective_divisor(mem.cap);
-      if (round == 1 || next == n || mem.all_fitted) {
-        set_batch(std::max(next, options_.batch_min_), "memory probe: " + words + "; " + mem.words);
-        break;
-      }
+      const std::size_t next = std::max(options_.batch_min_, round_to_effective_divisor(mem.cap));
+      if (next == n) break;  // measured, and within every limit
       n = next;
     }
+    if (!stopped()) set_batch(std::max(fits, options_.batch_min_), "memory probe: " + words + "; " + models);
     // The probe was no step: the first step's costs start here.
     read_now();
     for (auto& t : tracked_) t.used = t.level ? std::max(t.now, t.seen) : t.now;
