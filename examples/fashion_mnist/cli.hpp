@@ -41,6 +41,7 @@ struct options {
   std::string out_dir = "fashion_mnist_out";
   int threads = 0;  // 0: one per hardware thread
   std::size_t trace_events = 1'000'000;  // 0: no trace.json
+  bool trace_events_given = false;       // --trace-events on the command line
 };
 
 [[nodiscard]] inline std::string help_text(std::string_view program) {
@@ -77,7 +78,9 @@ Trains an MLP on Fashion-MNIST inside a compute budget, then reports what it cos
                     tree and its stages), epochs.csv (one row per evaluation), stages.csv,
                     trace.json; examples/fashion_mnist/plot.sh DIR plots epochs.csv
   --trace-events N  record at most N scopes in trace.json (Chrome trace format: open it in
-                    https://ui.perfetto.dev or chrome://tracing); 0: no trace (default 1000000)
+                    https://ui.perfetto.dev or chrome://tracing); 0: no trace (default 1000000;
+                    0 under a peak_bytes or rss_bytes limit: a trace grows the heap ~72 B a
+                    scope, which no batch size controls)
   --help            this text
 
 Progress goes to stderr (a live bar on a terminal, plain lines otherwise); the report and a
@@ -207,6 +210,7 @@ template <class Int>
       o.data_dir = std::string(value);
     } else if (key == "--trace-events") {
       o.trace_events = detail::parse_int<std::size_t>(key, value, 0, std::size_t{1} << 30);
+      o.trace_events_given = true;
     } else if (key == "--out") {
       if (value.empty()) detail::bad_value(key, value, "empty path");
       o.out_dir = std::string(value);

@@ -9,6 +9,8 @@
 
 #include <frugal/allocation.hpp>
 #include <frugal/controller.hpp>
+#include <frugal/durable_file.hpp>
+#include <frugal/signals.hpp>
 #include <frugal/early_stopping.hpp>
 #include <frugal/frugal.hpp>
 #include <frugal/report.hpp>
@@ -26,7 +28,9 @@
 #include <oneapi/tbb/global_control.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -105,7 +109,7 @@ std::vector<std::pair<std::string, double>> fractions(const frugal::budget& run)
   return out;
 }
 
-int train(const options& opt) {
+int train(options opt) {
   namespace fs = std::filesystem;
   fmnist::progress_bar progress(stderr);
 
@@ -116,6 +120,13 @@ int train(const options& opt) {
   if (ec || !fs::is_directory(out_dir)) {
     std::fprintf(stderr, "fashion_mnist: --out: cannot create directory '%s': %s\n", opt.out_dir.c_str(),
                  ec ? ec.message().c_str() : "exists and is not a directory");
+    return 1;
+  }
+  // Writable now, not after the whole budget is spent (--out /proc exists but takes no files).
+  try {
+    frugal::check_writable_directory(out_dir);
+  } catch (const frugal::io_error& e) {
+    std::fprintf(stderr, "fashion_mnist: --out: %s\n", e.what());
     return 1;
   }
 
@@ -168,6 +179,10 @@ int train(const options& opt) {
   frugal::budget run{"train", opt.budget};
   frugal::budget& eval = run.child("eval");
   const frugal::unit_id samples = frugal::unit("samples");
+  // A trace grows the heap as scopes end, a part no batch size controls: under a memory limit
+  // it is off unless asked for (and then it counts against the limit like any memory).
+  const bool memory_limited = opt.budget.get(frugal::resource::peak_bytes) || opt.budget.get(frugal::resource::rss_bytes);
+  if (memory_limited && !opt.trace_events_given) opt.trace_events = 0;
 #if FRUGAL_EXAMPLE_TRACE
   if (opt.trace_events > 0) frugal::start_tracing(opt.trace_events);
 #endif
@@ -191,9 +206,16 @@ int train(const options& opt) {
   // costs (none for FLOPs and samples, which do not vary; what this machine's load needs for
   // wall and CPU time).
   frugal::controller ctl{run, control};
+  // SIGTERM, SIGINT, SIGUSR1 (a scheduler's warning or time limit, Ctrl-C): the next checkpoint
+  // stops the run, which then writes its reports as at any stop; a second signal ends the
+  // process at once. Exit status 128 + the signal's number (143 for SIGTERM) after a clean stop.
+  frugal::signal_stop signals;
+  signals.bind(ctl);
   const double evaluation_flops = static_cast<double>(trainer.evaluation_flops(val_n + test_index.size()));
   const double first_step_flops = static_cast<double>(trainer.step_flops(batch));
-  const fmnist::evaluation_cost evaluation_cost(ctl, evaluation_flops, first_step_flops);
+  const fmnist::evaluation_cost evaluation_cost(ctl, evaluation_flops, [&](std::size_t b) {
+    return static_cast<double>(trainer.step_flops(static_cast<Eigen::Index>(b > 0 ? b : static_cast<std::size_t>(batch))));
+  });
   // The controller learns an evaluation's cost at the first epoch's end; until then this
   // callback keeps room for it.
   ctl.add_callback("first evaluation reserve", fmnist::first_evaluation_reserve(ctl, evaluation_cost));
@@ -366,57 +388,52 @@ int train(const options& opt) {
   const double samples_seen = run.used("samples");
   std::printf("stopped: %s\nafter %.2f epochs (%ld steps, %.0f samples, %zu evaluations)\n", stop_reason.c_str(),
               samples_seen / static_cast<double>(train_n), total_steps, samples_seen, rows.size());
-  if (heap.available())
-    std::printf("heap: peak %s (training steps %s, evaluations %s; limit %s)\n",
-                frugal::format_bytes(run.used(frugal::resource::peak_bytes)).c_str(),
-                total_steps ? frugal::format_bytes(train_peak).c_str() : "-",
-                rows.empty() ? "-" : frugal::format_bytes(eval_peak).c_str(),
-                limits.get(frugal::resource::peak_bytes)
-                    ? frugal::format_bytes(*limits.get(frugal::resource::peak_bytes)).c_str()
-                    : "none");
+  // The heap's peaks in bytes (a limit is whole bytes: a check against it must be too).
+  if (heap.available()) {
+    const auto peak_limit = limits.get(frugal::resource::peak_bytes);
+    std::printf("heap: peak %.0f B (%s); training steps %.0f B, evaluations %.0f B; limit %s\n",
+                run.used(frugal::resource::peak_bytes), frugal::format_bytes(run.used(frugal::resource::peak_bytes)).c_str(),
+                train_peak, eval_peak,
+                peak_limit ? (std::to_string(static_cast<long long>(*peak_limit)) + " B").c_str() : "none");
+  }
   std::printf("\n");
   frugal::print_report(std::cout, run);
   std::cout << std::endl;
 
-  bool wrote = true;
-  {
-    std::ofstream f(out_dir / "report.json");
-    frugal::write_json_report(f, run, ctl);  // the budget tree and the controller's story
-    wrote = wrote && static_cast<bool>(f);
-  }
-  {
-    std::ofstream f(out_dir / "epochs.csv");
-    write_epochs_csv(f, rows);
-    wrote = wrote && static_cast<bool>(f);
-  }
-  {
-    std::ofstream f(out_dir / "stages.csv");
-    frugal::write_stages_csv(f, run);
-    wrote = wrote && static_cast<bool>(f);
-  }
+  // Every file is written whole or not at all (a temporary file, fsync, rename): a full disk or
+  // a kill during the write leaves no truncated report. A failure says which file and why.
   std::string written = (out_dir / "report.json").string() + ", epochs.csv, stages.csv";
+  try {
+    frugal::write_file_atomically(out_dir / "report.json", [&](std::ostream& o) { frugal::write_json_report(o, run, ctl); });
+    frugal::write_file_atomically(out_dir / "epochs.csv", [&](std::ostream& o) { write_epochs_csv(o, rows); });
+    frugal::write_file_atomically(out_dir / "stages.csv", [&](std::ostream& o) { frugal::write_stages_csv(o, run); });
 #if FRUGAL_EXAMPLE_TRACE
-  if (opt.trace_events > 0) {
-    frugal::stop_tracing();
-    std::ofstream f(out_dir / "trace.json");
-    frugal::write_chrome_trace(f);
-    wrote = wrote && static_cast<bool>(f);
-    const frugal::trace_stats t = frugal::trace_statistics();
-    written += ", trace.json (" + std::to_string(t.events) + " scopes" +
-               (t.dropped ? ", " + std::to_string(t.dropped) + " more dropped past --trace-events" : std::string()) + ")";
-  } else {
-    fs::remove(out_dir / "trace.json", ec);  // not this run's: an older run's would mislead
-  }
+    if (opt.trace_events > 0) {
+      frugal::stop_tracing();
+      frugal::write_file_atomically(out_dir / "trace.json", [&](std::ostream& o) { frugal::write_chrome_trace(o); });
+      const frugal::trace_stats t = frugal::trace_statistics();
+      written += ", trace.json (" + std::to_string(t.events) + " scopes" +
+                 (t.dropped ? ", " + std::to_string(t.dropped) + " more dropped past --trace-events" : std::string()) + ")";
+    } else {
+      fs::remove(out_dir / "trace.json", ec);  // not this run's: an older run's would mislead
+    }
 #endif
-  progress.note("wrote " + written);
-  if (!wrote) {
-    std::fprintf(stderr, "fashion_mnist: --out: could not write the files in '%s'\n", opt.out_dir.c_str());
+  } catch (const frugal::io_error& e) {
+    std::fprintf(stderr, "fashion_mnist: --out: %s\n", e.what());
     return 1;
   }
+  progress.note("wrote " + written);
   if (last_test)
     std::printf("test accuracy: %.4f\n", last_test->accuracy);
   else
     std::printf("test accuracy: not measured (the budget does not fit one step and an evaluation)\n");
+  // stdout is a file too (a full disk, a closed pipe): a report that was not written is an error.
+  std::cout.flush();
+  if (std::fflush(stdout) != 0 || std::ferror(stdout) || !std::cout) {
+    std::fprintf(stderr, "fashion_mnist: cannot write to stdout: %s\n", std::strerror(errno));
+    return 1;
+  }
+  if (ctl.stop_reason() == frugal::stop_reason::signal) return 128 + frugal::signal_stop::signal_number();
   return 0;
 }
 

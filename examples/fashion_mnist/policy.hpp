@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <stdexcept>
@@ -65,10 +66,15 @@ class learning_rate {
 // FLOPs from the formulas and wall / CPU time at the measured steps' FLOP rate, with a margin of
 // half, since timings vary more than FLOPs (measured on a loaded 2-core VM, a quarter let a
 // 10 s run end 54 ms late). Evaluations count no samples and allocate nothing.
+//
+// The steps' FLOP rate is that of the batch the controller runs now (step_flops(batch)): a
+// memory limit may have the steps run 8 samples where --batch says 128, and an 8-sample step
+// takes 1/16 of a 128-sample step's FLOPs but more than 1/16 of its time.
 class evaluation_cost {
  public:
-  evaluation_cost(const frugal::controller& ctl, double evaluation_flops, double step_flops) noexcept
-      : ctl_(&ctl), evaluation_flops_(evaluation_flops), step_flops_(step_flops) {}
+  evaluation_cost(const frugal::controller& ctl, double evaluation_flops,
+                  std::function<double(std::size_t)> step_flops)
+      : ctl_(&ctl), evaluation_flops_(evaluation_flops), step_flops_(std::move(step_flops)) {}
 
   [[nodiscard]] bool measured() const noexcept { return ctl_->epochs() > 0; }
 
@@ -79,7 +85,8 @@ class evaluation_cost {
     if (*r == frugal::resource::flops) return evaluation_flops_;
     if (*r == frugal::resource::wall || *r == frugal::resource::cpu) {
       const auto t = ctl_->forecast_step(*r);
-      return t && step_flops_ > 0 ? 1.5 * *t * evaluation_flops_ / step_flops_ : 0;
+      const double flops = step_flops_(ctl_->manages_batch() ? ctl_->batch_size() : 0);
+      return t && flops > 0 ? 1.5 * *t * evaluation_flops_ / flops : 0;
     }
     return 0;
   }
@@ -87,7 +94,7 @@ class evaluation_cost {
  private:
   const frugal::controller* ctl_;
   double evaluation_flops_;
-  double step_flops_;
+  std::function<double(std::size_t)> step_flops_;
 };
 
 // A controller callback for the first epoch, before the controller has measured an epoch's end

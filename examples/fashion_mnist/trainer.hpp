@@ -118,8 +118,9 @@ class trainer {
   }
 
   // An evaluation: begin_evaluation(), then chunks of images in order, then the result. Each
-  // chunk is sharded like a step; the buffers follow the chunk (the first one frees the step's),
-  // so a chunk size chosen under a memory limit (controller::chunk_size) is what it costs.
+  // chunk is sharded like a step; the buffers follow the chunk (the step's are freed first, the
+  // last chunk's at the end), so a chunk size chosen under a memory limit
+  // (controller::chunk_size) is what it costs, and no step pays for an evaluation's buffers.
   void begin_evaluation() {
     fit_buffers(0, 0);  // the step's buffers go: a chunk's memory is then the chunk's alone
     for (workspace& ws : work_) ws.reset_scores();
@@ -137,7 +138,9 @@ class trainer {
     });
     evaluated_ += static_cast<std::size_t>(n);
   }
-  [[nodiscard]] evaluation end_evaluation() const {
+  // The result; the chunk's buffers go, so the next step starts from the resident heap alone.
+  [[nodiscard]] evaluation end_evaluation() {
+    fit_buffers(0, 0);
     evaluation e;
     for (const workspace& ws : work_) {
       e.loss += ws.loss_sum;
