@@ -12,16 +12,19 @@ wall=${2:-20s}
 shift $(( $# >= 2 ? 2 : 1 ))
 sizes=("$@")
 if [ ${#sizes[@]} -eq 0 ]; then sizes=(59648 59712 59776 59904 60160 60416); fi
+[ "${sizes[0]}" = "--no-unlimited" ] && { sizes=("${sizes[@]:1}"); unlimited=(); } || unlimited=(none)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 echo "| peak_bytes limit | batch x accumulation | training peak | evaluation peak | run peak | at or under | wall used | test accuracy |"
 echo "|---|---|---|---|---|---|---|---|"
-for x in none "${sizes[@]}"; do
+for x in "${unlimited[@]}" "${sizes[@]}"; do
   budget="wall=$wall"
   [ "$x" != none ] && budget="$budget,peak_bytes=${x}KiB"
   log="$out/stdout"
-  "$bin" --budget "$budget" --out "$out/run" >"$log" 2>"$out/stderr" || { cat "$out/stderr" >&2; exit 1; }
+  # --trace-events 0: the job turns tracing off under a memory limit; the run without one is
+  # compared like for like.
+  "$bin" --budget "$budget" --trace-events 0 --out "$out/run" >"$log" 2>"$out/stderr" || { cat "$out/stderr" >&2; exit 1; }
   heap=$(grep '^heap: ' "$log")
   peak=$(sed -E 's/^heap: peak ([0-9]+) B.*/\1/' <<<"$heap")
   train=$(sed -E 's/.*training steps ([0-9]+) B.*/\1/' <<<"$heap")

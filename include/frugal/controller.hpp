@@ -34,6 +34,9 @@
 #include <vector>
 
 namespace frugal {
+namespace detail {
+struct state_access;  // state.hpp: saves and restores the state of a run
+}  // namespace detail
 
 // Watches one budget. Call end_step after every step and end_epoch after every epoch, from the
 // training loop's thread; should_stop() and request_stop() may be called from any thread.
@@ -571,6 +574,7 @@ class controller {
   }
 
  private:
+  friend struct detail::state_access;
   static constexpr std::uint64_t no_step = std::numeric_limits<std::uint64_t>::max();
 
   // A stage sized by chunk_size(): its memory model per limited level.
@@ -1059,7 +1063,7 @@ class controller {
       return 0;
     }
     const std::size_t largest = m.largest_size();
-    if (largest > 0 && cap > largest && cap / bound_growth > largest) cap = largest * bound_growth;
+    if (largest > 0 && cap / bound_growth >= largest && cap > largest * bound_growth) cap = largest * bound_growth;
     return cap;
   }
 
