@@ -6,7 +6,8 @@
 #   3-4. X = base + resolution + rise * 48 and + rise * 8: between "resident + a batch-1 step" and
 #      "resident + the full batch". Each must keep the whole run's measured peak (evaluation
 #      included) at or under X, with a smaller batch and about the same effective batch (128, by
-#      accumulation), evaluate, and save against run 1 at least the rise of 32 samples.
+#      accumulation), evaluate, and save against run 1 at least the rise of 32 samples;
+#   5. X = base + half a sample's rise: the run stops before its first step.
 # Skipped where the allocation hooks do not count (no peak, as under ASan).
 # cmake -DEXE=<fashion_mnist> -DDATA=<dir> -DWORK=<scratch dir> [-DTHREADS=2] -P check_peak.cmake
 cmake_minimum_required(VERSION 3.20)
@@ -83,4 +84,16 @@ foreach(samples 48 8)
                  "saved ${saving} B against ${unlimited} B")
 endforeach()
 
-message(STATUS "example.fashion_mnist.peak_bytes: ok (both runs stayed at or under their limits)")
+# 5. Not even one sample fits (half a sample's rise over the base): the run stops before its
+# first step, with the reason, and never runs a batch of 0.
+math(EXPR limit "${base} + ${rise} / 2")
+frugal_run_example(--budget "flops=4e9,peak_bytes=${limit}" ${common})
+if(NOT out MATCHES "stopped: stop \\(forecast\\): (memory probe: [^\n]*not even the smallest batch fits; no step ran|peak_bytes: the level already stands at [^\n]*no batch size can fit)")
+  fail("peak_bytes=${limit}: expected a stop before the first step, not even batch 1 fitting")
+endif()
+if(NOT out MATCHES "\\(0 steps, 0 samples, 0 evaluations\\)")
+  fail("peak_bytes=${limit}: expected no step and no evaluation")
+endif()
+
+message(STATUS "example.fashion_mnist.peak_bytes: ok (both runs stayed at or under their limits; one that fits no "
+               "batch stopped before its first step)")
