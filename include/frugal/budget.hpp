@@ -15,6 +15,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -62,6 +63,16 @@ struct usage {
       if (n == unit) return v;
     return 0;
   }
+};
+
+// What a budget had used in an earlier process, carried into this one (budget::carry; the state
+// document of state.hpp saves and restores it): a resumed run continues where the earlier one
+// stopped. Amounts are inclusive, as used() is (a budget's include its children's).
+struct carried_usage {
+  std::string name;                    // the budget's: children are matched by name
+  usage used;                          // every resource (a level: the height reached) and user unit
+  std::vector<stage_stats> stages;
+  std::vector<carried_usage> children;
 };
 
 namespace detail {
@@ -149,7 +160,15 @@ class budget {
         throw std::invalid_argument("frugal::budget::child: budget '" + name_ +
                                     "' already has a child named '" + name + "'");
     children_.push_back(std::unique_ptr<budget>(new budget(std::move(name), std::move(l), this)));
-    return *children_.back();
+    budget& made = *children_.back();
+    // Usage carried for a child the program makes only now (see carry()).
+    for (auto it = pending_children_.begin(); it != pending_children_.end(); ++it)
+      if (it->name == made.name_) {
+        made.apply_carried(*it, 0);
+        pending_children_.erase(it);
+        break;
+      }
+    return made;
   }
 
   [[nodiscard]] budget* find_child(std::string_view name) const {
@@ -261,7 +280,7 @@ class budget {
       case resource::flops:
       case resource::allocations:
       case resource::alloc_bytes: {
-        double total = 0;
+        double total = carried_of(r);
         for_each_block_in_subtree([&](const detail::thread_block& b) { total += additive(b, r); });
         return total;
       }
@@ -278,6 +297,10 @@ class budget {
     const auto index = detail::find_unit(unit);
     if (!index) return 0;
     double total = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      total = carried_units_[*index];
+    }
     for_each_block_in_subtree([&](const detail::thread_block& b) { total += b.units[*index].get(); });
     return total;
   }
@@ -367,8 +390,136 @@ class budget {
 
   static constexpr double unlimited = std::numeric_limits<double>::infinity();
 
+  // --- resuming a run in a new process ---
+
+  // Carries usage over from an earlier process (state.hpp's restore calls it): from now on every
+  // reading -- used(), snapshot(), remaining(), fraction_used(), exhausted(), stages, reports, and
+  // so the controller's forecasts and the schedules -- is the earlier amount plus what runs here;
+  // a level is the larger of the two heights. Children are matched by name: an existing child
+  // takes its share now, one the program makes later with child() when it is made. Limits are
+  // not carried: this process's rule. `downtime` is the time between the two processes, kept
+  // for reports (downtime()) and charged to nothing.
+  //
+  // Allowed once, before this budget or any descendant has had a scope open (a usage measured
+  // here would otherwise be mixed with the carried one): else std::logic_error. A carried usage
+  // named differently, with a negative or non-finite amount, or an invalid unit or stage name is
+  // std::invalid_argument. Either way nothing changes. Then the limits listeners run, so a
+  // deadline watchdog re-reads the wall time left.
+  void carry(const carried_usage& c, std::chrono::duration<double> downtime = std::chrono::duration<double>::zero()) {
+    const detail::bookkeeping own_allocations;
+    if (c.name != name_)
+      throw std::invalid_argument("frugal::budget::carry: the usage carried is budget '" + c.name + "''s, not '" +
+                                  name_ + "''s");
+    if (!(std::isfinite(downtime.count()) && downtime.count() >= 0))
+      throw std::invalid_argument("frugal::budget::carry: downtime must be finite and >= 0, got " +
+                                  detail::units_impl::shortest(downtime.count()));
+    check_carried(c, name_);
+    if (resumed())
+      throw std::logic_error("frugal::budget::carry: budget '" + path() + "' already carries an earlier usage");
+    if (ever_active())
+      throw std::logic_error("frugal::budget::carry: budget '" + path() +
+                             "' (or a child) has already had a scope open: carry usage before any work runs");
+    register_carried_units(c);
+    apply_carried(c, downtime.count());
+    std::lock_guard<std::mutex> lock(listeners_mutex_);
+    for (const auto& entry : listeners_) entry.second();
+  }
+
+  // Whether carry() gave this budget an earlier process's usage.
+  [[nodiscard]] bool resumed() const noexcept { return resumed_.load(std::memory_order_acquire); }
+  // The usage carry() added (all zero when none): what the figures include from before.
+  [[nodiscard]] usage carried() const {
+    const detail::bookkeeping own_allocations;
+    usage u;
+    for (resource r : all_resources) u.by_resource[static_cast<std::size_t>(r)] = carried_of(r);
+    std::lock_guard<std::mutex> lock(mutex_);
+    const std::uint32_t n = detail::units_registered.count.load(std::memory_order_acquire);
+    for (std::uint32_t i = 0; i < n; ++i)
+      if (carried_units_[i] != 0) u.units.emplace_back(std::string(detail::unit_name(i)), carried_units_[i]);
+    return u;
+  }
+  // The time between the processes of a resumed run, all resumes together: not charged to the
+  // wall (0 when not resumed).
+  [[nodiscard]] std::chrono::duration<double> downtime() const noexcept {
+    return std::chrono::duration<double>(downtime_.load(std::memory_order_relaxed));
+  }
+
  private:
   friend struct detail::budget_access;
+
+  // Refuses what no budget could have used, before anything changes (see carry()).
+  static void check_carried(const carried_usage& c, const std::string& where) {
+    const auto bad = [&](const std::string& what, double v) {
+      throw std::invalid_argument("frugal::budget::carry: budget '" + where + "': " + what +
+                                  " must be finite and >= 0, got " + detail::units_impl::shortest(v));
+    };
+    for (resource r : all_resources)
+      if (const double v = c.used[r]; !(std::isfinite(v) && v >= 0)) bad(std::string(to_string(r)), v);
+    for (const auto& [unit, v] : c.used.units) {
+      if (auto problem = detail::units_impl::unit_name_problem(unit))
+        throw std::invalid_argument("frugal::budget::carry: budget '" + where + "': " + *problem);
+      if (!(std::isfinite(v) && v >= 0)) bad("unit " + unit, v);
+    }
+    for (const stage_stats& s : c.stages) {
+      if (s.name.empty())
+        throw std::invalid_argument("frugal::budget::carry: budget '" + where + "': a stage name must not be empty, got ''");
+      if (!(std::isfinite(s.wall_seconds) && s.wall_seconds >= 0)) bad("stage " + s.name + " wall", s.wall_seconds);
+      for (const auto& [unit, v] : s.units) {
+        if (auto problem = detail::units_impl::unit_name_problem(unit))
+          throw std::invalid_argument("frugal::budget::carry: budget '" + where + "': " + *problem);
+        if (!(std::isfinite(v) && v >= 0)) bad("stage " + s.name + " unit " + unit, v);
+      }
+    }
+    for (const carried_usage& child : c.children) {
+      check_name(child.name, "child name");
+      check_carried(child, where + "/" + child.name);
+    }
+  }
+
+  // A carried unit reads like one charged here: it needs its index.
+  static void register_carried_units(const carried_usage& c) {
+    for (const auto& unit : c.used.units) (void)detail::register_unit(unit.first);
+    for (const stage_stats& s : c.stages)
+      for (const auto& unit : s.units) (void)detail::register_unit(unit.first);
+    for (const carried_usage& child : c.children) register_carried_units(child);
+  }
+
+  // Whether a scope of this budget or a descendant has ever opened (a thread took a block).
+  [[nodiscard]] bool ever_active() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!blocks_.empty()) return true;
+    for (const auto& ch : children_)
+      if (ch->ever_active() || ch->resumed()) return true;
+    return false;
+  }
+
+  // Checked by carry(); the units registered.
+  void apply_carried(const carried_usage& c, double downtime) {
+    for (resource r : all_resources) carried_[static_cast<std::size_t>(r)].store(c.used[r], std::memory_order_relaxed);
+    downtime_.store(downtime, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [unit, amount] : c.used.units)
+      if (const auto index = detail::find_unit(unit)) carried_units_[*index] = amount;
+    carried_stages_ = c.stages;
+    // The stages appear in the earlier process's order, before any this one adds.
+    for (const stage_stats& s : c.stages)
+      if (std::none_of(stage_names_.begin(), stage_names_.end(), [&](const auto& n) { return *n == s.name; }))
+        stage_names_.push_back(std::make_unique<std::string>(s.name));
+    for (const carried_usage& child : c.children) {
+      budget* existing = nullptr;
+      for (const auto& ch : children_)
+        if (ch->name_ == child.name) existing = ch.get();
+      if (existing)
+        existing->apply_carried(child, 0);
+      else
+        pending_children_.push_back(child);
+    }
+    resumed_.store(true, std::memory_order_release);
+  }
+
+  [[nodiscard]] double carried_of(resource r) const noexcept {
+    return carried_[static_cast<std::size_t>(r)].load(std::memory_order_relaxed);
+  }
 
   // Wall time is a union of intervals over threads. busy_ packs it in one atomic word so the
   // union needs no lock: the low 22 bits count the threads that have the budget active (any
@@ -424,6 +575,12 @@ class budget {
     u.by_resource[static_cast<std::size_t>(resource::wall)] = wall_seconds();
     u.by_resource[static_cast<std::size_t>(resource::cpu)] = cpu_seconds();
     std::array<double, FRUGAL_MAX_UNITS> units{};
+    for (resource r : {resource::flops, resource::allocations, resource::alloc_bytes})
+      u.by_resource[static_cast<std::size_t>(r)] = carried_of(r);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      units = carried_units_;
+    }
     for_each_block_in_subtree([&](const detail::thread_block& b) {
       for (resource r : {resource::flops, resource::allocations, resource::alloc_bytes})
         u.by_resource[static_cast<std::size_t>(r)] += additive(b, r);
@@ -444,12 +601,13 @@ class budget {
     return now;
   }
   [[nodiscard]] double rss_high() const noexcept {
-    return static_cast<double>(rss_high_.load(std::memory_order_relaxed));
+    return std::max(static_cast<double>(rss_high_.load(std::memory_order_relaxed)), carried_of(resource::rss_bytes));
   }
 
   // The highest process live heap seen while the budget was active (0 when not measured).
   [[nodiscard]] double peak_bytes() const noexcept {
-    return watcher_ ? static_cast<double>(watcher_->peak.load(std::memory_order_relaxed)) : 0.0;
+    const double here = watcher_ ? static_cast<double>(watcher_->peak.load(std::memory_order_relaxed)) : 0.0;
+    return std::max(here, carried_of(resource::peak_bytes));
   }
 
   // Threads still alive hold blocks of this budget in their lists: take them out, so that no
@@ -496,7 +654,7 @@ class budget {
     // Active: the open period's start was subtracted; add now, which a racing transition's
     // clamped start can exceed by a hair, so never less than the start itself.
     if (count > 0) ns += std::max(wall_now_ns() - origin_ns_, last_transition_ns_.load(std::memory_order_acquire));
-    return static_cast<double>(ns) / 1e9;  // a division: whole seconds stay whole
+    return static_cast<double>(ns) / 1e9 + carried_of(resource::wall);  // a division: whole seconds stay whole
   }
 
   [[nodiscard]] double cpu_seconds() const {
@@ -509,7 +667,7 @@ class budget {
       if (me != 0 && b->thread_id == me && b->open > 0 && b->cpu_start_ns >= 0)
         ns += thread_cpu_now_ns() - b->cpu_start_ns;
     }
-    return static_cast<double>(ns) / 1e9;  // a division: whole seconds stay whole
+    return static_cast<double>(ns) / 1e9 + carried_of(resource::cpu);  // a division: whole seconds stay whole
   }
 
   // A thread (the caller) starts or stops having this budget active.
@@ -583,6 +741,17 @@ class budget {
       for (std::size_t i = 0; i < units.size(); ++i) units[i] += slot.units[i].get();
     }
     s.wall_seconds = static_cast<double>(wall_ns) / 1e9;
+    for (const stage_stats& c : carried_stages_) {  // an earlier process's share (carry())
+      if (c.name != s.name) continue;
+      s.calls += c.calls;
+      s.wall_seconds += c.wall_seconds;
+      s.flops += c.flops;
+      s.allocations += c.allocations;
+      s.alloc_bytes += c.alloc_bytes;
+      s.peak_rise_bytes = std::max(s.peak_rise_bytes, c.peak_rise_bytes);
+      for (const auto& [unit, v] : c.units)
+        if (const auto index = detail::find_unit(unit)) units[*index] += v;
+    }
     const std::uint32_t n = detail::units_registered.count.load(std::memory_order_acquire);
     for (std::uint32_t i = 0; i < n; ++i)
       if (units[i] != 0) s.units.emplace_back(std::string(detail::unit_name(i)), units[i]);
@@ -611,6 +780,14 @@ class budget {
   std::vector<std::unique_ptr<detail::thread_block>> blocks_;
   detail::thread_block* free_blocks_ = nullptr;
   std::vector<std::unique_ptr<std::string>> stage_names_;     // index = stage index
+  // An earlier process's usage (carry()): the resources' amounts are atomics, read without the
+  // lock by the lock-free readings (wall, the levels); the rest under mutex_.
+  std::array<std::atomic<double>, resource_count> carried_{};
+  std::array<double, FRUGAL_MAX_UNITS> carried_units_{};      // index = unit index
+  std::vector<stage_stats> carried_stages_;
+  std::vector<carried_usage> pending_children_;               // for children not made yet
+  std::atomic<bool> resumed_{false};
+  std::atomic<double> downtime_{0};
 
   // Apart from mutex_, which the listeners take to read the limits back (see set_limits()).
   std::mutex listeners_mutex_;

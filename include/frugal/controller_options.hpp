@@ -20,6 +20,9 @@
 namespace frugal {
 
 class controller;
+namespace detail {
+struct state_access;  // state.hpp: saves and restores the state of a run
+}  // namespace detail
 
 // What a user batch rule sees: the knob, its bounds, the default rule's choice, and the
 // controller for forecasts (ctl.forecast_peak(b), ctl.forecast_step(frugal::resource::wall, b)).
@@ -300,6 +303,7 @@ class controller_options {
 
  private:
   friend class controller;
+  friend struct detail::state_access;
   enum class plan_kind : unsigned char { none, epochs, steps, samples };
 
   [[noreturn]] static void fail(const std::string& field, const std::string& rule, const std::string& got) {

@@ -16,6 +16,9 @@
 #include <utility>
 
 namespace frugal {
+namespace detail {
+struct state_access;  // state.hpp: saves and restores the state of a run
+}  // namespace detail
 
 // Whether a smaller (loss) or a larger (accuracy) value of the metric is better.
 enum class metric_mode : unsigned char { min, max };
@@ -196,6 +199,7 @@ class early_stopping {
   }
 
  private:
+  friend struct detail::state_access;
   static double checked(const char* field, double v) {
     if (!std::isfinite(v))
       throw std::invalid_argument(std::string("frugal::early_stopping: ") + field + " must be finite, got " +

@@ -14,6 +14,9 @@
 #include <string>
 
 namespace frugal {
+namespace detail {
+struct state_access;  // state.hpp: saves and restores the state of a run
+}  // namespace detail
 
 // How the cost models weigh history. The defaults suit steps whose cost varies by tens of
 // percent: statistics cover the last `window` steps (the high estimate, their largest, is about
@@ -110,6 +113,7 @@ class cost_stats {
   [[nodiscard]] bool outlier_excluded() const noexcept { return excluded_; }
 
  private:
+  friend struct detail::state_access;
   static constexpr std::uint64_t none = std::numeric_limits<std::uint64_t>::max();
 
   // Recomputes every statistic from the window; observation number s (from 0) lives in slot
@@ -246,6 +250,7 @@ class cost_model {
   [[nodiscard]] bool has_fit() const noexcept { return recent_sizes() >= 2; }
 
  private:
+  friend struct detail::state_access;
   struct entry {
     std::size_t batch = 0;
     std::uint64_t last_used = 0;

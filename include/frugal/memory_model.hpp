@@ -15,6 +15,9 @@
 #include <string>
 
 namespace frugal {
+namespace detail {
+struct state_access;  // state.hpp: saves and restores the state of a run
+}  // namespace detail
 
 // peak(n) = base + rise_per_unit * n, with n the stage's size (samples in a batch, images in an
 // evaluation chunk), fitted to the peaks the stage reached at the sizes it ran.
@@ -192,6 +195,7 @@ class memory_model {
   }
 
  private:
+  friend struct detail::state_access;
   struct entry {
     std::size_t size = 0;
     std::array<double, max_window> peaks{};
