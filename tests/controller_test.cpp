@@ -26,6 +26,7 @@
 
 #include "support/checks.hpp"
 #include "support/json_reader.hpp"
+#include "support/run_step.hpp"
 
 using namespace std::chrono_literals;
 
@@ -34,14 +35,7 @@ namespace {
 using frugal_test::error_of;
 
 
-// One training step of known cost, charged to the run like a real loop's scope would.
-void run_step(frugal::budget& run, frugal::manual_clock& clock, std::chrono::nanoseconds wall,
-              std::uint64_t flops = 0, double samples = 0) {
-  frugal::scope s{run, "step"};
-  clock.advance(wall);
-  frugal::add_flops(flops);
-  if (samples > 0) frugal::add_units("samples", samples);
-}
+using frugal_test::run_step;
 
 // Steps of one cost until the controller says stop (at most max_steps): the steps run and the
 // last step's decision.

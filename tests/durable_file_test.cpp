@@ -32,6 +32,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "support/file_size_limit.hpp"
+
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
@@ -142,30 +144,7 @@ TEST(WriteFileAtomically, FromAStreamWriter) {
   EXPECT_EQ(dir.names(), std::vector<std::string>{"epochs.csv"});
 }
 
-// Files may not grow past `bytes` while alive (SIGXFSZ ignored: write() fails with EFBIG).
-class file_size_limit {
- public:
-  explicit file_size_limit(rlim_t bytes) {
-    ::getrlimit(RLIMIT_FSIZE, &saved_);
-    struct sigaction ignore {};
-    ignore.sa_handler = SIG_IGN;
-    sigemptyset(&ignore.sa_mask);
-    ::sigaction(SIGXFSZ, &ignore, &saved_action_);
-    struct rlimit lowered = saved_;
-    lowered.rlim_cur = bytes;
-    ::setrlimit(RLIMIT_FSIZE, &lowered);
-  }
-  ~file_size_limit() {
-    ::setrlimit(RLIMIT_FSIZE, &saved_);
-    ::sigaction(SIGXFSZ, &saved_action_, nullptr);
-  }
-  file_size_limit(const file_size_limit&) = delete;
-  file_size_limit& operator=(const file_size_limit&) = delete;
-
- private:
-  struct rlimit saved_ {};
-  struct sigaction saved_action_ {};
-};
+using frugal_test::file_size_limit;
 
 TEST(WriteFileAtomically, AFailedWriteKeepsTheOldContentAndLeavesNoTemporaryFile) {
   temp_dir dir;

@@ -32,8 +32,10 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include "support/file_size_limit.hpp"
 #include "support/checks.hpp"
 #include "support/json_reader.hpp"
+#include "support/run_step.hpp"
 #include "support/temp_tree.hpp"
 
 using namespace std::chrono_literals;
@@ -42,14 +44,7 @@ namespace {
 
 using frugal::resource;
 
-// One training step of known cost, charged to the run like a real loop's scope would.
-void run_step(frugal::budget& run, frugal::manual_clock& clock, std::chrono::nanoseconds wall,
-              std::uint64_t flops = 0, double samples = 0) {
-  frugal::scope s{run, "step"};
-  clock.advance(wall);
-  frugal::add_flops(flops);
-  if (samples > 0) frugal::add_units("samples", samples);
-}
+using frugal_test::run_step;
 
 // The configuration both processes share: the same program, started again.
 frugal::limits wall_and_flops() { return frugal::limits{}.wall(10s).flops(1e6); }
@@ -714,30 +709,7 @@ TEST(StateJson, AMissingFileIsAnIoError) {
   }
 }
 
-// RLIMIT_FSIZE lowered: a write past it fails with EFBIG, as on a full disk (SIGXFSZ ignored).
-class file_size_limit {
- public:
-  explicit file_size_limit(rlim_t bytes) {
-    ::getrlimit(RLIMIT_FSIZE, &saved_);
-    struct sigaction ignore {};
-    ignore.sa_handler = SIG_IGN;
-    sigemptyset(&ignore.sa_mask);
-    ::sigaction(SIGXFSZ, &ignore, &saved_action_);
-    struct rlimit lowered = saved_;
-    lowered.rlim_cur = bytes;
-    ::setrlimit(RLIMIT_FSIZE, &lowered);
-  }
-  ~file_size_limit() {
-    ::setrlimit(RLIMIT_FSIZE, &saved_);
-    ::sigaction(SIGXFSZ, &saved_action_, nullptr);
-  }
-  file_size_limit(const file_size_limit&) = delete;
-  file_size_limit& operator=(const file_size_limit&) = delete;
-
- private:
-  struct rlimit saved_ {};
-  struct sigaction saved_action_ {};
-};
+using frugal_test::file_size_limit;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
