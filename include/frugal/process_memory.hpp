@@ -265,7 +265,8 @@ inline void walk_up(cgroup_memory& out, const std::string& mount, const std::str
           return;
         }
         if (used) {
-          const auto usage = static_cast<std::int64_t>(*used);
+          // value_or: the same value, without GCC's -Wmaybe-uninitialized false positive at -O1.
+          const auto usage = static_cast<std::int64_t>(used.value_or(0));
           if (limited) {
             const auto limit = static_cast<std::int64_t>(*bytes);
             if (!best_room || limit - usage < *best_room) {
