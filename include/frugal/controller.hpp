@@ -287,9 +287,7 @@ class controller {
   std::size_t probe_memory(const std::function<void(std::size_t)>& probe) {
     const reentry guard(this, "probe_memory");
     if (!probe) fail("probe_memory", "a callable", "an empty function");
-    bool measured = false;
-    for (const auto& t : tracked_) measured = measured || (t.level && std::isfinite(t.limit) && measures_level(t));
-    if (!manages_batch() || !measured || stopped() || steps_ > 0) return batch_;
+    if (!manages_batch() || !measures_a_limited_level() || stopped() || steps_ > 0) return batch_;
     memory_probing_ = false;  // the probe below replaces the first steps' probe
     std::size_t n = options_.batch_min_;
     std::size_t fits = 0;  // the largest size measured within every limit
@@ -936,6 +934,13 @@ class controller {
     return format(t, level_forecast(t, n)) + " at batch " + std::to_string(n) + " (" + how + ")";
   }
 
+  // Whether some limited level is one the controller measures itself (the memory model's
+  // precondition: probing needs measurements).
+  [[nodiscard]] bool measures_a_limited_level() const noexcept {
+    for (const auto& t : tracked_)
+      if (t.level && std::isfinite(t.limit) && measures_level(t)) return true;
+    return false;
+  }
   // Whether the controller measures a level itself: the heap with the allocation hooks, the
   // resident set where /proc is readable (read at checkpoints only: a system call).
   [[nodiscard]] bool measures_level(const tracked& t) const noexcept {
@@ -1093,9 +1098,7 @@ class controller {
   // on a guess; probe_memory() does the same before the first step, without training.
   void start_memory_probe() {
     if (stopped() || !manages_batch() || batch_ <= options_.batch_min_ || steps_ > 0) return;
-    bool measured = false;
-    for (const auto& t : tracked_) measured = measured || (t.level && std::isfinite(t.limit) && measures_level(t));
-    if (!measured) return;
+    if (!measures_a_limited_level()) return;
     memory_probing_ = true;
     set_batch(options_.batch_min_, "memory probe: the first step runs at the smallest batch (" +
                                        std::to_string(options_.batch_min_) +
