@@ -434,7 +434,9 @@ TEST(ResidentSet, GrowsByTheBytesTouchedAndShrinksWhenTheyAreUnmapped) {
   std::memset(p, 1, static_cast<std::size_t>(n));
   const std::int64_t touched = frugal::resident_set_bytes().value_or(-1);
   EXPECT_GE(touched - *before, n - 1 * MiB);
-  if (!sanitizer_shadows_touched_memory) EXPECT_LE(touched - *before, n + 4 * MiB);
+  if (!sanitizer_shadows_touched_memory) {
+    EXPECT_LE(touched - *before, n + 4 * MiB);
+  }
   release(p);
   if (sanitizer_keeps_freed_memory) return;  // ASan/TSan quarantine freed blocks: nothing unmapped
   const std::int64_t after = frugal::resident_set_bytes().value_or(-1);
