@@ -433,6 +433,53 @@ TEST(ControllerEpochs, AnEpochEndsEarlyWhenOnlyItsEndStillFits) {
   EXPECT_NEAR(*ctl.forecast_epoch_end(frugal::resource::wall), 3.0, 1e-9);
 }
 
+// A checkpoint saved after end_epoch() belongs to the epoch's end: charged there, it is in the
+// forecast of the next epoch end (the final evaluation's reserve) and not in the next step's.
+TEST(ControllerEpochs, WorkAfterTheEpochsEndIsChargedToItNotToTheNextStep) {
+  for (const bool charged : {true, false}) {
+    SCOPED_TRACE(charged ? "charged to the epoch's end" : "not charged");
+    frugal::manual_clock clock;
+    frugal::budget run{"train", frugal::limits{}.wall(1000s)};
+    frugal::controller ctl{run};
+    for (int i = 0; i < 20; ++i) {
+      run_step(run, clock, 1s);
+      (void)ctl.end_step();
+    }
+    {
+      frugal::scope evaluation{run, "evaluation"};
+      clock.advance(3s);
+    }
+    (void)ctl.end_epoch();
+    {
+      frugal::scope save{run, "checkpoint"};
+      clock.advance(2s);
+    }
+    if (charged) ctl.charge_to_epoch_end();
+    run_step(run, clock, 1s);
+    (void)ctl.end_step();
+    EXPECT_NEAR(*ctl.forecast_epoch_end(frugal::resource::wall), charged ? 5.0 : 3.0, 1e-9);
+    EXPECT_NEAR(*ctl.forecast_step(frugal::resource::wall), charged ? 1.0 : 3.0, 1e-9);
+    EXPECT_DOUBLE_EQ(run.used(frugal::resource::wall), 26.0);  // charged or not, the budget has it all
+  }
+}
+
+TEST(ControllerEpochs, ChargingToAnEpochsEndNeedsOneThatJustEnded) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(100s)};
+  frugal::controller ctl{run};
+  EXPECT_THROW(ctl.charge_to_epoch_end(), std::logic_error);  // no epoch has ended
+  run_step(run, clock, 1s);
+  (void)ctl.end_step();
+  (void)ctl.end_epoch();
+  ctl.charge_to_epoch_end();
+  ctl.charge_to_epoch_end();  // twice: the second adds what came since the first
+  (void)ctl.end_run();        // may come between
+  ctl.charge_to_epoch_end();
+  run_step(run, clock, 1s);
+  (void)ctl.end_step();
+  EXPECT_THROW(ctl.charge_to_epoch_end(), std::logic_error);  // a step since
+}
+
 TEST(ControllerEpochs, ANewEpochThatCannotFitOneStepAndItsEndStops) {
   frugal::manual_clock clock;
   frugal::budget run{"train", frugal::limits{}.wall(10s)};

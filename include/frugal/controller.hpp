@@ -105,6 +105,7 @@ class controller {
   [[nodiscard]] decision end_step(const step& s = {}) {
     const reentry guard(this, "end_step");
     const std::size_t batch = s.samples() ? *s.samples() : batch_;
+    epoch_end_open_ = false;
     read_now();
     ++steps_;
     ++steps_in_epoch_;
@@ -158,7 +159,11 @@ class controller {
         // is, and would make every later evaluation look cheap.
         const double rate = step_rate(t, next_batch());
         const cost_stats* steps = t.step.at(next_batch());
-        if (is_time(t) && rate > 0 && steps && steps->count() >= steps->window()) t.end_in_step_rate.add(cost / rate);
+        t.end_rate = 0;
+        if (is_time(t) && rate > 0 && steps && steps->count() >= steps->window()) {
+          t.end_in_step_rate.add(cost / rate);
+          t.end_rate = rate;
+        }
       } else {
         t.now = std::max(t.now, t.seen);
       }
@@ -180,8 +185,36 @@ class controller {
     samples_in_epoch_ = 0;
     samples_known_ = true;
     epoch_ending_ = false;
+    epoch_end_open_ = true;
     end_window();
     return d;
+  }
+
+  // Work after end_epoch() that belongs to the epoch's end -- saving a checkpoint, writing logs --
+  // is charged to it: what the run used since end_epoch() is added to that epoch end's measured
+  // cost, so later forecasts of an epoch's end (the room kept for the final evaluation) include
+  // it, and the next step's cost does not (a 20 ms save would otherwise be the largest recent
+  // step, and the forecast of every step for a window). Call it after that work, before the
+  // next step; end_run() may come between. Elsewhere it throws std::logic_error.
+  void charge_to_epoch_end() {
+    const reentry guard(this, "charge_to_epoch_end");
+    if (!epoch_end_open_)
+      throw std::logic_error(
+          "frugal::controller::charge_to_epoch_end: no epoch has ended since the last step "
+          "(call it after end_epoch(), before the next end_step())");
+    read_now();
+    for (auto& t : tracked_) {
+      if (!t.level) {
+        const double extra = t.now - t.used;
+        t.epoch_end.add_to_last(extra);
+        if (t.end_rate > 0) t.end_in_step_rate.add_to_last(extra / t.end_rate);
+      } else {
+        t.now = std::max(t.now, t.seen);
+      }
+      t.used = t.now;
+    }
+    update_fraction();
+    end_window();
   }
 
   // After the loop, from its thread: a stop that came between checkpoints (a request from
@@ -611,6 +644,7 @@ class controller {
     memory_model memory;              // levels: a step's peak over batch sizes
     cost_stats epoch_end;             // what the work after an epoch's last step cost
     cost_stats end_in_step_rate;      // times: the same over the steps' cost per sample then
+    double end_rate = 0;              // that rate at the last epoch end (0: not recorded there)
     std::vector<double> thresholds;
     std::size_t next_threshold = 0;
     bool exhausted_fired = false;
@@ -1764,6 +1798,7 @@ class controller {
   std::size_t last_batch_ = 0;
   std::size_t previous_batch_ = 0;
   checkpoint last_checkpoint_ = checkpoint::step;
+  bool epoch_end_open_ = false;  // an epoch ended and no step since (charge_to_epoch_end)
 
   std::size_t batch_ = 0;
   std::size_t accumulation_ = 1;

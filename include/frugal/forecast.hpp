@@ -92,6 +92,16 @@ class cost_stats {
     update();
   }
 
+  // Adds x to the latest observation (clamped as add() does): what came after it was measured
+  // but belongs to it. Nothing happens when there is none.
+  void add_to_last(double x) noexcept {
+    if (count_ == 0 || !(x > 0) || !std::isfinite(x)) return;
+    double& latest = ring_[static_cast<std::size_t>((count_ - 1) % window_)];
+    latest += x;
+    last_ = latest;
+    update();
+  }
+
   [[nodiscard]] std::uint64_t count() const noexcept { return count_; }
   [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
   [[nodiscard]] double last() const noexcept { return last_; }
