@@ -167,6 +167,42 @@ TEST(WriteFileAtomically, AFailedWriteKeepsTheOldContentAndLeavesNoTemporaryFile
   EXPECT_EQ(dir.names(), std::vector<std::string>{"report.json"});
 }
 
+// A stream writer's content goes to the file as it comes: several of the 64 KiB pieces, a
+// writer that throws after some were written, and a file size limit hit mid-stream -- the
+// target holds the old content or the whole new one, and no temporary file is left.
+TEST(WriteFileAtomically, AStreamWriterOfManyPiecesIsWholeOrNothing) {
+  temp_dir dir;
+  const fs::path target = dir / "model.bin";
+  std::string content;
+  for (int i = 0; i < 300'000; ++i) content += static_cast<char>('a' + i % 26);  // ~4.6 pieces
+  frugal::write_file_atomically(target, [&](std::ostream& out) {
+    for (std::size_t at = 0; at < content.size(); at += 1000) out.write(content.data() + at, 1000);
+  });
+  EXPECT_EQ(read_all(target), content);
+
+  EXPECT_THROW(frugal::write_file_atomically(target,
+                                             [&](std::ostream& out) {
+                                               out << std::string(200 * 1024, 'z');  // on disk already
+                                               throw std::runtime_error("diverged");
+                                             }),
+               std::runtime_error);
+  EXPECT_EQ(read_all(target), content);
+  EXPECT_EQ(dir.names(), std::vector<std::string>{"model.bin"});
+
+  std::optional<frugal::io_error> e;
+  {
+    file_size_limit limit{100 * 1024};
+    e = io_error_of([&] { frugal::write_file_atomically(target, [&](std::ostream& out) { out << content; }); });
+  }
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->code(), std::errc::file_too_large) << e->what();
+  EXPECT_TRUE(starts_with(e->what(), "frugal: cannot write '" + target.string() +
+                                         "': File too large (writing the temporary file '.model.bin.tmp-"))
+      << e->what();
+  EXPECT_EQ(read_all(target), content);
+  EXPECT_EQ(dir.names(), std::vector<std::string>{"model.bin"});
+}
+
 TEST(WriteAll, DevFullGivesNoSpaceLeftOnDevice) {
   const int fd = ::open("/dev/full", O_WRONLY | O_CLOEXEC);
   ASSERT_GE(fd, 0);

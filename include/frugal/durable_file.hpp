@@ -27,13 +27,14 @@
 #include <cstddef>
 #include <filesystem>
 #include <ostream>
-#include <sstream>
+#include <streambuf>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -132,23 +133,21 @@ inline void write_all(int fd, std::string_view data, const std::filesystem::path
   detail::durable_file_impl::write_all(fd, data, name, "writing");
 }
 
-// Replaces the file at `path` with `content`, atomically and durably (see the top of this
-// file). Throws io_error on any failure; the target then still holds its old content (or does
-// not exist, if it did not). A failure to sync the directory after the rename also throws: the
-// new content is in place, but a power loss could still undo the rename.
-inline void write_file_atomically(const std::filesystem::path& path, std::string_view content) {
-  namespace d = detail::durable_file_impl;
+namespace detail::durable_file_impl {
+
+// Opens a new temporary file beside `path` (same directory, so the rename stays on one file
+// system), with the target's permission bits when it is a regular file.
+inline void open_temporary(const std::filesystem::path& path, temporary_file& tmp) {
   const std::filesystem::path name = path.filename();
-  if (name.empty() || name == "." || name == "..") d::fail(path, EISDIR, "the path names a directory, not a file");
-  const std::filesystem::path dir = d::directory_of(path);
+  if (name.empty() || name == "." || name == "..") fail(path, EISDIR, "the path names a directory, not a file");
+  const std::filesystem::path dir = directory_of(path);
 
   // Keep an existing regular file's permission bits (lstat: a link is replaced, not followed).
   struct stat old {};
   const bool keep_mode = ::lstat(path.c_str(), &old) == 0 && S_ISREG(old.st_mode);
 
-  d::temporary_file tmp;
   for (int attempt = 0;; ++attempt) {
-    std::filesystem::path candidate = dir / ("." + name.string() + ".tmp-" + d::unique_suffix());
+    std::filesystem::path candidate = dir / ("." + name.string() + ".tmp-" + unique_suffix());
     tmp.fd = ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (tmp.fd >= 0) {
       tmp.path = std::move(candidate);
@@ -156,43 +155,113 @@ inline void write_file_atomically(const std::filesystem::path& path, std::string
     }
     // EEXIST: a file left by a killed process of the same pid, long ago; try the next name.
     if (errno != EEXIST || attempt == 100)
-      d::fail_errno(path, [&] { return "creating a temporary file in '" + dir.string() + "'"; });
+      fail_errno(path, [&] { return "creating a temporary file in '" + dir.string() + "'"; });
   }
-  const std::string tmp_name = "'" + tmp.path.filename().string() + "'";
   if (keep_mode && ::fchmod(tmp.fd, old.st_mode & 07777) != 0)
-    d::fail_errno(path, [&] { return "setting the mode of the temporary file " + tmp_name; });
-  d::write_all(tmp.fd, content, path, "writing the temporary file " + tmp_name);
-  if (::fsync(tmp.fd) != 0) d::fail_errno(path, [&] { return "syncing the temporary file " + tmp_name; });
+    fail_errno(path, [&] { return "setting the mode of the temporary file '" + tmp.path.filename().string() + "'"; });
+}
+
+[[nodiscard]] inline std::string temporary_name(const temporary_file& tmp) {
+  return "the temporary file '" + tmp.path.filename().string() + "'";
+}
+
+// The written temporary file becomes the target: fsync, close, rename, fsync the directory.
+inline void commit(const std::filesystem::path& path, temporary_file& tmp) {
+  if (::fsync(tmp.fd) != 0) fail_errno(path, [&] { return "syncing " + temporary_name(tmp); });
   const int fd = tmp.fd;
   tmp.fd = -1;
   // close() reports delayed write errors on some file systems (NFS): the content is not safe
   // until it returns 0.
-  if (::close(fd) != 0) d::fail_errno(path, [&] { return "closing the temporary file " + tmp_name; });
+  if (::close(fd) != 0) fail_errno(path, [&] { return "closing " + temporary_name(tmp); });
   if (::rename(tmp.path.c_str(), path.c_str()) != 0)
-    d::fail_errno(path, [&] { return "renaming the temporary file " + tmp_name + " over it"; });
+    fail_errno(path, [&] { return "renaming " + temporary_name(tmp) + " over it"; });
   tmp.path.clear();  // renamed: nothing to remove
 
+  const std::filesystem::path dir = directory_of(path);
   const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd < 0)
-    d::fail_errno(path, [] { return std::string("opening its directory to sync the rename (the new content is in place)"); });
+    fail_errno(path, [] { return std::string("opening its directory to sync the rename (the new content is in place)"); });
   // EINVAL: a file system that cannot sync a directory (some FUSE ones); nothing more to do there.
   if (::fsync(dir_fd) != 0 && errno != EINVAL) {
     const int err = errno;
     (void)::close(dir_fd);
-    d::fail(path, err, "syncing its directory after the rename (the new content is in place)");
+    fail(path, err, "syncing its directory after the rename (the new content is in place)");
   }
   (void)::close(dir_fd);
 }
 
-// The same, with the content produced by `write(std::ostream&)` (a report writer, say) in memory
-// first: nothing touches the disk until it has returned, and an exception from it leaves the
-// target as it was.
+// A stream buffer onto the temporary file: what the writer streams goes to the file in 64 KiB
+// pieces, so a large file (a model's weights) needs no copy of itself in memory. A failed
+// write is remembered (errno) and makes the stream fail; write_file_atomically then throws.
+class file_streambuf : public std::streambuf {
+ public:
+  explicit file_streambuf(int fd) : fd_(fd), buffer_(64 * 1024) { setp(buffer_.data(), buffer_.data() + buffer_.size()); }
+  [[nodiscard]] int error() const noexcept { return error_; }
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (!drain()) return traits_type::eof();
+    if (!traits_type::eq_int_type(c, traits_type::eof())) {
+      *pptr() = traits_type::to_char_type(c);
+      pbump(1);
+    }
+    return traits_type::not_eof(c);
+  }
+  int sync() override { return drain() ? 0 : -1; }
+
+ private:
+  bool drain() noexcept {
+    if (error_ != 0) return false;
+    const char* p = pbase();
+    std::size_t left = static_cast<std::size_t>(pptr() - pbase());
+    while (left > 0) {
+      const ssize_t n = ::write(fd_, p, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        error_ = n < 0 ? errno : EIO;  // a regular file never takes nothing; do not spin
+        return false;
+      }
+      p += n;
+      left -= static_cast<std::size_t>(n);
+    }
+    setp(buffer_.data(), buffer_.data() + buffer_.size());
+    return true;
+  }
+  int fd_;
+  std::vector<char> buffer_;
+  int error_ = 0;
+};
+
+}  // namespace detail::durable_file_impl
+
+// Replaces the file at `path` with `content`, atomically and durably (see the top of this
+// file). Throws io_error on any failure; the target then still holds its old content (or does
+// not exist, if it did not). A failure to sync the directory after the rename also throws: the
+// new content is in place, but a power loss could still undo the rename.
+inline void write_file_atomically(const std::filesystem::path& path, std::string_view content) {
+  namespace d = detail::durable_file_impl;
+  d::temporary_file tmp;
+  d::open_temporary(path, tmp);
+  d::write_all(tmp.fd, content, path, "writing " + d::temporary_name(tmp));
+  d::commit(path, tmp);
+}
+
+// The same, with the content produced by `write(std::ostream&)` (a report writer, say),
+// streamed into the temporary file as it comes (64 KiB at a time: a large file needs no copy
+// of itself in memory). The target is untouched until `write` has returned and everything is
+// on disk; an exception from it, or a stream it leaves failed, leaves the target as it was.
 template <class Write, std::enable_if_t<std::is_invocable_v<Write&, std::ostream&>, int> = 0>
 void write_file_atomically(const std::filesystem::path& path, Write&& write) {
-  std::ostringstream out;
-  write(static_cast<std::ostream&>(out));
-  if (!out) detail::durable_file_impl::fail(path, EIO, "the content's stream failed");
-  write_file_atomically(path, std::string_view(out.str()));
+  namespace d = detail::durable_file_impl;
+  d::temporary_file tmp;
+  d::open_temporary(path, tmp);
+  d::file_streambuf buffer(tmp.fd);
+  std::ostream out(&buffer);
+  write(out);
+  out.flush();
+  if (buffer.error() != 0) d::fail(path, buffer.error(), "writing " + d::temporary_name(tmp));
+  if (!out) d::fail(path, EIO, "the content's stream failed");
+  d::commit(path, tmp);
 }
 
 // Checks that files can be created in `dir` now (by creating, writing and removing a probe file
