@@ -181,7 +181,7 @@ TEST(JsonReport, GoldenDocument) {
       R"({"name":"epoch","calls":1,"wall":2,"share":1,"flops":1000,"allocations":0,"alloc_bytes":0,)"
       R"("peak_rise_bytes":0,"units":{"samples":32}},)"
       R"({"name":"step","calls":1,"wall":1.5,"share":0.75,"flops":600,"allocations":0,"alloc_bytes":0,)"
-      R"("peak_rise_bytes":0,"units":{"samples":32}}],)"
+      R"("peak_rise_bytes":0,"units":{"samples":32}}],"resumed":null,)"
       R"("children":[{"name":"eval","path":"train/eval",)"
       R"("limits":{"wall":2,"cpu":null,"flops":null,"allocations":null,"alloc_bytes":null,"peak_bytes":null,)"
       R"("rss_bytes":null,"units":{}},)"
@@ -189,7 +189,7 @@ TEST(JsonReport, GoldenDocument) {
       R"("rss_bytes":50331648,"units":{}},)"
       R"("exhausted":[],"levels_crossed":[],"fraction_used":0.25,)"
       R"("stages":[{"name":"test","calls":1,"wall":0.5,"share":1,"flops":400,"allocations":0,"alloc_bytes":0,)"
-      R"("peak_rise_bytes":0,"units":{}}],)"
+      R"("peak_rise_bytes":0,"units":{}}],"resumed":null,)"
       R"("children":[]}]}})"
       "\n";
   std::ostringstream written;

@@ -6,6 +6,7 @@
 #include <frugal/controller.hpp>
 #include <frugal/controller_report.hpp>
 #include <frugal/schedule.hpp>
+#include <frugal/report.hpp>
 #include <frugal/scope.hpp>
 #include <frugal/state.hpp>
 #ifndef FRUGAL_STATE_TEST_NO_JSON
@@ -464,6 +465,37 @@ TEST(State, DowntimeIsTheGapBetweenTheProcessesAndIsNotCharged) {
   // The next save carries the total on.
   EXPECT_EQ(frugal::capture(run, ctl).downtime, run.downtime());
 }
+
+#ifndef FRUGAL_STATE_TEST_NO_JSON
+// The reports say what a resumed run carries and how long it was down: the JSON report's
+// "resumed" (null for a run of one process) and a line under the text report's table.
+TEST(State, TheReportsShowTheCarriedUsageAndTheDowntime) {
+  frugal::run_state s = first_process();
+  s.saved_at = std::chrono::system_clock::now() - 5s;
+  frugal::manual_clock clock;
+  {
+    frugal::budget fresh{"train", wall_and_flops()};
+    EXPECT_NE(frugal::json_report(fresh).find(R"("resumed":null,"children")"), std::string::npos);
+    EXPECT_EQ(frugal::text_report(fresh).find("resumed:"), std::string::npos);
+  }
+  frugal::budget run{"train", wall_and_flops()};
+  frugal::controller ctl{run, knob_and_patience()};
+  frugal::restore(run, ctl, through_the_document(s));
+  run_step(run, clock, 1s, 1000, 32);
+  const nlohmann::json doc = nlohmann::json::parse(frugal::json_report(run));
+  const nlohmann::json& resumed = doc["budget"]["resumed"];
+  ASSERT_TRUE(resumed.is_object()) << doc.dump();
+  EXPECT_NEAR(resumed["downtime"].get<double>(), run.downtime().count(), 1e-9);
+  EXPECT_GE(resumed["downtime"].get<double>(), 5.0);
+  EXPECT_EQ(resumed["carried"]["wall"].get<double>(), 4.0);    // from the first process
+  EXPECT_EQ(resumed["carried"]["flops"].get<double>(), 4000.0);
+  EXPECT_EQ(resumed["carried"]["units"]["samples"].get<double>(), 128.0);
+  EXPECT_EQ(doc["budget"]["used"]["wall"].get<double>(), 5.0);  // 4 carried + 1 here; downtime not charged
+  const std::string text = frugal::text_report(run);
+  EXPECT_NE(text.find("resumed: 4.00 s of the wall used in earlier processes; "), std::string::npos) << text;
+  EXPECT_NE(text.find("between them (downtime, not charged)"), std::string::npos) << text;
+}
+#endif
 
 TEST(State, ASavedAtInTheFutureAddsNoDowntime) {
   frugal::run_state s = first_process();

@@ -85,6 +85,11 @@ inline void print_budget(std::ostream& out, const budget& b, const std::string& 
   for (const auto& [unit, lim] : l.unit_limits())
     if (u.of(unit) == 0) rows.push_back({unit, "0", format_count(lim), percent(fraction_of(0, lim))});
   print_table(out, rows, indent + "  ");
+  if (b.resumed()) {
+    out << indent << "  resumed: " << format_duration(b.carried()[resource::wall]) << " of the wall used in earlier processes";
+    if (!b.parent()) out << "; " << format_duration(b.downtime().count()) << " between them (downtime, not charged)";
+    out << '\n';
+  }
 
   const std::vector<stage_stats> stages = b.stages();
   if (!stages.empty()) {
@@ -225,6 +230,27 @@ inline void json_budget(json_writer& w, const budget& b) {
     w.end_object();
   }
   w.end_array();
+
+  // A run resumed from an earlier process (state.hpp): what "used" includes from before, and
+  // the time between the processes (the whole tree's, kept by its root), charged to nothing;
+  // null for a run of one process.
+  w.key("resumed");
+  if (b.resumed()) {
+    const budget* root = &b;
+    while (root->parent()) root = root->parent();
+    const usage c = b.carried();
+    w.begin_object().member("downtime", root->downtime().count());
+    w.key("carried").begin_object();
+    for (resource r : all_resources) {
+      w.key(to_string(r));
+      json_amount(w, c[r]);
+    }
+    w.key("units");
+    json_units(w, c.units);
+    w.end_object().end_object();
+  } else {
+    w.null();
+  }
 
   w.key("children").begin_array();
   for (const budget* c : b.children()) json_budget(w, *c);
