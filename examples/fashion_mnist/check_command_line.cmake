@@ -31,7 +31,8 @@ if(NOT rc STREQUAL "0")
   string(APPEND failures "\n  --help: exit status ${rc}")
 endif()
 foreach(option --budget --epochs --batch --lr --schedule --optimizer --momentum --hidden --patience
-               --seed --threads --data --out --trace-events --help budget-linear dataset-fashion-mnist)
+               --seed --threads --data --out --trace-events --checkpoint --resume --help budget-linear
+               dataset-fashion-mnist)
   string(FIND "${help}" "${option}" at)
   if(at EQUAL -1)
     string(APPEND failures "\n  --help does not mention ${option}")
@@ -57,6 +58,8 @@ expect(2 "--budget: invalid value 'wall=5 parsecs'.*unknown unit 'parsecs'" "--b
 expect(2 "--budget: invalid value 'flops'.*no '='" --budget flops)
 expect(2 "unknown option '--frobnicate'" --frobnicate 1)
 expect(2 "unexpected argument 'extra'" extra)
+expect(2 "--resume: needs --checkpoint DIR" --resume)
+expect(2 "--checkpoint: invalid value ''" --checkpoint=)
 
 # Missing data: the package to install is named.
 expect(1 "Fashion-MNIST not found in ${WORK}/nowhere.*apt-get install dataset-fashion-mnist"
@@ -77,6 +80,12 @@ execute_process(COMMAND "${EXE}" --data "${WORK}/corrupt" --out "${WORK}/a_file/
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc STREQUAL "1" OR NOT err MATCHES "--out: cannot create directory '${WORK}/a_file/sub'")
   string(APPEND failures "\n  --out under a file: exit status '${rc}', expected 1 and a message\n${out}${err}")
+endif()
+
+execute_process(COMMAND "${EXE}" --data "${WORK}/corrupt" --out "${WORK}/out" --checkpoint "${WORK}/a_file/ck"
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc STREQUAL "1" OR NOT err MATCHES "--checkpoint: cannot create directory '${WORK}/a_file/ck'")
+  string(APPEND failures "\n  --checkpoint under a file: exit status '${rc}', expected 1 and a message\n${out}${err}")
 endif()
 
 if(failures)

@@ -42,6 +42,8 @@ struct options {
   int threads = 0;  // 0: one per hardware thread
   std::size_t trace_events = 1'000'000;  // 0: no trace.json
   bool trace_events_given = false;       // --trace-events on the command line
+  std::string checkpoint_dir;            // "": no checkpoints
+  bool resume = false;
 };
 
 [[nodiscard]] inline std::string help_text(std::string_view program) {
@@ -77,6 +79,13 @@ Trains an MLP on Fashion-MNIST inside a compute budget, then reports what it cos
   --out DIR         where the files go (default fashion_mnist_out): report.json (the budget
                     tree and its stages), epochs.csv (one row per evaluation), stages.csv,
                     trace.json; examples/fashion_mnist/plot.sh DIR plots epochs.csv
+  --checkpoint DIR  save the run at each epoch's end and at the stop, in DIR: state.json (the
+                    budget used and the controller's state, frugal's state document) and
+                    model-<step>.bin (weights, optimizer, data order, where the epoch stopped)
+  --resume          with --checkpoint: go on from DIR's checkpoint when it has one (else start
+                    anew), inside the same total budget: the time the job was down is not
+                    charged. The same command line works for the first run and every restart
+                    (a scheduler's requeue); --hidden, --optimizer and --data must not change.
   --trace-events N  record at most N scopes in trace.json (Chrome trace format: open it in
                     https://ui.perfetto.dev or chrome://tracing); 0: no trace (default 1000000;
                     0 under a peak_bytes or rss_bytes limit: a trace grows the heap ~72 B a
@@ -85,8 +94,9 @@ Trains an MLP on Fashion-MNIST inside a compute budget, then reports what it cos
 
 Progress goes to stderr (a live bar on a terminal, plain lines otherwise); the report and a
 last line "test accuracy: 0.XXXX" go to stdout. Exit status: 0 done (a budget's stop
-included), 1 data or output error or out of memory (the message names what could not be
-allocated), 2 bad command line.
+included), 1 data, output or checkpoint error or out of memory (the message names what could
+not be allocated), 2 bad command line; after a clean stop on a signal, 128 + its number (143
+for SIGTERM, 130 for SIGINT, 138 for SIGUSR1): a scheduler sees the job was interrupted.
 )";
   return h;
 }
@@ -151,6 +161,10 @@ template <class Int>
       o.help = true;
       continue;
     }
+    if (arg == "--resume") {
+      o.resume = true;
+      continue;
+    }
     if (arg.substr(0, 2) != "--") throw std::invalid_argument("unexpected argument '" + std::string(arg) + "'");
     std::string_view key = arg;
     std::string_view value;
@@ -162,7 +176,7 @@ template <class Int>
     }
     static constexpr std::string_view known[] = {"--budget", "--epochs", "--batch",    "--lr",      "--schedule",
                                                  "--optimizer", "--momentum", "--hidden", "--patience", "--seed",
-                                                 "--threads", "--data",  "--out", "--trace-events"};
+                                                 "--threads", "--data",  "--out", "--trace-events", "--checkpoint"};
     bool is_known = false;
     for (std::string_view k : known) is_known = is_known || k == key;
     if (!is_known) throw std::invalid_argument("unknown option '" + std::string(key) + "' (see --help)");
@@ -214,8 +228,13 @@ template <class Int>
     } else if (key == "--out") {
       if (value.empty()) detail::bad_value(key, value, "empty path");
       o.out_dir = std::string(value);
+    } else if (key == "--checkpoint") {
+      if (value.empty()) detail::bad_value(key, value, "empty path");
+      o.checkpoint_dir = std::string(value);
     }
   }
+  if (o.resume && o.checkpoint_dir.empty())
+    throw std::invalid_argument("--resume: needs --checkpoint DIR (where the run to go on from is saved)");
   if (!o.lr_given && o.optimizer == optimizer_kind::adam) o.lr = 0.001f;
   if (o.threads == 0) o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return o;

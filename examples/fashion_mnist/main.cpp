@@ -1,5 +1,6 @@
 // fashion_mnist: an MLP trained on Fashion-MNIST inside a frugal budget (wall time, FLOPs,
 // samples, ...), stopping before a limit is crossed, then reporting what everything cost.
+#include "checkpoint.hpp"
 #include "cli.hpp"
 #include "idx.hpp"
 #include "mlp.hpp"
@@ -15,6 +16,11 @@
 #include <frugal/frugal.hpp>
 #include <frugal/report.hpp>
 #include <frugal/tbb.hpp>
+// The state document (--checkpoint, --resume) needs nlohmann_json: CMake defines this when
+// the target frugal::state_json exists.
+#if FMNIST_STATE_JSON
+#include <frugal/state_json.hpp>
+#endif
 
 // trace.json seam: the lead's <frugal/trace.hpp> (opt-in, bounded recording of scopes as
 // Chrome trace events) is used as soon as it exists; nothing else here depends on it.
@@ -56,18 +62,7 @@ void doing(const char* format, Args... args) noexcept {
   std::snprintf(g_doing, sizeof g_doing, format, args...);
 }
 
-struct epoch_row {
-  int epoch;
-  double wall_s;
-  double fraction_used;
-  double flops;
-  int batch;
-  float lr;
-  double train_loss;
-  double val_loss;
-  double val_accuracy;
-  double test_accuracy;
-};
+using fmnist::epoch_row;
 
 void write_epochs_csv(std::ostream& out, const std::vector<epoch_row>& rows) {
   out << "epoch,wall_s,fraction_used,flops,batch_size,lr,train_loss,val_loss,val_accuracy,test_accuracy\n";
@@ -128,6 +123,26 @@ int train(options opt) {
   } catch (const frugal::io_error& e) {
     std::fprintf(stderr, "fashion_mnist: --out: %s\n", e.what());
     return 1;
+  }
+  const fs::path checkpoint_dir = opt.checkpoint_dir;
+  if (!opt.checkpoint_dir.empty()) {
+#if !FMNIST_STATE_JSON
+    std::fprintf(stderr, "fashion_mnist: --checkpoint: this build has no state document (frugal::state_json "
+                         "needs nlohmann_json: apt-get install nlohmann-json3-dev, then rebuild)\n");
+    return 1;
+#endif
+    fs::create_directories(checkpoint_dir, ec);
+    if (ec || !fs::is_directory(checkpoint_dir)) {
+      std::fprintf(stderr, "fashion_mnist: --checkpoint: cannot create directory '%s': %s\n", opt.checkpoint_dir.c_str(),
+                   ec ? ec.message().c_str() : "exists and is not a directory");
+      return 1;
+    }
+    try {
+      frugal::check_writable_directory(checkpoint_dir);
+    } catch (const frugal::io_error& e) {
+      std::fprintf(stderr, "fashion_mnist: --checkpoint: %s\n", e.what());
+      return 1;
+    }
   }
 
   // ---- data -------------------------------------------------------------------------------
@@ -219,13 +234,47 @@ int train(options opt) {
   // The controller learns an evaluation's cost at the first epoch's end; until then this
   // callback keeps room for it.
   ctl.add_callback("first evaluation reserve", fmnist::first_evaluation_reserve(ctl, evaluation_cost));
+  // Where the loop is and what it has gathered: a new run's start, or what --resume reads back.
+  fmnist::training_progress prog;
+  prog.smallest_batch = static_cast<std::uint64_t>(batch);
+  prog.lr = opt.lr;
+  [[maybe_unused]] const fs::path state_file = checkpoint_dir / "state.json";
+  bool resumed = false;
+#if FMNIST_STATE_JSON
+  // --resume: the budget carries what the earlier processes used (frugal::resume, before any
+  // scope opens on it), the controller its counters, models, rules and stop; the model, the
+  // optimizer and the loop position come from the model file state.json names.
+  if (!opt.checkpoint_dir.empty() && fs::exists(state_file)) {
+    if (!opt.resume) {
+      progress.note("--checkpoint: " + state_file.string() +
+                    " exists; without --resume this run starts anew and its checkpoints replace it");
+    } else {
+      doing("resuming from %s", state_file.string().c_str());
+      try {
+        frugal::resume(state_file, run, ctl);
+        fmnist::load_checkpoint(checkpoint_dir, ctl.steps(), model, optim, trainer, order, shuffle_rng, prog);
+      } catch (const std::exception& e) {  // frugal::state_error, fmnist::checkpoint_error, a budget's refusal
+        std::fprintf(stderr, "fashion_mnist: --resume: %s\n", e.what());
+        return 1;
+      }
+      resumed = true;
+      progress.note("resumed from " + state_file.string() + ": epoch " + std::to_string(prog.epoch) + ", step " +
+                    std::to_string(ctl.steps()) + ", " + frugal::format_duration(run.used(frugal::resource::wall)) +
+                    " of wall used before; " + frugal::format_duration(run.downtime().count()) +
+                    " between the processes, not charged");
+    }
+  } else if (opt.resume) {
+    progress.note("--resume: no checkpoint in " + checkpoint_dir.string() + " yet: starting anew");
+  }
+#endif
   const fmnist::learning_rate schedule(opt.lr_schedule, opt.lr, run);
   const frugal::limits limits = run.limits();
   // Under a memory limit, the controller measures a step's memory before the first one: the
   // forward and backward of the smallest batch, then of the largest size that measurement
   // allows, no update; training then starts at the largest batch the fitted line says fits
-  // (or stops now, if not even one sample does). Nothing happens without a peak_bytes limit.
-  {
+  // (or stops now, if not even one sample does). Nothing happens without a peak_bytes limit,
+  // nor on a resume (the restored controller has its memory model).
+  if (!resumed) {
     doing("measuring the memory of a step (peak_bytes limit %s)",
           limits.get(frugal::resource::peak_bytes) ? frugal::format_bytes(*limits.get(frugal::resource::peak_bytes)).c_str()
                                                    : "none");
@@ -237,7 +286,6 @@ int train(options opt) {
                   frugal::format_bytes(m->rise_per_unit()) + " per sample; batch " + std::to_string(ctl.batch_size()) +
                   " x " + std::to_string(ctl.accumulation_steps()) + " accumulation");
   frugal::heap_watch heap;  // a step's heap (its level, and where it started), for the memory model
-  double train_peak = 0, eval_peak = 0;  // the highest levels of the steps and of the evaluations
 
   char optimizer_text[64];
   if (opt.optimizer == fmnist::optimizer_kind::sgd)
@@ -258,16 +306,7 @@ int train(options opt) {
   const long steps_per_epoch = static_cast<long>((train_n + static_cast<std::size_t>(batch) - 1) /
                                                  static_cast<std::size_t>(batch));
   const double planned_steps = static_cast<double>(steps_per_epoch) * opt.epochs;
-  std::vector<epoch_row> rows;
   std::string stop_reason;
-  long total_steps = 0;
-  std::size_t smallest_batch = static_cast<std::size_t>(batch);
-  float lr = opt.lr;
-  std::optional<fmnist::evaluation> last_test;
-  // Training loss and accuracy since the last evaluation.
-  double loss_sum = 0;
-  std::int64_t correct = 0;
-  std::size_t seen = 0;
 
   // Before anything is measured, the formulas: a FLOP or sample limit that cannot hold one step
   // and the evaluation is not worth starting on. (A budget already spent, the controller has
@@ -279,121 +318,159 @@ int train(options opt) {
       stop_reason = "budget: one step does not fit the samples limit";
   }
 
-  // Samples in the trainer's pending gradient: with a shrunken batch, micro-batches are gathered
-  // until --batch samples (or the epoch's last) make an update. An epoch the controller ends
-  // early leaves its part for the next one's first update.
-  std::size_t accumulated = 0;
+  // --checkpoint: the model file, then state.json naming it (by the controller's step count),
+  // then the older model files go. After an epoch's end its time is charged to that end (the
+  // controller then keeps room for it with the final evaluation), not to the next step.
+  bool at_epoch_end = false;  // the controller's last checkpoint was end_epoch()
+  auto save_checkpoint = [&]() -> bool {
+#if FMNIST_STATE_JSON
+    if (opt.checkpoint_dir.empty()) return true;
+    doing("saving a checkpoint to %s", opt.checkpoint_dir.c_str());
+    try {
+      {
+        frugal::scope s{run, "checkpoint"};
+        fmnist::save_checkpoint(checkpoint_dir, ctl.steps(), model, optim, trainer, order, shuffle_rng, prog);
+      }
+      if (at_epoch_end) ctl.charge_to_epoch_end();
+      frugal::save_state(state_file, run, ctl);
+      fmnist::remove_older_checkpoints(checkpoint_dir, ctl.steps());
+      if (at_epoch_end) ctl.charge_to_epoch_end();
+    } catch (const frugal::io_error& e) {
+      std::fprintf(stderr, "fashion_mnist: --checkpoint: %s\n", e.what());
+      return false;
+    }
+#endif
+    return true;
+  };
+
+  // Samples in the trainer's pending gradient (prog.accumulated): with a shrunken batch,
+  // micro-batches are gathered until --batch samples (or the epoch's last) make an update. An
+  // epoch the controller ends early leaves its part for the next one's first update.
   bool stopped_at_step = false;
-  for (int epoch = 1; epoch <= opt.epochs && stop_reason.empty() && !ctl.should_stop(); ++epoch) {
+  while (prog.epoch <= opt.epochs && stop_reason.empty() && !ctl.should_stop()) {
+    const int epoch = prog.epoch;
     doing("training (epoch %d, MLP %s, batch %d, %d thread(s))", epoch, layers.c_str(), batch, opt.threads);
-    frugal::scope epoch_scope{run, "epoch"};
-    std::shuffle(order.begin(), order.end(), shuffle_rng);
-    long step = 0;
     fmnist::progress_status status;
     status.epoch = epoch;
     status.epochs = opt.epochs;
     status.steps_per_epoch = steps_per_epoch;
+    {
+      frugal::scope epoch_scope{run, "epoch"};
+      if (prog.start == 0) std::shuffle(order.begin(), order.end(), shuffle_rng);  // else resumed mid-epoch
+      long step = static_cast<long>((prog.start + static_cast<std::size_t>(batch) - 1) / static_cast<std::size_t>(batch));
+      for (std::size_t start = prog.start; start < train_n; ++step) {
+        const std::size_t b = ctl.batch_size();
+        const std::size_t n = std::min(b, train_n - start);
+        const bool apply = prog.accumulated + n >= static_cast<std::size_t>(batch) || start + n == train_n;
+        prog.lr = schedule.at(std::max(fmnist::budget_progress(run, limits, evaluation_cost),
+                                       static_cast<double>(prog.total_steps) / planned_steps));
+        fmnist::batch_result r;
+        heap.reset();
+        {
+          frugal::scope s{run, "step"};
+          r = trainer.step(data, order.data() + start, static_cast<Eigen::Index>(n), prog.lr, &run, batch, apply);
+          frugal::add_units(samples, static_cast<double>(n));
+        }
+        prog.accumulated = apply ? 0 : prog.accumulated + n;
+        start += n;
+        prog.start = start;
+        ++prog.total_steps;
+        prog.loss_sum += r.loss_sum;
+        prog.correct += r.correct;
+        prog.seen += n;
+        prog.train_peak = std::max(prog.train_peak, static_cast<double>(heap.peak_bytes()));
+        const frugal::decision d = ctl.end_step(frugal::step{}
+                                                    .loss(r.loss_sum / static_cast<double>(n))
+                                                    .samples(n)
+                                                    .peak_bytes(static_cast<double>(heap.peak_bytes()))
+                                                    .start_bytes(static_cast<double>(heap.start_bytes())));
+        at_epoch_end = false;
+        if (d.has(frugal::action::shrink_batch) || d.has(frugal::action::grow_batch)) {
+          prog.smallest_batch = std::min<std::uint64_t>(prog.smallest_batch, d.batch_size());
+          progress.note("step " + std::to_string(prog.total_steps) + ": " + d.reason());
+        }
 
-    for (std::size_t start = 0; start < train_n; ++step) {
-      const std::size_t b = ctl.batch_size();
-      const std::size_t n = std::min(b, train_n - start);
-      const bool apply = accumulated + n >= static_cast<std::size_t>(batch) || start + n == train_n;
-      lr = schedule.at(std::max(fmnist::budget_progress(run, limits, evaluation_cost),
-                                static_cast<double>(total_steps) / planned_steps));
-      fmnist::batch_result r;
+        status.step = step + 1;
+        status.batch = static_cast<int>(ctl.batch_size());
+        status.lr = prog.lr;
+        status.loss = prog.loss_sum / static_cast<double>(prog.seen);
+        status.accuracy = static_cast<double>(prog.correct) / static_cast<double>(prog.seen);
+        if (progress.due()) {
+          status.used = fractions(run);
+          const frugal::cost_model* wall = ctl.step_model(frugal::resource::wall);
+          const double left = std::min(fmnist::steps_left(ctl, evaluation_cost, ctl.batch_size()),
+                                       planned_steps - static_cast<double>(prog.total_steps));
+          status.seconds_left = wall && !wall->empty() ? left * wall->mean(ctl.batch_size()) : -1;
+          status.epochs_left = left / static_cast<double>(steps_per_epoch);
+          progress.update(status);
+        }
+        if (d.stops()) stopped_at_step = true;
+        if (d.ends_epoch()) break;
+      }
+      // A stop decided at a step means even the next step does not fit (or the loss is not
+      // finite, or a signal came): an evaluation now would run past the limit. The last
+      // evaluation stands, and a resume goes on from this step (prog.epoch, prog.start).
+      if (stopped_at_step) break;
+
+      // Evaluation, the end of every epoch (a full one, one the controller ended early, or the
+      // last): its own child budget (charged to train too), inside the epoch's scope.
+      fmnist::evaluation val, test;
       heap.reset();
       {
-        frugal::scope s{run, "step"};
-        r = trainer.step(data, order.data() + start, static_cast<Eigen::Index>(n), lr, &run, batch, apply);
-        frugal::add_units(samples, static_cast<double>(n));
+        frugal::scope s{eval, "validation"};
+        val = evaluate(ctl, trainer, data.train_images, data.train_labels, val_index);
       }
-      accumulated = apply ? 0 : accumulated + n;
-      start += n;
-      ++total_steps;
-      loss_sum += r.loss_sum;
-      correct += r.correct;
-      seen += n;
-      train_peak = std::max(train_peak, static_cast<double>(heap.peak_bytes()));
-      const frugal::decision d = ctl.end_step(frugal::step{}
-                                                  .loss(r.loss_sum / static_cast<double>(n))
-                                                  .samples(n)
-                                                  .peak_bytes(static_cast<double>(heap.peak_bytes()))
-                                                  .start_bytes(static_cast<double>(heap.start_bytes())));
-      if (d.has(frugal::action::shrink_batch) || d.has(frugal::action::grow_batch)) {
-        smallest_batch = std::min(smallest_batch, d.batch_size());
-        progress.note("step " + std::to_string(total_steps) + ": " + d.reason());
+      {
+        frugal::scope s{eval, "test"};
+        test = evaluate(ctl, trainer, data.test_images, data.test_labels, test_index);
       }
+      prog.eval_peak = std::max(prog.eval_peak, static_cast<double>(heap.peak_bytes()));
+      prog.last_test = test;
+      // Early stopping, and whether one more step and evaluation fit.
+      (void)ctl.end_epoch(frugal::epoch{}.metric("val_loss", val.loss));
+      at_epoch_end = true;
 
-      status.step = step + 1;
-      status.batch = static_cast<int>(ctl.batch_size());
-      status.lr = lr;
-      status.loss = loss_sum / static_cast<double>(seen);
-      status.accuracy = static_cast<double>(correct) / static_cast<double>(seen);
-      if (progress.due()) {
-        status.used = fractions(run);
-        const frugal::cost_model* wall = ctl.step_model(frugal::resource::wall);
-        const double left = std::min(fmnist::steps_left(ctl, evaluation_cost, ctl.batch_size()),
-                                     planned_steps - static_cast<double>(total_steps));
-        status.seconds_left = wall && !wall->empty() ? left * wall->mean(ctl.batch_size()) : -1;
-        status.epochs_left = left / static_cast<double>(steps_per_epoch);
-        progress.update(status);
-      }
-      if (d.stops()) stopped_at_step = true;
-      if (d.ends_epoch()) break;
-    }
-    // A stop decided at a step means even the next step does not fit (or the loss is not
-    // finite): an evaluation now would run past the limit. The last evaluation stands.
-    if (stopped_at_step) break;
-
-    // Evaluation, the end of every epoch (a full one, one the controller ended early, or the
-    // last): its own child budget (charged to train too), inside the epoch's scope.
-    fmnist::evaluation val, test;
-    heap.reset();
-    {
-      frugal::scope s{eval, "validation"};
-      val = evaluate(ctl, trainer, data.train_images, data.train_labels, val_index);
-    }
-    {
-      frugal::scope s{eval, "test"};
-      test = evaluate(ctl, trainer, data.test_images, data.test_labels, test_index);
-    }
-    eval_peak = std::max(eval_peak, static_cast<double>(heap.peak_bytes()));
-    last_test = test;
-    // Early stopping, and whether one more step and evaluation fit.
-    (void)ctl.end_epoch(frugal::epoch{}.metric("val_loss", val.loss));
-
-    rows.push_back(epoch_row{epoch, run.used(frugal::resource::wall), run.fraction_used(),
-                             run.used(frugal::resource::flops), static_cast<int>(ctl.batch_size()), lr,
-                             loss_sum / static_cast<double>(seen), val.loss, val.accuracy, test.accuracy});
-    loss_sum = 0;
-    correct = 0;
-    seen = 0;
-    status.used = fractions(run);
-    const double left = std::min(fmnist::steps_left(ctl, evaluation_cost, ctl.batch_size()),
-                                 planned_steps - static_cast<double>(total_steps));
-    const frugal::cost_model* wall = ctl.step_model(frugal::resource::wall);
-    status.seconds_left = wall && !wall->empty() ? left * wall->mean(ctl.batch_size()) : -1;
-    status.epochs_left = left / static_cast<double>(steps_per_epoch);
-    progress.epoch_done(status, fmnist::epoch_scores{val.loss, val.accuracy, test.accuracy});
+      prog.rows.push_back(epoch_row{epoch, run.used(frugal::resource::wall), run.fraction_used(),
+                                    run.used(frugal::resource::flops), static_cast<int>(ctl.batch_size()), prog.lr,
+                                    prog.loss_sum / static_cast<double>(std::max<std::uint64_t>(prog.seen, 1)),
+                                    val.loss, val.accuracy, test.accuracy});
+      prog.loss_sum = 0;
+      prog.correct = 0;
+      prog.seen = 0;
+      status.used = fractions(run);
+      const double left = std::min(fmnist::steps_left(ctl, evaluation_cost, ctl.batch_size()),
+                                   planned_steps - static_cast<double>(prog.total_steps));
+      const frugal::cost_model* wall = ctl.step_model(frugal::resource::wall);
+      status.seconds_left = wall && !wall->empty() ? left * wall->mean(ctl.batch_size()) : -1;
+      status.epochs_left = left / static_cast<double>(steps_per_epoch);
+      progress.epoch_done(status, fmnist::epoch_scores{val.loss, val.accuracy, test.accuracy});
+    }  // the epoch's scope ends before the save: the state describes whole epochs
+    prog.epoch = epoch + 1;
+    prog.start = 0;
+    // The stop's save comes after end_run(), below.
+    if (!ctl.should_stop() && prog.epoch <= opt.epochs && !save_checkpoint()) return 1;
   }
   (void)ctl.end_run();  // a stop that came between checkpoints becomes the run's stop here
   if (stop_reason.empty())
     stop_reason = ctl.should_stop() ? ctl.stop_message() : "done: all " + std::to_string(opt.epochs) + " epochs";
-  if (smallest_batch < static_cast<std::size_t>(batch))
-    std::printf("batch: shrank to %zu (x%zu accumulation), now %zu\n", smallest_batch,
-                (static_cast<std::size_t>(batch) + smallest_batch - 1) / smallest_batch, ctl.batch_size());
+  // The stop's checkpoint (or the last epoch's): a resume goes on from here, or (all epochs
+  // run, or a budget spent) finds nothing left to do.
+  if (!save_checkpoint()) return 1;
+  if (const auto smallest = static_cast<std::size_t>(prog.smallest_batch); smallest < static_cast<std::size_t>(batch))
+    std::printf("batch: shrank to %zu (x%zu accumulation), now %zu\n", smallest,
+                (static_cast<std::size_t>(batch) + smallest - 1) / smallest, ctl.batch_size());
 
   // ---- report -------------------------------------------------------------------------------
   doing("writing the report to %s", opt.out_dir.c_str());
   const double samples_seen = run.used("samples");
   std::printf("stopped: %s\nafter %.2f epochs (%ld steps, %.0f samples, %zu evaluations)\n", stop_reason.c_str(),
-              samples_seen / static_cast<double>(train_n), total_steps, samples_seen, rows.size());
+              samples_seen / static_cast<double>(train_n), static_cast<long>(prog.total_steps), samples_seen, prog.rows.size());
   // The heap's peaks in bytes (a limit is whole bytes: a check against it must be too).
   if (heap.available()) {
     const auto peak_limit = limits.get(frugal::resource::peak_bytes);
     std::printf("heap: peak %.0f B (%s); training steps %.0f B, evaluations %.0f B; limit %s\n",
                 run.used(frugal::resource::peak_bytes), frugal::format_bytes(run.used(frugal::resource::peak_bytes)).c_str(),
-                train_peak, eval_peak,
+                prog.train_peak, prog.eval_peak,
                 peak_limit ? (std::to_string(static_cast<long long>(*peak_limit)) + " B").c_str() : "none");
   }
   std::printf("\n");
@@ -405,7 +482,7 @@ int train(options opt) {
   std::string written = (out_dir / "report.json").string() + ", epochs.csv, stages.csv";
   try {
     frugal::write_file_atomically(out_dir / "report.json", [&](std::ostream& o) { frugal::write_json_report(o, run, ctl); });
-    frugal::write_file_atomically(out_dir / "epochs.csv", [&](std::ostream& o) { write_epochs_csv(o, rows); });
+    frugal::write_file_atomically(out_dir / "epochs.csv", [&](std::ostream& o) { write_epochs_csv(o, prog.rows); });
     frugal::write_file_atomically(out_dir / "stages.csv", [&](std::ostream& o) { frugal::write_stages_csv(o, run); });
 #if FRUGAL_EXAMPLE_TRACE
     if (opt.trace_events > 0) {
@@ -423,8 +500,8 @@ int train(options opt) {
     return 1;
   }
   progress.note("wrote " + written);
-  if (last_test)
-    std::printf("test accuracy: %.4f\n", last_test->accuracy);
+  if (prog.last_test)
+    std::printf("test accuracy: %.4f\n", prog.last_test->accuracy);
   else
     std::printf("test accuracy: not measured (the budget does not fit one step and an evaluation)\n");
   // stdout is a file too (a full disk, a closed pipe): a report that was not written is an error.

@@ -243,6 +243,13 @@ class optimizer {
     }
   }
 
+  // Its state, for a checkpoint (checkpoint.hpp): the moments and the steps taken (Adam's bias
+  // correction needs the count).
+  [[nodiscard]] optimizer_kind kind() const noexcept { return kind_; }
+  [[nodiscard]] parameters& first_moment() noexcept { return m_; }
+  [[nodiscard]] parameters& second_moment() noexcept { return v_; }
+  [[nodiscard]] std::int64_t& steps_taken() noexcept { return t_; }
+
   // FLOPs of one step, for forecasts.
   [[nodiscard]] std::uint64_t step_flops(const mlp& model) const noexcept {
     const std::uint64_t n = model.params().count();

@@ -45,6 +45,14 @@ class trainer {
 
   [[nodiscard]] int shards() const noexcept { return shards_; }
 
+  // The gradient an accumulation has gathered and not yet applied (null when none), and its
+  // restoration, for a checkpoint (checkpoint.hpp): the next step adds to it.
+  [[nodiscard]] const parameters* pending_gradient() const noexcept { return pending_ ? &*accumulated_ : nullptr; }
+  [[nodiscard]] parameters& restore_pending_gradient() noexcept {
+    pending_ = true;
+    return *accumulated_;
+  }
+
   // One optimisation step on the samples index[0..batch). With `run`, each stage is a scope
   // of it ("forward", "backward", "update": the caller opens "step"); with null, the same
   // work runs unmeasured (the plain side of an overhead comparison).
