@@ -1,0 +1,78 @@
+# ctest example.search: successive halving over 27 configurations inside samples=60000 (a
+# samples budget: deterministic) and checks what it promises:
+#   - exit status 0, the search ended inside its budget (report.json: parent_used <= parent_limit,
+#     the budget tree's samples used <= its limit) and ran every planned rung;
+#   - report.json parses, with a trial per configuration and 4 rungs (27, 9, 3, 1);
+#   - best_model.bin exists, and the best model's test accuracy is above a floor.
+# cmake -DEXE=<search> -DDATA=<dir> -DWORK=<scratch dir> -P check_search.cmake
+cmake_minimum_required(VERSION 3.20)
+
+if(NOT EXISTS "${DATA}/train-images-idx3-ubyte.gz")
+  message("SKIPPED: Fashion-MNIST not installed (${DATA})")
+  return()
+endif()
+file(REMOVE_RECURSE "${WORK}")
+file(MAKE_DIRECTORY "${WORK}")
+set(limit 60000)
+execute_process(
+  COMMAND "${EXE}" --data "${DATA}" --out "${WORK}" --method sh --space 27 --budget "samples=${limit}"
+          --validation 1000 --threads 1 --seed 1
+  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+
+function(fail what)
+  message(FATAL_ERROR "example.search: ${what}\n--- stdout ---\n${out}\n--- stderr ---\n${err}")
+endfunction()
+
+if(NOT rc EQUAL 0)
+  fail("exit status ${rc}")
+endif()
+foreach(f report.json report.txt best_model.bin)
+  if(NOT EXISTS "${WORK}/${f}")
+    fail("${f} not written")
+  endif()
+endforeach()
+file(READ "${WORK}/report.json" doc)
+string(JSON used GET "${doc}" search parent_used)
+string(JSON plimit GET "${doc}" search parent_limit)
+string(JSON inside GET "${doc}" search inside_budget)
+string(JSON completed GET "${doc}" search completed)
+string(JSON trials LENGTH "${doc}" search trials)
+string(JSON rungs LENGTH "${doc}" search rungs)
+string(JSON tree_used GET "${doc}" budget used units samples)
+string(JSON tree_limit GET "${doc}" budget limits units samples)
+if(NOT inside STREQUAL "ON" AND NOT inside STREQUAL "true")
+  fail("inside_budget is ${inside}")
+endif()
+if(used GREATER plimit OR tree_used GREATER tree_limit OR NOT plimit EQUAL limit)
+  fail("past the budget: used ${used} (tree ${tree_used}) of ${plimit} (tree ${tree_limit})")
+endif()
+if(NOT completed STREQUAL "ON" AND NOT completed STREQUAL "true")
+  fail("the search did not run every planned rung")
+endif()
+if(NOT trials EQUAL 27 OR NOT rungs EQUAL 4)
+  fail("${trials} trials and ${rungs} rungs, expected 27 and 4")
+endif()
+foreach(i RANGE 0 3)
+  string(JSON n GET "${doc}" search rungs ${i} trials_run)
+  if(i EQUAL 0)
+    set(want 27)
+  elseif(i EQUAL 1)
+    set(want 9)
+  elseif(i EQUAL 2)
+    set(want 3)
+  else()
+    set(want 1)
+  endif()
+  if(NOT n EQUAL want)
+    fail("rung ${i} ran ${n} trials, expected ${want}")
+  endif()
+endforeach()
+string(REGEX MATCH "test=([0-9.]+)" m "${out}")
+if(NOT m)
+  fail("no RESULT line")
+endif()
+# 60000 samples over 27 configurations: the best reaches ~0.8 on the test set.
+if(CMAKE_MATCH_1 LESS 0.70)
+  fail("test accuracy ${CMAKE_MATCH_1} below 0.70")
+endif()
+message("example.search: inside (${used} of ${plimit} samples), test accuracy ${CMAKE_MATCH_1}")
