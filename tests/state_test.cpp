@@ -346,6 +346,56 @@ TEST(State, ABudgetStopHoldsUnderTheSameLimitsAndLiftsUnderLargerOnes) {
   }
 }
 
+// A stop at a step because the epoch's end (its evaluation) would no longer fit is judged again
+// by the same rule on resume: under the same limits it holds, though the next step alone fits.
+TEST(State, AStopAtAStepForTheEpochsEndHoldsUnderTheSameLimits) {
+  auto first = [](frugal::budget& run, frugal::controller& ctl, frugal::manual_clock& clock) {
+    // Epoch 1: two 1 s steps and a 5 s evaluation (7 s); then 1 s steps up to 14 s, and one of
+    // 2 s: 16 s used, 16 + 5 > 20 (the epoch's end would not fit) while the next step's
+    // forecast (2 s, x2 for the spread) would.
+    for (int i = 0; i < 2; ++i) {
+      run_step(run, clock, 1s);
+      (void)ctl.end_step();
+    }
+    {
+      frugal::scope e{run, "evaluation"};
+      clock.advance(5s);
+    }
+    (void)ctl.end_epoch();
+    while (run.used(resource::wall) < 14.0) {
+      run_step(run, clock, 1s);
+      ASSERT_FALSE(ctl.end_step().stops());
+    }
+    run_step(run, clock, 2s);
+    const frugal::decision d = ctl.end_step();
+    ASSERT_TRUE(d.stops());
+    ASSERT_NE(d.reason().find("the epoch's end"), std::string::npos) << d.reason();
+  };
+  frugal::run_state s;
+  {
+    frugal::manual_clock clock;
+    frugal::budget run{"train", frugal::limits{}.wall(20s)};
+    frugal::controller ctl{run};
+    first(run, ctl, clock);
+    s = through_the_document(frugal::capture(run, ctl));
+  }
+  {
+    frugal::manual_clock clock;
+    frugal::budget run{"train", frugal::limits{}.wall(20s)};
+    frugal::controller ctl{run};
+    frugal::restore(run, ctl, s);
+    EXPECT_TRUE(ctl.should_stop());
+    EXPECT_EQ(ctl.stop_reason(), frugal::stop_reason::forecast);
+  }
+  {
+    frugal::manual_clock clock;
+    frugal::budget run{"train", frugal::limits{}.wall(30s)};  // room for the evaluation now
+    frugal::controller ctl{run};
+    frugal::restore(run, ctl, s);
+    EXPECT_FALSE(ctl.should_stop());
+  }
+}
+
 TEST(State, ARuleMeasuringItsEffectFinishesTheMeasurementAfterResume) {
   // controller_test's quantize rule whose action does not lower FLOPs: it fires at step 10 (8
   // bits) and judges the effect over a 16-step cooldown. The process ends at step 15, mid-way.

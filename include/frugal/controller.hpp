@@ -1255,9 +1255,11 @@ class controller {
     stopped_.store(true, std::memory_order_release);
   }
 
-  // Whether, under the limits just loaded, a stop the budget caused no longer holds: nothing is
-  // exhausted and the next step (after an epoch's end: the next epoch's first step and end)
-  // fits, with the same forecasts and headroom as a checkpoint.
+  // Whether, under the limits just loaded, a stop the budget caused no longer holds, by the
+  // rules of the checkpoint that stopped: nothing is exhausted; after an epoch's end, the next
+  // epoch's first step and end fit (decide_epoch); after a step, the next step fits and so does
+  // the epoch's end that is still to come (decide_step, end_epoch_if_needed) -- with the same
+  // forecasts and headroom as a checkpoint.
   [[nodiscard]] bool fits_again() const {
     if (!exhausted_clauses().empty()) return false;
     const std::size_t fb = next_batch();
@@ -1269,8 +1271,13 @@ class controller {
       }
       if (t.step.empty()) continue;
       const double step = t.step.high(fb) * step_scale(t, fb);
-      const double end = last_checkpoint_ == checkpoint::epoch ? end_high(t, fb) * end_scale(t, fb) : 0;
-      if (t.used + step + end > t.limit) return false;
+      const bool end_known = epochs_ > 0 && !t.epoch_end.empty();
+      const double end = end_known ? end_high(t, fb) * end_scale(t, fb) : 0;
+      if (last_checkpoint_ == checkpoint::epoch) {
+        if (t.used + step + end > t.limit) return false;
+      } else if (t.used + step > t.limit || t.used + end > t.limit) {
+        return false;
+      }
     }
     return true;
   }

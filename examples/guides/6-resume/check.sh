@@ -5,7 +5,7 @@
 #   2. one second later run 2 resumes: it starts from run 1's wall used (to the millisecond) and
 #      steps, reports at least that second as downtime (not charged), trains on and stops by the
 #      budget's forecast, exit 0, with the wall used in both processes at or under 2 s;
-#   3. run 3 resumes the finished run: it evaluates nothing more and stays inside the limit.
+#   3. run 3 resumes the finished run: its stop holds (no step, no evaluation) and it stays inside the limit.
 #   check.sh EXE WORK
 set -u
 exe=$1 work=$2
@@ -47,5 +47,7 @@ awk -v u="$used2" -v a="$used1" 'BEGIN { exit !(u <= 2.0 && u > a + 0.5) }' ||
 [ "$rc" -eq 0 ] || fail "run 3: exit status $rc, expected 0"
 grep -q "^epoch " "$work/run3.out" && fail "run 3: the finished run evaluated again"
 used3=$(num '^wall used: \([0-9.]*\) s in all.*' "$work/run3.out")
+steps3=$(num '.* not charged; \([0-9]*\) steps$' "$work/run3.out")
 awk -v u="$used3" 'BEGIN { exit !(u <= 2.0) }' || fail "run 3: $used3 s of wall used, past the 2 s limit"
+[ "$steps3" = "$steps2" ] || fail "run 3: $steps3 steps in all, run 2 had finished at $steps2: the budget's stop must hold"
 echo "guide.resume: ok (run 1 stopped by SIGTERM at $used1 s; run 2 resumed after $downtime s, ended at $used2 s of 2 s)"
