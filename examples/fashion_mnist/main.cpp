@@ -104,26 +104,33 @@ std::vector<std::pair<std::string, double>> fractions(const frugal::budget& run)
   return out;
 }
 
+// Creates `dir` if needed and checks that it takes files now, not after the whole budget is
+// spent (--out /proc exists but takes no files); false after saying why on stderr.
+bool prepare_directory(const char* option, const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec || !std::filesystem::is_directory(dir)) {
+    std::fprintf(stderr, "fashion_mnist: %s: cannot create directory '%s': %s\n", option, dir.string().c_str(),
+                 ec ? ec.message().c_str() : "exists and is not a directory");
+    return false;
+  }
+  try {
+    frugal::check_writable_directory(dir);
+  } catch (const frugal::io_error& e) {
+    std::fprintf(stderr, "fashion_mnist: %s: %s\n", option, e.what());
+    return false;
+  }
+  return true;
+}
+
 int train(options opt) {
   namespace fs = std::filesystem;
   fmnist::progress_bar progress(stderr);
 
-  // ---- output directory: checked first, so a typo costs no training -------------------
+  // ---- output directories: checked first, so a typo costs no training -----------------
   const fs::path out_dir = opt.out_dir;
   std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  if (ec || !fs::is_directory(out_dir)) {
-    std::fprintf(stderr, "fashion_mnist: --out: cannot create directory '%s': %s\n", opt.out_dir.c_str(),
-                 ec ? ec.message().c_str() : "exists and is not a directory");
-    return 1;
-  }
-  // Writable now, not after the whole budget is spent (--out /proc exists but takes no files).
-  try {
-    frugal::check_writable_directory(out_dir);
-  } catch (const frugal::io_error& e) {
-    std::fprintf(stderr, "fashion_mnist: --out: %s\n", e.what());
-    return 1;
-  }
+  if (!prepare_directory("--out", out_dir)) return 1;
   const fs::path checkpoint_dir = opt.checkpoint_dir;
   if (!opt.checkpoint_dir.empty()) {
 #if !FMNIST_STATE_JSON
@@ -131,18 +138,7 @@ int train(options opt) {
                          "needs nlohmann_json: apt-get install nlohmann-json3-dev, then rebuild)\n");
     return 1;
 #endif
-    fs::create_directories(checkpoint_dir, ec);
-    if (ec || !fs::is_directory(checkpoint_dir)) {
-      std::fprintf(stderr, "fashion_mnist: --checkpoint: cannot create directory '%s': %s\n", opt.checkpoint_dir.c_str(),
-                   ec ? ec.message().c_str() : "exists and is not a directory");
-      return 1;
-    }
-    try {
-      frugal::check_writable_directory(checkpoint_dir);
-    } catch (const frugal::io_error& e) {
-      std::fprintf(stderr, "fashion_mnist: --checkpoint: %s\n", e.what());
-      return 1;
-    }
+    if (!prepare_directory("--checkpoint", checkpoint_dir)) return 1;
   }
 
   // ---- data -------------------------------------------------------------------------------
