@@ -1,13 +1,14 @@
-// Replacements of the whole malloc family and of every operator new/delete, forwarding to
-// glibc's allocator and counting into frugal's per-thread meters. Include in exactly ONE .cpp.
-//
-// With CMake, link the target frugal::allocation_hooks instead (it compiles this header once).
-// Each hook is a forward to glibc's __libc_* entry point plus a few thread-local adds; no hook
-// locks, prints or allocates. Under AddressSanitizer or ThreadSanitizer the sanitizer owns
-// malloc: this header then defines nothing but the marker that tells
-// frugal::allocation_tracking() why tracking is unavailable. Static linking is unsupported:
-// glibc's libc.a defines malloc and __libc_malloc in one object, so the program cannot both
-// replace one and call the other (see the README).
+/// @file
+/// Replacements of the whole malloc family and of every operator new/delete, forwarding to
+/// glibc's allocator and counting into frugal's per-thread meters. Include in exactly ONE .cpp.
+///
+/// With CMake, link the target frugal::allocation_hooks instead (it compiles this header once).
+/// Each hook is a forward to glibc's __libc_* entry point plus a few thread-local adds; no hook
+/// locks, prints or allocates. Under AddressSanitizer or ThreadSanitizer the sanitizer owns
+/// malloc: this header then defines nothing but the marker that tells
+/// frugal::allocation_tracking() why tracking is unavailable. Static linking is unsupported:
+/// glibc's libc.a defines malloc and __libc_malloc in one object, so the program cannot both
+/// replace one and call the other (see the README).
 #pragma once
 
 #include <frugal/detail/heap.hpp>
@@ -68,6 +69,9 @@ FRUGAL_NOPLT void* __libc_memalign(std::size_t, std::size_t);
 FRUGAL_NOPLT void* __libc_valloc(std::size_t);
 FRUGAL_NOPLT void* __libc_pvalloc(std::size_t);
 
+/// Link-time marker read through a weak reference by frugal's heap accounting: defined, as
+/// "installed", only in the program that expands this header, so allocation_tracking() can tell
+/// whether the hooks are linked in (absent: none; the sanitizer build defines "sanitizer").
 extern const int frugal_allocation_hooks_mode;
 const int frugal_allocation_hooks_mode = static_cast<int>(frugal::detail::hooks_mode::installed);
 }
@@ -125,11 +129,15 @@ inline void release(void* p) noexcept {
 // Every replacement is noexcept, as glibc declares it (see the includes above).
 extern "C" {
 
+///@{
+/// Replaces the glibc function of the same name: calls glibc's own (`__libc_*`) and records the
+/// allocation (requested and usable bytes) or the free in frugal's heap accounting. Results and
+/// errors are glibc's: nullptr with errno ENOMEM or EINVAL, posix_memalign's error code.
 void* malloc(std::size_t n) noexcept { return frugal::detail::hooks::counted(__libc_malloc(n), n); }
 
 void free(void* p) noexcept { frugal::detail::hooks::release(p); }
 
-// Overflow is checked here so that calloc(SIZE_MAX, 2) fails without counting anything.
+/// Overflow is checked here so that calloc(SIZE_MAX, 2) fails without counting anything.
 void* calloc(std::size_t count, std::size_t size) noexcept {
   std::size_t n = 0;
   if (__builtin_mul_overflow(count, size, &n)) {
@@ -139,8 +147,8 @@ void* calloc(std::size_t count, std::size_t size) noexcept {
   return frugal::detail::hooks::counted(__libc_calloc(count, size), n);
 }
 
-// realloc counts as one allocation of the new size and a free of the old block; realloc(p, 0)
-// frees p (glibc's behaviour); a failed realloc changes nothing.
+/// realloc counts as one allocation of the new size and a free of the old block; realloc(p, 0)
+/// frees p (glibc's behaviour); a failed realloc changes nothing.
 void* realloc(void* p, std::size_t n) noexcept {
   using frugal::detail::hooks::usable_size;
   if (!p) return malloc(n);
@@ -189,9 +197,14 @@ void* valloc(std::size_t n) noexcept { return frugal::detail::hooks::counted(__l
 void* pvalloc(std::size_t n) noexcept { return frugal::detail::hooks::counted(__libc_pvalloc(n), n); }
 
 std::size_t malloc_usable_size(void* p) noexcept { return p ? frugal::detail::hooks::usable_size(p) : 0; }
+///@}
 
 }  // extern "C"
 
+///@{
+/// Replaces the global operator new of that signature: allocates through glibc, records the
+/// allocation in frugal's heap accounting, calls the new-handler and retries when out of memory,
+/// then throws std::bad_alloc (the nothrow forms return nullptr instead).
 void* operator new(std::size_t n) { return frugal::detail::hooks::new_or_throw(n); }
 void* operator new[](std::size_t n) { return frugal::detail::hooks::new_or_throw(n); }
 void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
@@ -228,7 +241,11 @@ void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) n
     return nullptr;
   }
 }
+///@}
 
+///@{
+/// Replaces the global operator delete of that signature: records the free (the block's usable
+/// bytes) in frugal's heap accounting and frees it through glibc; nullptr does nothing.
 void operator delete(void* p) noexcept { frugal::detail::hooks::release(p); }
 void operator delete[](void* p) noexcept { frugal::detail::hooks::release(p); }
 void operator delete(void* p, std::size_t) noexcept { frugal::detail::hooks::release(p); }
@@ -245,5 +262,6 @@ void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept 
 void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
   frugal::detail::hooks::release(p);
 }
+///@}
 
 #endif  // FRUGAL_HOOKS_STEP_ASIDE

@@ -1,5 +1,6 @@
-// The budget tree: a named allotment of wall time, CPU time, FLOPs, heap and user units, with
-// children that charge their parents. Budgets hold the charges; scopes (scope.hpp) make them.
+/// @file
+/// The budget tree: a named allotment of wall time, CPU time, FLOPs, heap and user units, with
+/// children that charge their parents. Budgets hold the charges; scopes (scope.hpp) make them.
 #pragma once
 
 #include <frugal/clock.hpp>
@@ -31,21 +32,26 @@
 
 namespace frugal {
 
-// What one stage (a budget and a stage name) cost, aggregated over threads. Charges are
-// inclusive: a "step" stage includes the "forward" scopes opened inside it.
+/// What one stage (a budget and a stage name) cost, aggregated over threads. Charges are
+/// inclusive: a "step" stage includes the "forward" scopes opened inside it.
 struct stage_stats {
+  /// The stage's name.
   std::string name;
-  std::uint64_t calls = 0;      // scopes that opened the stage (workers continuing one: not counted)
-  double wall_seconds = 0;      // summed over those scopes
+  std::uint64_t calls = 0;      ///< scopes that opened the stage (workers continuing one: not counted)
+  double wall_seconds = 0;      ///< summed over those scopes
+  /// FLOPs charged inside the stage's scopes.
   std::uint64_t flops = 0;
+  /// Heap allocations made inside the stage's scopes (needs the allocation hooks).
   std::uint64_t allocations = 0;
+  /// Requested heap bytes allocated inside the stage's scopes (needs the allocation hooks).
   std::uint64_t alloc_bytes = 0;
-  // The largest rise of one thread's live heap (usable bytes) within one scope of the stage,
-  // above its level when the scope opened: the rise a step adds to the resident base, not the
-  // budget's peak_bytes level (a height). Needs the allocation hooks.
+  /// The largest rise of one thread's live heap (usable bytes) within one scope of the stage,
+  /// above its level when the scope opened: the rise a step adds to the resident base, not the
+  /// budget's peak_bytes level (a height). Needs the allocation hooks.
   std::int64_t peak_rise_bytes = 0;
-  std::vector<std::pair<std::string, double>> units;  // only units that were charged
+  std::vector<std::pair<std::string, double>> units;  ///< only units that were charged
 
+  /// The amount of user unit `unit` charged to the stage; 0 when none was.
   [[nodiscard]] double units_of(std::string_view unit) const noexcept {
     for (const auto& [n, v] : units)
       if (n == unit) return v;
@@ -53,11 +59,15 @@ struct stage_stats {
   }
 };
 
-// Everything a budget has used, read in one pass (cheaper than one used() per resource).
+/// Everything a budget has used, read in one pass (cheaper than one used() per resource).
 struct usage {
+  /// Every builtin resource, indexed by `resource`, in its unit (seconds, count, bytes).
   std::array<double, resource_count> by_resource{};
+  /// User units charged, (name, amount), in registration order.
   std::vector<std::pair<std::string, double>> units;
+  /// The amount of `r`, in its unit.
   [[nodiscard]] double operator[](resource r) const noexcept { return by_resource[static_cast<std::size_t>(r)]; }
+  /// The amount of user unit `unit`; 0 when none was charged.
   [[nodiscard]] double of(std::string_view unit) const noexcept {
     for (const auto& [n, v] : units)
       if (n == unit) return v;
@@ -65,13 +75,15 @@ struct usage {
   }
 };
 
-// What a budget had used in an earlier process, carried into this one (budget::carry; the state
-// document of state.hpp saves and restores it): a resumed run continues where the earlier one
-// stopped. Amounts are inclusive, as used() is (a budget's include its children's).
+/// What a budget had used in an earlier process, carried into this one (budget::carry; the state
+/// document of state.hpp saves and restores it): a resumed run continues where the earlier one
+/// stopped. Amounts are inclusive, as used() is (a budget's include its children's).
 struct carried_usage {
-  std::string name;                    // the budget's: children are matched by name
-  usage used;                          // every resource (a level: the height reached) and user unit
+  std::string name;                    ///< the budget's: children are matched by name
+  usage used;                          ///< every resource (a level: the height reached) and user unit
+  /// The budget's stages, as stages() read them.
   std::vector<stage_stats> stages;
+  /// The children's carried usage, matched by name when carried.
   std::vector<carried_usage> children;
 };
 
@@ -134,8 +146,12 @@ inline void unlink_block(thread_block& b) noexcept {
 }
 }  // namespace detail
 
+/// A named allotment of resources (limits), charged by the scopes opened on it and on its children,
+/// on any thread. Thread-safe; not copyable. Destroy it only after every scope on it (or on a
+/// descendant) has closed.
 class budget {
  public:
+  /// A root budget named `name` (non-empty, else std::invalid_argument) with limits `l`.
   explicit budget(std::string name, frugal::limits l = {}) : budget(std::move(name), std::move(l), nullptr) {}
 
   budget(const budget&) = delete;
@@ -149,8 +165,8 @@ class budget {
     forget_threads();
   }
 
-  // A child budget, owned by this one and destroyed with it. Everything charged to the child
-  // is charged to this budget too; the child's limits are its own share.
+  /// A child budget, owned by this one and destroyed with it. Everything charged to the child
+  /// is charged to this budget too; the child's limits are its own share.
   budget& child(std::string name, frugal::limits l = {}) {
     const detail::bookkeeping own_allocations;
     check_name(name, "child");
@@ -171,6 +187,7 @@ class budget {
     return made;
   }
 
+  /// The child named `name`; nullptr when there is none.
   [[nodiscard]] budget* find_child(std::string_view name) const {
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& c : children_)
@@ -178,6 +195,7 @@ class budget {
     return nullptr;
   }
 
+  /// The children, in the order they were made.
   [[nodiscard]] std::vector<budget*> children() const {
     std::lock_guard<std::mutex> lock(mutex_);
     std::vector<budget*> out;
@@ -185,20 +203,23 @@ class budget {
     return out;
   }
 
+  /// The budget's own name (path() is the full one).
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  /// The budget this one is a child of; nullptr for a root.
   [[nodiscard]] budget* parent() const noexcept { return parent_; }
-  // "train/eval" for a child named eval of a root named train.
+  /// "train/eval" for a child named eval of a root named train.
   [[nodiscard]] std::string path() const { return parent_ ? parent_->path() + "/" + name_ : name_; }
 
+  /// A copy of the current limits.
   [[nodiscard]] frugal::limits limits() const {
     const detail::bookkeeping own_allocations;
     std::lock_guard<std::mutex> lock(mutex_);
     return limits_;
   }
 
-  // Replaces the limits; usage so far is kept. A new CPU limit starts measuring CPU at the
-  // next activation of the budget on each thread. Then calls every limits listener, so that a
-  // thread sleeping until the old limit (the deadline watchdog) re-reads the new one at once.
+  /// Replaces the limits; usage so far is kept. A new CPU limit starts measuring CPU at the
+  /// next activation of the budget on each thread. Then calls every limits listener, so that a
+  /// thread sleeping until the old limit (the deadline watchdog) re-reads the new one at once.
   void set_limits(frugal::limits l) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -211,10 +232,10 @@ class budget {
     for (const auto& entry : listeners_) entry.second();
   }
 
-  // Registers f to be called after every set_limits(), on the thread that called it; returns
-  // the id remove_limits_listener() takes. f must be quick and noexcept, may read this budget,
-  // and must not set its limits or add or remove listeners (it runs under their lock). Nothing
-  // on the hot path (scopes, hooks) ever looks at the listeners.
+  /// Registers f to be called after every set_limits(), on the thread that called it; returns
+  /// the id remove_limits_listener() takes. f must be quick and noexcept, may read this budget,
+  /// and must not set its limits or add or remove listeners (it runs under their lock). Nothing
+  /// on the hot path (scopes, hooks) ever looks at the listeners.
   [[nodiscard]] std::uint64_t add_limits_listener(std::function<void()> f) {
     if (!f) throw std::invalid_argument("frugal::budget::add_limits_listener: f must not be empty");
     const detail::bookkeeping own_allocations;
@@ -223,8 +244,8 @@ class budget {
     return last_listener_id_;
   }
 
-  // Unregisters a listener (an unknown id does nothing). When it returns, no call of the
-  // listener is running and none will start, so its owner may be destroyed.
+  /// Unregisters a listener (an unknown id does nothing). When it returns, no call of the
+  /// listener is running and none will start, so its owner may be destroyed.
   void remove_limits_listener(std::uint64_t id) noexcept {
     std::lock_guard<std::mutex> lock(listeners_mutex_);
     listeners_.erase(std::remove_if(listeners_.begin(), listeners_.end(),
@@ -232,46 +253,48 @@ class budget {
                      listeners_.end());
   }
 
-  // CPU time is measured only for budgets with a CPU limit, or after this call: reading a
-  // thread's CPU clock is a system call on virtual machines.
+  /// CPU time is measured only for budgets with a CPU limit, or after this call: reading a
+  /// thread's CPU clock is a system call on virtual machines.
   void measure_cpu(bool on = true) {
     std::lock_guard<std::mutex> lock(mutex_);
     measure_cpu_requested_ = on;
     measure_cpu_.store(on || limits_.has(resource::cpu), std::memory_order_relaxed);
   }
+  /// Whether CPU time is measured (a CPU limit, or measure_cpu()).
   [[nodiscard]] bool measures_cpu() const noexcept { return measure_cpu_.load(std::memory_order_relaxed); }
 
-  // Peak heap is measured whenever the allocation hooks are installed, however many budgets
-  // there are (without them, reports show the peak as not measured, not as 0).
+  /// Peak heap is measured whenever the allocation hooks are installed, however many budgets
+  /// there are (without them, reports show the peak as not measured, not as 0).
   [[nodiscard]] bool measures_peak() const noexcept { return watcher_ != nullptr; }
 
-  // Whether the resident set can be read (from /proc/self/statm): false where it cannot, and
-  // then reports show rss_bytes as not measured, not as 0. Reads it, which counts as a read.
+  /// Whether the resident set can be read (from /proc/self/statm): false where it cannot, and
+  /// then reports show rss_bytes as not measured, not as 0. Reads it, which counts as a read.
   [[nodiscard]] bool measures_rss() const noexcept { return read_rss().has_value(); }
 
-  // The limit in the resource's unit (seconds, count, bytes); +infinity when unlimited.
+  /// The limit in the resource's unit (seconds, count, bytes); +infinity when unlimited.
   [[nodiscard]] double limit(resource r) const {
     std::lock_guard<std::mutex> lock(mutex_);
     return limits_.get(r).value_or(unlimited);
   }
+  /// The limit of a user unit (or a builtin by name); +infinity when unlimited.
   [[nodiscard]] double limit(std::string_view unit) const {
     std::lock_guard<std::mutex> lock(mutex_);
     return limits_.get(unit).value_or(unlimited);
   }
 
-  // Used so far, in the resource's unit: seconds for wall and cpu, a count for flops and
-  // allocations, bytes for alloc_bytes, peak_bytes and rss_bytes. For a level it is the height
-  // reached, not an amount spent.
-  //
-  // wall: the time during which at least one scope of this budget or a descendant was open
-  //   on any thread (the union of those intervals, not a sum over threads).
-  // cpu:  CPU time of the threads while they had such a scope open; a thread's share is
-  //   added when its outermost such scope closes (the calling thread's share also live).
-  // peak_bytes: the highest process live heap while the budget was active (the allocation hooks).
-  // rss_bytes: the highest process resident set at this budget's reads: this call, snapshot(),
-  //   measures_rss() and reports read it now (a system call, so never on a scope's path) and
-  //   raise the budget's mark and its ancestors'. Unreadable: the mark stays (see measures_rss()).
-  // the rest: charges made while such a scope was open, each counted once.
+  /// Used so far, in the resource's unit: seconds for wall and cpu, a count for flops and
+  /// allocations, bytes for alloc_bytes, peak_bytes and rss_bytes. For a level it is the height
+  /// reached, not an amount spent.
+  ///
+  /// wall: the time during which at least one scope of this budget or a descendant was open
+  ///   on any thread (the union of those intervals, not a sum over threads).
+  /// cpu:  CPU time of the threads while they had such a scope open; a thread's share is
+  ///   added when its outermost such scope closes (the calling thread's share also live).
+  /// peak_bytes: the highest process live heap while the budget was active (the allocation hooks).
+  /// rss_bytes: the highest process resident set at this budget's reads: this call, snapshot(),
+  ///   measures_rss() and reports read it now (a system call, so never on a scope's path) and
+  ///   raise the budget's mark and its ancestors'. Unreadable: the mark stays (see measures_rss()).
+  /// the rest: charges made while such a scope was open, each counted once.
   [[nodiscard]] double used(resource r) const {
     detail::flush_pending(detail::this_thread);
     switch (r) {
@@ -292,6 +315,8 @@ class budget {
     return 0;
   }
 
+  /// Used so far of user unit `unit`, summed over the budget's scopes and its children's; 0 for a
+  /// unit never registered.
   [[nodiscard]] double used(std::string_view unit) const {
     detail::flush_pending(detail::this_thread);
     const auto index = detail::find_unit(unit);
@@ -305,27 +330,28 @@ class budget {
     return total;
   }
 
-  // Everything, the resident set read now included.
+  /// Everything, the resident set read now included.
   [[nodiscard]] usage snapshot() const { return read_usage(true); }
 
-  // A consumable: what is left to spend, limit - used. A level: the headroom, limit - the
-  // height reached. Never below 0 (crossed_levels() tells a crossed ceiling apart); +infinity
-  // when unlimited.
+  /// A consumable: what is left to spend, limit - used. A level: the headroom, limit - the
+  /// height reached. Never below 0 (crossed_levels() tells a crossed ceiling apart); +infinity
+  /// when unlimited.
   [[nodiscard]] double remaining(resource r) const { return std::max(0.0, limit(r) - used(r)); }
+  /// remaining(resource) for user unit `unit`: limit(unit) - used(unit), never below 0.
   [[nodiscard]] double remaining(std::string_view unit) const {
     return std::max(0.0, limit(unit) - used(unit));
   }
 
-  // Used over limit for one resource: for a consumable the share spent, for a level its height
-  // over its ceiling (above 1 once crossed). 0 when unlimited; a zero limit reads as 1.
+  /// Used over limit for one resource: for a consumable the share spent, for a level its height
+  /// over its ceiling (above 1 once crossed). 0 when unlimited; a zero limit reads as 1.
   [[nodiscard]] double fraction_used(resource r) const {
     const double l = limit(r);
     return detail::fraction_of(used(r), l);
   }
 
-  // "Budget used": the largest fraction used over the limited consumables (wall, cpu, flops,
-  // allocations, alloc_bytes, every user unit); 0 when none is limited. Levels are left out: a
-  // heap near its ceiling has not used up any of the budget (see crossed_levels()).
+  /// "Budget used": the largest fraction used over the limited consumables (wall, cpu, flops,
+  /// allocations, alloc_bytes, every user unit); 0 when none is limited. Levels are left out: a
+  /// heap near its ceiling has not used up any of the budget (see crossed_levels()).
   [[nodiscard]] double fraction_used() const {
     const detail::bookkeeping own_allocations;
     const frugal::limits l = limits();
@@ -333,8 +359,8 @@ class budget {
     return detail::consumed_fraction(read_usage(false), l);
   }
 
-  // The limited consumables whose use has reached the limit (names as in limits::parse).
-  // Levels are never exhausted: see crossed_levels().
+  /// The limited consumables whose use has reached the limit (names as in limits::parse).
+  /// Levels are never exhausted: see crossed_levels().
   [[nodiscard]] std::vector<std::string> exhausted_resources() const {
     const detail::bookkeeping own_allocations;
     const frugal::limits l = limits();
@@ -342,13 +368,13 @@ class budget {
     return detail::exhausted_consumables(read_usage(false), l);
   }
 
-  // Some consumable's limit reached. Running out is a decision for the caller (or the
-  // controller), not an error.
+  /// Some consumable's limit reached. Running out is a decision for the caller (or the
+  /// controller), not an error.
   [[nodiscard]] bool exhausted() const { return !exhausted_resources().empty(); }
 
-  // The limited levels standing above their limit (names as in limits::parse); exactly at the
-  // limit is not crossed. A crossed level is its own state, answered by a smaller batch; it
-  // neither exhausts the budget nor moves fraction_used().
+  /// The limited levels standing above their limit (names as in limits::parse); exactly at the
+  /// limit is not crossed. A crossed level is its own state, answered by a smaller batch; it
+  /// neither exhausts the budget nor moves fraction_used().
   [[nodiscard]] std::vector<std::string> crossed_levels() const {
     const detail::bookkeeping own_allocations;
     const frugal::limits l = limits();
@@ -358,17 +384,18 @@ class budget {
     return detail::crossed_levels(u, l);
   }
 
-  // Some level above its limit.
+  /// Some level above its limit.
   [[nodiscard]] bool level_crossed() const { return !crossed_levels().empty(); }
 
-  // True while a scope of this budget or of a descendant is open on some thread.
+  /// True while a scope of this budget or of a descendant is open on some thread.
   [[nodiscard]] bool active() const noexcept { return active_threads() > 0; }
 
+  /// used(resource::wall) as a duration: the time at least one of its scopes was open.
   [[nodiscard]] std::chrono::duration<double> elapsed() const {
     return std::chrono::duration<double>(wall_seconds());
   }
 
-  // The charges of one stage of this budget; zero calls if no scope has opened it yet.
+  /// The charges of one stage of this budget; zero calls if no scope has opened it yet.
   [[nodiscard]] stage_stats stage(std::string_view stage_name) const {
     const detail::bookkeeping own_allocations;
     std::lock_guard<std::mutex> lock(mutex_);
@@ -379,7 +406,7 @@ class budget {
     return s;
   }
 
-  // All stages of this budget, in the order they were first opened.
+  /// All stages of this budget, in the order they were first opened.
   [[nodiscard]] std::vector<stage_stats> stages() const {
     const detail::bookkeeping own_allocations;
     std::lock_guard<std::mutex> lock(mutex_);
@@ -388,23 +415,24 @@ class budget {
     return out;
   }
 
+  /// What limit() returns for an unlimited resource: +infinity.
   static constexpr double unlimited = std::numeric_limits<double>::infinity();
 
   // --- resuming a run in a new process ---
 
-  // Carries usage over from an earlier process (state.hpp's restore calls it): from now on every
-  // reading -- used(), snapshot(), remaining(), fraction_used(), exhausted(), stages, reports, and
-  // so the controller's forecasts and the schedules -- is the earlier amount plus what runs here;
-  // a level is the larger of the two heights. Children are matched by name: an existing child
-  // takes its share now, one the program makes later with child() when it is made. Limits are
-  // not carried: this process's rule. `downtime` is the time between the two processes, kept
-  // for reports (downtime()) and charged to nothing.
-  //
-  // Allowed once, before this budget or any descendant has had a scope open (a usage measured
-  // here would otherwise be mixed with the carried one): else std::logic_error. A carried usage
-  // named differently, with a negative or non-finite amount, or an invalid unit or stage name is
-  // std::invalid_argument. Either way nothing changes. Then the limits listeners run, so a
-  // deadline watchdog re-reads the wall time left.
+  /// Carries usage over from an earlier process (state.hpp's restore calls it): from now on every
+  /// reading -- used(), snapshot(), remaining(), fraction_used(), exhausted(), stages, reports, and
+  /// so the controller's forecasts and the schedules -- is the earlier amount plus what runs here;
+  /// a level is the larger of the two heights. Children are matched by name: an existing child
+  /// takes its share now, one the program makes later with child() when it is made. Limits are
+  /// not carried: this process's rule. `downtime` is the time between the two processes, kept
+  /// for reports (downtime()) and charged to nothing.
+  ///
+  /// Allowed once, before this budget or any descendant has had a scope open (a usage measured
+  /// here would otherwise be mixed with the carried one): else std::logic_error. A carried usage
+  /// named differently, with a negative or non-finite amount, or an invalid unit or stage name is
+  /// std::invalid_argument. Either way nothing changes. Then the limits listeners run, so a
+  /// deadline watchdog re-reads the wall time left.
   void carry(const carried_usage& c, std::chrono::duration<double> downtime = std::chrono::duration<double>::zero()) {
     const detail::bookkeeping own_allocations;
     if (c.name != name_)
@@ -425,9 +453,9 @@ class budget {
     for (const auto& entry : listeners_) entry.second();
   }
 
-  // Whether carry() gave this budget an earlier process's usage.
+  /// Whether carry() gave this budget an earlier process's usage.
   [[nodiscard]] bool resumed() const noexcept { return resumed_.load(std::memory_order_acquire); }
-  // The usage carry() added (all zero when none): what the figures include from before.
+  /// The usage carry() added (all zero when none): what the figures include from before.
   [[nodiscard]] usage carried() const {
     const detail::bookkeeping own_allocations;
     usage u;
@@ -438,8 +466,8 @@ class budget {
       if (carried_units_[i] != 0) u.units.emplace_back(std::string(detail::unit_name(i)), carried_units_[i]);
     return u;
   }
-  // The time between the processes of a resumed run, all resumes together: not charged to the
-  // wall (0 when not resumed).
+  /// The time between the processes of a resumed run, all resumes together: not charged to the
+  /// wall (0 when not resumed).
   [[nodiscard]] std::chrono::duration<double> downtime() const noexcept {
     return std::chrono::duration<double>(downtime_.load(std::memory_order_relaxed));
   }
@@ -447,7 +475,7 @@ class budget {
  private:
   friend struct detail::budget_access;
 
-  // Refuses what no budget could have used, before anything changes (see carry()).
+  /// Refuses what no budget could have used, before anything changes (see carry()).
   static void check_carried(const carried_usage& c, const std::string& where) {
     const auto bad = [&](const std::string& what, double v) {
       throw std::invalid_argument("frugal::budget::carry: budget '" + where + "': " + what +
@@ -476,7 +504,7 @@ class budget {
     }
   }
 
-  // A carried unit reads like one charged here: it needs its index.
+  /// A carried unit reads like one charged here: it needs its index.
   static void register_carried_units(const carried_usage& c) {
     for (const auto& unit : c.used.units) (void)detail::register_unit(unit.first);
     for (const stage_stats& s : c.stages)
@@ -484,7 +512,7 @@ class budget {
     for (const carried_usage& child : c.children) register_carried_units(child);
   }
 
-  // Whether a scope of this budget or a descendant has ever opened (a thread took a block).
+  /// Whether a scope of this budget or a descendant has ever opened (a thread took a block).
   [[nodiscard]] bool ever_active() const {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!blocks_.empty()) return true;
@@ -493,7 +521,7 @@ class budget {
     return false;
   }
 
-  // Checked by carry(); the units registered.
+  /// Checked by carry(); the units registered.
   void apply_carried(const carried_usage& c, double downtime) {
     for (resource r : all_resources) carried_[static_cast<std::size_t>(r)].store(c.used[r], std::memory_order_relaxed);
     downtime_.store(downtime, std::memory_order_relaxed);
@@ -521,20 +549,20 @@ class budget {
     return carried_[static_cast<std::size_t>(r)].load(std::memory_order_relaxed);
   }
 
-  // Wall time is a union of intervals over threads. busy_ packs it in one atomic word so the
-  // union needs no lock: the low 22 bits count the threads that have the budget active (any
-  // number Linux can run), the other 42 hold (sum of busy-period ends - sum of busy-period
-  // starts) since origin_ns_ in ticks of 4096 ns; the ns below a tick go to the transition's
-  // thread block (thread_block::wall_rest_ns: a thread-owned add, not a second shared RMW), so
-  // wall stays exact to the ns (a read racing a first-in or last-out transition may be off by
-  // less than a tick until it lands). While active, wall = that sum + now. The sum fits while
-  // the budget is younger than 2^53 ns (104.2 days); a transition past that aborts with a
-  // message rather than wrap.
+  /// Wall time is a union of intervals over threads. busy_ packs it in one atomic word so the
+  /// union needs no lock: the low 22 bits count the threads that have the budget active (any
+  /// number Linux can run), the other 42 hold (sum of busy-period ends - sum of busy-period
+  /// starts) since origin_ns_ in ticks of 4096 ns; the ns below a tick go to the transition's
+  /// thread block (thread_block::wall_rest_ns: a thread-owned add, not a second shared RMW), so
+  /// wall stays exact to the ns (a read racing a first-in or last-out transition may be off by
+  /// less than a tick until it lands). While active, wall = that sum + now. The sum fits while
+  /// the budget is younger than 2^53 ns (104.2 days); a transition past that aborts with a
+  /// message rather than wrap.
   static constexpr std::int64_t count_bits = detail::busy_count_bits;
   static constexpr std::int64_t count_mask = detail::busy_count_mask;
   static constexpr int tick_bits = 12;
   static constexpr std::int64_t tick_mask = (std::int64_t{1} << tick_bits) - 1;
-  static constexpr std::int64_t max_age_ns = std::int64_t{1} << (63 - count_bits + tick_bits);  // a signed field
+  static constexpr std::int64_t max_age_ns = std::int64_t{1} << (63 - count_bits + tick_bits);  ///< a signed field
   static_assert(max_age_ns == std::int64_t{1} << 53);
 
   budget(std::string name, frugal::limits l, budget* parent)
@@ -552,17 +580,17 @@ class budget {
     measure_cpu_.store(limits_.has(resource::cpu), std::memory_order_relaxed);
   }
 
-  // With the allocation hooks every budget gets a watcher slot (they are not limited in
-  // number). One is missing only when memory for more slots is: then the budget is not made,
-  // rather than leave a peak_bytes limit silently unenforced.
+  /// With the allocation hooks every budget gets a watcher slot (they are not limited in
+  /// number). One is missing only when memory for more slots is: then the budget is not made,
+  /// rather than leave a peak_bytes limit silently unenforced.
   static detail::heap_watcher* take_peak_watcher() {
     if (!detail::hooks_installed()) return nullptr;
     if (detail::heap_watcher* w = detail::take_watcher(0)) return w;
     throw std::bad_alloc();
   }
 
-  // What snapshot() returns; without the levels for the aggregates over consumables, which
-  // would read the resident set for nothing.
+  /// What snapshot() returns; without the levels for the aggregates over consumables, which
+  /// would read the resident set for nothing.
   [[nodiscard]] usage read_usage(bool levels) const {
     const detail::bookkeeping own_allocations;
     detail::flush_pending(detail::this_thread);
@@ -592,8 +620,8 @@ class budget {
     return u;
   }
 
-  // Reads the process's resident set now and raises this budget's mark and its ancestors' (a
-  // parent's figures include its children's, and the resident set is the process's).
+  /// Reads the process's resident set now and raises this budget's mark and its ancestors' (a
+  /// parent's figures include its children's, and the resident set is the process's).
   std::optional<std::int64_t> read_rss() const noexcept {
     const std::optional<std::int64_t> now = detail::read_resident_set();
     if (now)
@@ -604,14 +632,14 @@ class budget {
     return std::max(static_cast<double>(rss_high_.load(std::memory_order_relaxed)), carried_of(resource::rss_bytes));
   }
 
-  // The highest process live heap seen while the budget was active (0 when not measured).
+  /// The highest process live heap seen while the budget was active (0 when not measured).
   [[nodiscard]] double peak_bytes() const noexcept {
     const double here = watcher_ ? static_cast<double>(watcher_->peak.load(std::memory_order_relaxed)) : 0.0;
     return std::max(here, carried_of(resource::peak_bytes));
   }
 
-  // Threads still alive hold blocks of this budget in their lists: take them out, so that no
-  // thread's exit hands on a block of a budget that is gone.
+  /// Threads still alive hold blocks of this budget in their lists: take them out, so that no
+  /// thread's exit hands on a block of a budget that is gone.
   void forget_threads() noexcept {
     std::lock_guard<std::mutex> registry(detail::thread_blocks_mutex);
     for (const auto& blk : blocks_)
@@ -623,7 +651,7 @@ class budget {
       throw std::invalid_argument(std::string("frugal::budget: ") + field + " must not be empty, got ''");
   }
 
-  // Spares the aggregates over consumables a snapshot when only levels are limited.
+  /// Spares the aggregates over consumables a snapshot when only levels are limited.
   static bool limits_a_consumable(const frugal::limits& l) noexcept {
     if (!l.unit_limits().empty()) return true;
     return std::any_of(all_resources.begin(), all_resources.end(),
@@ -670,16 +698,16 @@ class budget {
     return static_cast<double>(ns) / 1e9 + carried_of(resource::cpu);  // a division: whole seconds stay whole
   }
 
-  // A thread (the caller) starts or stops having this budget active.
-  //
-  // A thread reads the clock before its transition's CAS and may be preempted in between, so
-  // raw timestamps can arrive out of order: a start earlier than the previous end would count
-  // the overlap twice. Every transition therefore first raises last_transition_ns_ to its
-  // time, and a boundary transition (the first thread in, the last out) uses the larger of its
-  // own time and that mark, reloaded on every CAS attempt. A start is then never before the
-  // previous end, so the union never counts time twice or counts time that has not passed;
-  // a racing transition can shift a boundary by the width of the race (see the note in the
-  // README's semantics).
+  /// A thread (the caller) starts or stops having this budget active.
+  ///
+  /// A thread reads the clock before its transition's CAS and may be preempted in between, so
+  /// raw timestamps can arrive out of order: a start earlier than the previous end would count
+  /// the overlap twice. Every transition therefore first raises last_transition_ns_ to its
+  /// time, and a boundary transition (the first thread in, the last out) uses the larger of its
+  /// own time and that mark, reloaded on every CAS attempt. A start is then never before the
+  /// previous end, so the union never counts time twice or counts time that has not passed;
+  /// a racing transition can shift a boundary by the width of the race (see the note in the
+  /// README's semantics).
   void thread_enters(detail::thread_block& blk, std::int64_t now_ns) noexcept { transition(blk, now_ns, +1); }
   void thread_leaves(detail::thread_block& blk, std::int64_t now_ns) noexcept { transition(blk, now_ns, -1); }
 
@@ -705,7 +733,7 @@ class budget {
     }
   }
 
-  // Refusals that must be loud in every build: a wrong wall time would pass silently.
+  /// Refusals that must be loud in every build: a wrong wall time would pass silently.
   [[noreturn]] FRUGAL_NOINLINE void wall_out_of_range() const noexcept {
     std::fprintf(stderr, "frugal: budget '%s' is older than 2^53 ns (104.2 days): its wall time can no longer be represented\n",
                  name_.c_str());
@@ -762,34 +790,34 @@ class budget {
   budget* const parent_;
   const std::uint64_t uid_;
   const std::int64_t origin_ns_;
-  // With the allocation hooks, the busy word lives in the budget's heap-watcher slot, so a
-  // fold of the heap total can see whether the budget is active without touching it.
+  /// With the allocation hooks, the busy word lives in the budget's heap-watcher slot, so a
+  /// fold of the heap total can see whether the budget is active without touching it.
   detail::heap_watcher* const watcher_;
   std::atomic<std::int64_t> own_busy_{0};
   std::atomic<std::int64_t>* const busy_;
-  std::atomic<std::int64_t> last_transition_ns_{0};  // ns since origin_ns_ (see transition())
+  std::atomic<std::int64_t> last_transition_ns_{0};  ///< ns since origin_ns_ (see transition())
   std::atomic<bool> measure_cpu_{false};
-  mutable std::atomic<std::int64_t> rss_high_{0};  // the highest resident set read (read_rss())
+  mutable std::atomic<std::int64_t> rss_high_{0};  ///< the highest resident set read (read_rss())
 
-  mutable std::mutex mutex_;  // guards everything below; never held on the hot path
+  mutable std::mutex mutex_;  ///< guards everything below; never held on the hot path
   frugal::limits limits_;
   bool measure_cpu_requested_ = false;
   std::vector<std::unique_ptr<budget>> children_;
-  // One per thread using the budget at the same time: an exited thread's block goes to the
-  // free list (linked by list_next) and to the next new thread (see detail::thread_block).
+  /// One per thread using the budget at the same time: an exited thread's block goes to the
+  /// free list (linked by list_next) and to the next new thread (see detail::thread_block).
   std::vector<std::unique_ptr<detail::thread_block>> blocks_;
   detail::thread_block* free_blocks_ = nullptr;
-  std::vector<std::unique_ptr<std::string>> stage_names_;     // index = stage index
-  // An earlier process's usage (carry()): the resources' amounts are atomics, read without the
-  // lock by the lock-free readings (wall, the levels); the rest under mutex_.
+  std::vector<std::unique_ptr<std::string>> stage_names_;     ///< index = stage index
+  /// An earlier process's usage (carry()): the resources' amounts are atomics, read without the
+  /// lock by the lock-free readings (wall, the levels); the rest under mutex_.
   std::array<std::atomic<double>, resource_count> carried_{};
-  std::array<double, FRUGAL_MAX_UNITS> carried_units_{};      // index = unit index
+  std::array<double, FRUGAL_MAX_UNITS> carried_units_{};      ///< index = unit index
   std::vector<stage_stats> carried_stages_;
-  std::vector<carried_usage> pending_children_;               // for children not made yet
+  std::vector<carried_usage> pending_children_;               ///< for children not made yet
   std::atomic<bool> resumed_{false};
   std::atomic<double> downtime_{0};
 
-  // Apart from mutex_, which the listeners take to read the limits back (see set_limits()).
+  /// Apart from mutex_, which the listeners take to read the limits back (see set_limits()).
   std::mutex listeners_mutex_;
   std::uint64_t last_listener_id_ = 0;
   std::vector<std::pair<std::uint64_t, std::function<void()>>> listeners_;

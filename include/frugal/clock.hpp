@@ -1,5 +1,6 @@
-// The clocks frugal reads: a steady wall clock, per-thread and per-process CPU clocks, and a
-// manual clock that tests install to drive time by hand (no test sleeps to test a limit).
+/// @file
+/// The clocks frugal reads: a steady wall clock, per-thread and per-process CPU clocks, and a
+/// manual clock that tests install to drive time by hand (no test sleeps to test a limit).
 #pragma once
 
 #include <frugal/config.hpp>
@@ -26,7 +27,7 @@ inline std::int64_t read_clock_ns(clockid_t id) noexcept {
 }
 }  // namespace detail
 
-// Wall time in nanoseconds from an arbitrary fixed origin. vDSO-backed: ~28 ns here.
+/// Wall time in nanoseconds from an arbitrary fixed origin. vDSO-backed: ~28 ns here.
 [[nodiscard]] inline std::int64_t wall_now_ns() noexcept {
   if (FRUGAL_UNLIKELY(detail::manual_clock_installed.load(std::memory_order_relaxed)))
     return detail::manual_wall_ns.load(std::memory_order_relaxed);
@@ -35,25 +36,25 @@ inline std::int64_t read_clock_ns(clockid_t id) noexcept {
       .count();
 }
 
-// CPU time of the calling thread. A system call on virtual machines (~1.5 us here): frugal
-// reads it only when a CPU-limited budget becomes active or idle on a thread, never per scope.
+/// CPU time of the calling thread. A system call on virtual machines (~1.5 us here): frugal
+/// reads it only when a CPU-limited budget becomes active or idle on a thread, never per scope.
 [[nodiscard]] inline std::int64_t thread_cpu_now_ns() noexcept {
   if (FRUGAL_UNLIKELY(detail::manual_clock_installed.load(std::memory_order_relaxed)))
     return detail::manual_cpu_ns.load(std::memory_order_relaxed);
   return detail::read_clock_ns(CLOCK_THREAD_CPUTIME_ID);
 }
 
-// CPU time of the whole process (all threads), for reports.
+/// CPU time of the whole process (all threads), for reports.
 [[nodiscard]] inline std::int64_t process_cpu_now_ns() noexcept {
   if (FRUGAL_UNLIKELY(detail::manual_clock_installed.load(std::memory_order_relaxed)))
     return detail::manual_cpu_ns.load(std::memory_order_relaxed);
   return detail::read_clock_ns(CLOCK_PROCESS_CPUTIME_ID);
 }
 
-// While alive, replaces frugal's wall and CPU clocks with hand-driven ones for the whole
-// process. Both start at zero. Install it before creating the budgets it should drive: a
-// budget measures wall time relative to the clock it was created under. Every thread's CPU
-// clock reads the same manual CPU time.
+/// While alive, replaces frugal's wall and CPU clocks with hand-driven ones for the whole
+/// process. Both start at zero. Install it before creating the budgets it should drive: a
+/// budget measures wall time relative to the clock it was created under. Every thread's CPU
+/// clock reads the same manual CPU time.
 class manual_clock {
  public:
   manual_clock() {
@@ -67,20 +68,22 @@ class manual_clock {
   manual_clock(const manual_clock&) = delete;
   manual_clock& operator=(const manual_clock&) = delete;
 
-  // Moves wall time forward. Negative steps would break every interval frugal measures.
+  /// Moves wall time forward. Negative steps would break every interval frugal measures.
   void advance(std::chrono::nanoseconds d) {
     if (d.count() < 0) throw std::invalid_argument("frugal::manual_clock::advance: step must be >= 0");
     detail::manual_wall_ns.fetch_add(d.count());
   }
-  // Moves CPU time forward (for every thread's CPU clock and the process CPU clock).
+  /// Moves CPU time forward (for every thread's CPU clock and the process CPU clock).
   void advance_cpu(std::chrono::nanoseconds d) {
     if (d.count() < 0)
       throw std::invalid_argument("frugal::manual_clock::advance_cpu: step must be >= 0");
     detail::manual_cpu_ns.fetch_add(d.count());
   }
+  /// The manual wall time: the sum of every advance() so far.
   [[nodiscard]] std::chrono::nanoseconds now() const noexcept {
     return std::chrono::nanoseconds{detail::manual_wall_ns.load()};
   }
+  /// The manual CPU time: the sum of every advance_cpu() so far.
   [[nodiscard]] std::chrono::nanoseconds cpu_now() const noexcept {
     return std::chrono::nanoseconds{detail::manual_cpu_ns.load()};
   }

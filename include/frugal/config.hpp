@@ -1,28 +1,29 @@
-// Compile-time settings of frugal, each a FRUGAL_ macro a user may define before including
-// any frugal header (the README lists them all in one table).
+/// @file
+/// Compile-time settings of frugal, each a FRUGAL_ macro a user may define before including
+/// any frugal header (the README lists them all in one table).
 #pragma once
 
-// How many distinct user-unit names ("samples", "tokens", ...) a process may use. Each
-// thread's ledger keeps one counter per unit, so the number is fixed at compile time.
+/// How many distinct user-unit names ("samples", "tokens", ...) a process may use. Each
+/// thread's ledger keeps one counter per unit, so the number is fixed at compile time.
 #ifndef FRUGAL_MAX_UNITS
 #define FRUGAL_MAX_UNITS 16
 #endif
 
-// Entries of the per-thread cache that maps (budget, stage) to that thread's ledger slot.
-// A power of two; a miss costs a mutex and a lookup, so size it above the number of
-// (budget, stage) pairs one thread uses in its inner loop.
+/// Entries of the per-thread cache that maps (budget, stage) to that thread's ledger slot.
+/// A power of two; a miss costs a mutex and a lookup, so size it above the number of
+/// (budget, stage) pairs one thread uses in its inner loop.
 #ifndef FRUGAL_THREAD_CACHE_SIZE
 #define FRUGAL_THREAD_CACHE_SIZE 64
 #endif
 
-// How many of the innermost open scopes a frugal::context carries to another thread. Deeper
-// scopes still get the work's charges in their budgets; their stages' totals miss it.
+/// How many of the innermost open scopes a frugal::context carries to another thread. Deeper
+/// scopes still get the work's charges in their budgets; their stages' totals miss it.
 #ifndef FRUGAL_MAX_CONTEXT_DEPTH
 #define FRUGAL_MAX_CONTEXT_DEPTH 8
 #endif
 
-// Misuse checks (a scope outliving its budget, scopes closed out of order). On by default
-// in builds without NDEBUG; define to 1 or 0 to force.
+/// Misuse checks (a scope outliving its budget, scopes closed out of order). On by default
+/// in builds without NDEBUG; define to 1 or 0 to force.
 #ifndef FRUGAL_ENABLE_ASSERTS
 #ifdef NDEBUG
 #define FRUGAL_ENABLE_ASSERTS 0

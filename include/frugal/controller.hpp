@@ -1,6 +1,7 @@
-// The controller: watches one budget at the training loop's checkpoints, forecasts every limited
-// resource, and decides -- before a limit is crossed -- to shrink the batch, end the epoch, stop,
-// prune or quantize; callbacks see every event and may veto or amend each decision.
+/// @file
+/// The controller: watches one budget at the training loop's checkpoints, forecasts every limited
+/// resource, and decides -- before a limit is crossed -- to shrink the batch, end the epoch, stop,
+/// prune or quantize; callbacks see every event and may veto or amend each decision.
 #pragma once
 
 #include <frugal/allocation.hpp>
@@ -38,37 +39,40 @@ namespace detail {
 struct state_access;  // state.hpp: saves and restores the state of a run
 }  // namespace detail
 
-// Watches one budget. Call end_step after every step and end_epoch after every epoch, from the
-// training loop's thread; should_stop() and request_stop() may be called from any thread.
-//
-// Consumables and levels. Wall, cpu, flops, allocations, alloc_bytes and user units are spent:
-// the controller stops before the next step (or epoch end) would cross their limits, and
-// fraction_used() follows them alone. peak_bytes is a level, how high the heap stands: a step
-// over its limit is a crossing (level_crossed_event), answered by the batch-size knob, and the
-// run stops only when even the smallest batch is forecast over it.
-//
-// The stop rule and its bound. After each step the controller forecasts the next step's cost
-// of every limited resource as H = the largest cost of the last `window` steps at that batch
-// size, leaving out a single value more than twice every other one once later steps have not
-// repeated it (forecast.hpp: a warm-up step, a one-off stall), and stops when
-// used + H * (1 + h) > limit, h the resource's headroom: the user's margin() if given, else
-// the measured spread of its costs (largest / median - 1) while the history is shorter than
-// the window (always for epoch ends), 0 once the window is full (H is then a high quantile).
-// So a step starts only when its forecast fits, and the only ways past a limit are a step
-// costing more than its forecast -- the overshoot is then less than that one step -- or a
-// callback vetoing the stop. Costs that do not vary (FLOPs, samples) are met exactly, and
-// 1 s steps under a 30 s limit stop after step 30 (29 when the rounding of seconds puts 29 + 1
-// a hair above 30), never 31. The price is the budget's tail: less than H * (1 + h) of it is
-// left unused. An epoch's end-of-epoch work is forecast the same way (end_epoch_if_needed).
-//
-// Stops. A stop is decided once (stop_event fires once; later checkpoints repeat it with
-// decision::repeats_stop()); it holds until the run ends unless a callback vetoes it at the
-// checkpoint, or -- for a stop the budget caused -- reload_limits() finds that the new limits
-// fit the next step again. request_stop() holds whatever any hook does. A budget already spent
-// when the controller is made (a zero limit, a wall limit used up by an earlier phase) stops
-// the run before its first step.
+/// Watches one budget. Call end_step after every step and end_epoch after every epoch, from the
+/// training loop's thread; should_stop() and request_stop() may be called from any thread.
+///
+/// Consumables and levels. Wall, cpu, flops, allocations, alloc_bytes and user units are spent:
+/// the controller stops before the next step (or epoch end) would cross their limits, and
+/// fraction_used() follows them alone. peak_bytes is a level, how high the heap stands: a step
+/// over its limit is a crossing (level_crossed_event), answered by the batch-size knob, and the
+/// run stops only when even the smallest batch is forecast over it.
+///
+/// The stop rule and its bound. After each step the controller forecasts the next step's cost
+/// of every limited resource as H = the largest cost of the last `window` steps at that batch
+/// size, leaving out a single value more than twice every other one once later steps have not
+/// repeated it (forecast.hpp: a warm-up step, a one-off stall), and stops when
+/// used + H * (1 + h) > limit, h the resource's headroom: the user's margin() if given, else
+/// the measured spread of its costs (largest / median - 1) while the history is shorter than
+/// the window (always for epoch ends), 0 once the window is full (H is then a high quantile).
+/// So a step starts only when its forecast fits, and the only ways past a limit are a step
+/// costing more than its forecast -- the overshoot is then less than that one step -- or a
+/// callback vetoing the stop. Costs that do not vary (FLOPs, samples) are met exactly, and
+/// 1 s steps under a 30 s limit stop after step 30 (29 when the rounding of seconds puts 29 + 1
+/// a hair above 30), never 31. The price is the budget's tail: less than H * (1 + h) of it is
+/// left unused. An epoch's end-of-epoch work is forecast the same way (end_epoch_if_needed).
+///
+/// Stops. A stop is decided once (stop_event fires once; later checkpoints repeat it with
+/// decision::repeats_stop()); it holds until the run ends unless a callback vetoes it at the
+/// checkpoint, or -- for a stop the budget caused -- reload_limits() finds that the new limits
+/// fit the next step again. request_stop() holds whatever any hook does. A budget already spent
+/// when the controller is made (a zero limit, a wall limit used up by an earlier phase) stops
+/// the run before its first step.
 class controller {
  public:
+  /// Watches `run` (which must outlive it) under `options`; throws std::invalid_argument for
+  /// inconsistent options (a batch size outside batch_limits, ...). Stops at once when the budget
+  /// is already spent.
   explicit controller(budget& run, controller_options options = {})
       : run_(&run), options_(std::move(options)) {
     validate();
@@ -102,6 +106,9 @@ class controller {
 
   // --- checkpoints ---
 
+  /// The checkpoint after every step: records the step's costs (and loss, samples, heap), forecasts
+  /// the next step and returns what to do (continue, stop, a new batch size, ...). Call from the
+  /// training loop's thread.
   [[nodiscard]] decision end_step(const step& s = {}) {
     const reentry guard(this, "end_step");
     const std::size_t batch = s.samples() ? *s.samples() : batch_;
@@ -142,8 +149,8 @@ class controller {
     return d;
   }
 
-  // Throws std::invalid_argument, before anything changes, when the first epoch does not report
-  // a metric that early stopping watches (a misspelt name would otherwise never be checked).
+  /// Throws std::invalid_argument, before anything changes, when the first epoch does not report
+  /// a metric that early stopping watches (a misspelt name would otherwise never be checked).
   [[nodiscard]] decision end_epoch(const epoch& e = {}) {
     const reentry guard(this, "end_epoch");
     if (epochs_ == 0) check_watched_metrics(e);
@@ -190,12 +197,12 @@ class controller {
     return d;
   }
 
-  // Work after end_epoch() that belongs to the epoch's end -- saving a checkpoint, writing logs --
-  // is charged to it: what the run used since end_epoch() is added to that epoch end's measured
-  // cost, so later forecasts of an epoch's end (the room kept for the final evaluation) include
-  // it, and the next step's cost does not (a 20 ms save would otherwise be the largest recent
-  // step, and the forecast of every step for a window). Call it after that work, before the
-  // next step; end_run() may come between. Elsewhere it throws std::logic_error.
+  /// Work after end_epoch() that belongs to the epoch's end -- saving a checkpoint, writing logs --
+  /// is charged to it: what the run used since end_epoch() is added to that epoch end's measured
+  /// cost, so later forecasts of an epoch's end (the room kept for the final evaluation) include
+  /// it, and the next step's cost does not (a 20 ms save would otherwise be the largest recent
+  /// step, and the forecast of every step for a window). Call it after that work, before the
+  /// next step; end_run() may come between. Elsewhere it throws std::logic_error.
   void charge_to_epoch_end() {
     const reentry guard(this, "charge_to_epoch_end");
     if (!epoch_end_open_)
@@ -217,10 +224,10 @@ class controller {
     end_window();
   }
 
-  // After the loop, from its thread: a stop that came between checkpoints (a request from
-  // another thread, a cancellation) becomes the run's stop here, so stop_event still fires once
-  // and the history has it. Nothing happens when the run already stopped at a checkpoint, or
-  // did not stop (it ran its planned work). Returns why the run stopped (none if it did not).
+  /// After the loop, from its thread: a stop that came between checkpoints (a request from
+  /// another thread, a cancellation) becomes the run's stop here, so stop_event still fires once
+  /// and the history has it. Nothing happens when the run already stopped at a checkpoint, or
+  /// did not stop (it ran its planned work). Returns why the run stopped (none if it did not).
   frugal::stop_reason end_run() {
     const reentry guard(this, "end_run");
     if (stopped() || !should_stop()) return stop_reason();
@@ -234,15 +241,18 @@ class controller {
 
   // --- the loop condition and the final report ---
 
+  /// Whether the loop should end: a stop was decided, requested or a watched flag is set. Any
+  /// thread.
   [[nodiscard]] bool should_stop() const noexcept {
     return stopped() || stop_requested_.load(std::memory_order_acquire) || (!flags_.empty() && (cancel_flag_set() || flag_set(false)));
   }
+  /// Why the run stopped or is stopping; stop_reason::none while running.
   [[nodiscard]] frugal::stop_reason stop_reason() const noexcept {
     if (stopped()) return stop_reason_.load(std::memory_order_acquire);
     if (cancel_flag_set()) return cancel_reason();
     return requested_reason();
   }
-  // The stop's reason in words ("" while running).
+  /// The stop's reason in words ("" while running).
   [[nodiscard]] std::string stop_message() const {
     if (cancel_flag_set() && !stopped()) return cancel_message();
     std::lock_guard<std::mutex> lock(stop_mutex_);
@@ -250,9 +260,9 @@ class controller {
     return requested_message_locked();
   }
 
-  // Stops the run, from any thread or hook: should_stop() at once, and the next checkpoint
-  // decides stop (user). A request holds until the run ends: no later checkpoint clears it and
-  // no callback can veto it. Repeated requests keep the first message.
+  /// Stops the run, from any thread or hook: should_stop() at once, and the next checkpoint
+  /// decides stop (user). A request holds until the run ends: no later checkpoint clears it and
+  /// no callback can veto it. Repeated requests keep the first message.
   void request_stop(std::string message) {
     std::lock_guard<std::mutex> lock(stop_mutex_);
     if (stop_requested_.load(std::memory_order_relaxed)) return;
@@ -260,62 +270,73 @@ class controller {
     stop_requested_.store(true, std::memory_order_release);
   }
 
-  // While `flag` is false nothing happens; once it is true, should_stop() is true and every
-  // checkpoint decides `cancelled` (with `why`). The deadline watchdog's stop_flag() is one.
-  // Several flags may be bound; binding a flag again replaces its reason and words. `describe`
-  // (optional) says what set the flag, for the decision's reason and stop_message(). The flag
-  // must outlive the controller.
+  /// While `flag` is false nothing happens; once it is true, should_stop() is true and every
+  /// checkpoint decides `cancelled` (with `why`). The deadline watchdog's stop_flag() is one.
+  /// Several flags may be bound; binding a flag again replaces its reason and words. `describe`
+  /// (optional) says what set the flag, for the decision's reason and stop_message(). The flag
+  /// must outlive the controller.
   controller& cancel_on(const std::atomic<bool>& flag, frugal::stop_reason why = frugal::stop_reason::deadline,
                         std::function<std::string()> describe = {}) {
     return watch_flag(flag, why, std::move(describe), true, "cancel_on");
   }
 
-  // The same for a flag that asks for a stop rather than cancelling work in flight: once it is
-  // true, should_stop() is true and the next checkpoint decides stop (with `why`), which no
-  // callback can veto -- a request_stop() that a signal handler can make (setting a lock-free
-  // atomic is async-signal-safe; see <frugal/signals.hpp>).
+  /// The same for a flag that asks for a stop rather than cancelling work in flight: once it is
+  /// true, should_stop() is true and the next checkpoint decides stop (with `why`), which no
+  /// callback can veto -- a request_stop() that a signal handler can make (setting a lock-free
+  /// atomic is async-signal-safe; see <frugal/signals.hpp>).
   controller& stop_on(const std::atomic<bool>& flag, frugal::stop_reason why, std::function<std::string()> describe = {}) {
     return watch_flag(flag, why, std::move(describe), false, "stop_on");
   }
 
   // --- the batch-size knob (0 when the controller does not manage it) ---
 
+  /// The batch size the next step should use (samples per step); 0 without the batch knob.
   [[nodiscard]] std::size_t batch_size() const noexcept { return batch_; }
+  /// Steps whose gradients are accumulated per update, keeping effective_batch() samples per
+  /// update.
   [[nodiscard]] std::size_t accumulation_steps() const noexcept { return accumulation_; }
+  /// Samples per update: batch_size() * accumulation_steps().
   [[nodiscard]] std::size_t effective_batch() const noexcept { return batch_ * accumulation_; }
+  /// The smallest batch the knob may choose (batch_limits).
   [[nodiscard]] std::size_t min_batch_size() const noexcept { return options_.batch_min_; }
+  /// The largest batch the knob may choose (batch_limits).
   [[nodiscard]] std::size_t max_batch_size() const noexcept { return options_.batch_max_; }
+  /// Whether the controller manages the batch size (options gave one).
   [[nodiscard]] bool manages_batch() const noexcept { return batch_ > 0; }
 
   // --- callbacks ---
 
-  // Registers a callback: a struct (or lambda) whose operator() overloads are its hooks, one per
-  // event type it wants (see frugal::is_callback_v). Callbacks run in registration order. A hook
-  // may add or remove callbacks (itself included): see callback_list for when that takes effect.
+  /// Registers a callback: a struct (or lambda) whose operator() overloads are its hooks, one per
+  /// event type it wants (see frugal::is_callback_v). Callbacks run in registration order. A hook
+  /// may add or remove callbacks (itself included): see callback_list for when that takes effect.
   template <class F>
   controller& add_callback(std::string name, F&& f) {
     callbacks_.add(std::move(name), std::forward<F>(f));
     return *this;
   }
+  /// Removes the callback added under `name`; returns whether there was one.
   bool remove_callback(std::string_view name) { return callbacks_.remove(name); }
-  // Callbacks (and rule actions, batch rules) that threw, with their names; the first 256.
+  /// Callbacks (and rule actions, batch rules) that threw, with their names; the first 256.
   [[nodiscard]] const std::vector<callback_error>& callback_errors() const noexcept { return callbacks_.errors(); }
+  /// How many callbacks threw in all, including those past the first 256 that callback_errors()
+  /// keeps.
   [[nodiscard]] std::uint64_t callback_error_count() const noexcept { return callbacks_.error_count(); }
 
   // --- memory: probing, and stages sized by the same model ---
 
-  // Measures what a step's batch adds to the peak heap before the first step, without training:
-  // `probe(n)` must do the work of a step of n samples that decides its memory (forward and
-  // backward) and leave the model unchanged (no update). It runs at the smallest batch, then at
-  // the largest size the measurements so far allow (memory_model.hpp: a bound until two sizes
-  // 2x apart give a line), until the size chosen has itself been measured within the limits --
-  // a line through small sizes can miss what larger ones allocate (a library's scratch that
-  // grows with the size up to a cap) -- at most max_probes runs. The first step starts at that
-  // size. When even the smallest batch peaks over a level's limit, the run stops (forecast)
-  // before its first step. The probe's costs (time, FLOPs) are charged to the budget as any
-  // work is, but to no step's forecast. Does nothing without the batch knob, a limited level the
-  // controller measures (peak_bytes with the allocation hooks, rss_bytes with /proc), or once
-  // steps have run. Returns the batch size.
+  ///@{
+  /// Measures what a step's batch adds to the peak heap before the first step, without training:
+  /// `probe(n)` must do the work of a step of n samples that decides its memory (forward and
+  /// backward) and leave the model unchanged (no update). It runs at the smallest batch, then at
+  /// the largest size the measurements so far allow (memory_model.hpp: a bound until two sizes
+  /// 2x apart give a line), until the size chosen has itself been measured within the limits --
+  /// a line through small sizes can miss what larger ones allocate (a library's scratch that
+  /// grows with the size up to a cap) -- at most max_probes runs. The first step starts at that
+  /// size. When even the smallest batch peaks over a level's limit, the run stops (forecast)
+  /// before its first step. The probe's costs (time, FLOPs) are charged to the budget as any
+  /// work is, but to no step's forecast. Does nothing without the batch knob, a limited level the
+  /// controller measures (peak_bytes with the allocation hooks, rss_bytes with /proc), or once
+  /// steps have run. Returns the batch size.
   static constexpr int max_probes = 6;
   std::size_t probe_memory(const std::function<void(std::size_t)>& probe) {
     const reentry guard(this, "probe_memory");
@@ -366,14 +387,15 @@ class controller {
     end_window();
     return batch_;
   }
+  ///@}
 
-  // Sizes a stage other than the step whose peak heap grows with a size the loop picks -- an
-  // evaluation's chunk of images -- by the same memory model as the batch, fitted to that
-  // stage's own chunks: chunk_size() gives the next chunk's size in [min, max] and starts
-  // measuring it; end_chunk() ends the measurement. The first chunk runs at `min`, the second
-  // at the bound the first gives, later ones at the largest size the line fits under every
-  // limited level. Without such a level (or without the hooks) it is `max` and nothing is
-  // measured. One chunk at a time; the stage's name is the loop's (e.g. "evaluation").
+  /// Sizes a stage other than the step whose peak heap grows with a size the loop picks -- an
+  /// evaluation's chunk of images -- by the same memory model as the batch, fitted to that
+  /// stage's own chunks: chunk_size() gives the next chunk's size in [min, max] and starts
+  /// measuring it; end_chunk() ends the measurement. The first chunk runs at `min`, the second
+  /// at the bound the first gives, later ones at the largest size the line fits under every
+  /// limited level. Without such a level (or without the hooks) it is `max` and nothing is
+  /// measured. One chunk at a time; the stage's name is the loop's (e.g. "evaluation").
   [[nodiscard]] std::size_t chunk_size(std::string_view stage, std::size_t max, std::size_t min = 1) {
     if (stage.empty()) fail("chunk_size stage", "a name", "\"\"");
     if (min == 0) fail("chunk_size min", "> 0", "0");
@@ -409,8 +431,8 @@ class controller {
     chunk_watch_.reset();
     return n;
   }
-  // Ends the chunk chunk_size() started: `size` is the chunk's real size (a last chunk may be
-  // smaller than the size given).
+  /// Ends the chunk chunk_size() started: `size` is the chunk's real size (a last chunk may be
+  /// smaller than the size given).
   void end_chunk(std::string_view stage, std::size_t size) {
     if (!open_chunk_) return;  // nothing measured (no limited level): nothing to record
     sized_stage& st = stages_[*open_chunk_];
@@ -427,28 +449,28 @@ class controller {
     }
   }
 
-  // A level's memory model of the step (peak_bytes: the heap's level at each batch size); null
-  // for a resource that is not a tracked level.
+  /// A level's memory model of the step (peak_bytes: the heap's level at each batch size); null
+  /// for a resource that is not a tracked level.
   [[nodiscard]] const frugal::memory_model* level_model(std::string_view level) const {
     const tracked* t = find(level);
     return t && t->level ? &t->memory : nullptr;
   }
-  // A sized stage's memory model of a level (null before its first measured chunk).
+  /// A sized stage's memory model of a level (null before its first measured chunk).
   [[nodiscard]] const frugal::memory_model* stage_model(std::string_view stage, std::string_view level) const {
     for (const auto& st : stages_)
       if (st.name == stage) return st.model(level);
     return nullptr;
   }
-  // Whether the first steps are still probing memory (start_memory_probe).
+  /// Whether the first steps are still probing memory (start_memory_probe).
   [[nodiscard]] bool probing_memory() const noexcept { return memory_probing_; }
-  // The stages chunk_size() has sized, in the order first seen, with the size it gave last.
+  /// The stages chunk_size() has sized, in the order first seen, with the size it gave last.
   [[nodiscard]] std::vector<std::pair<std::string, std::size_t>> sized_stages() const {
     std::vector<std::pair<std::string, std::size_t>> out;
     for (const auto& st : stages_) out.emplace_back(st.name, st.last);
     return out;
   }
-  // What a level forecast adds for the measurement's resolution (peak_bytes: threads x
-  // FRUGAL_HEAP_FOLD_BYTES at the last checkpoint; 0 for others or without a limit).
+  /// What a level forecast adds for the measurement's resolution (peak_bytes: threads x
+  /// FRUGAL_HEAP_FOLD_BYTES at the last checkpoint; 0 for others or without a limit).
   [[nodiscard]] double level_resolution(std::string_view level) const {
     const tracked* t = find(level);
     return t && t->level ? level_resolution(*t) : 0;
@@ -456,8 +478,9 @@ class controller {
 
   // --- forecasts and state ---
 
-  // The next step's forecast cost (forecast.hpp's high(), headroom not included) of a tracked
-  // resource: the wall, the peak heap and every limited one. At the knob's batch size unless given.
+  ///@{
+  /// The next step's forecast cost (forecast.hpp's high(), headroom not included) of a tracked
+  /// resource: the wall, the peak heap and every limited one. At the knob's batch size unless given.
   [[nodiscard]] std::optional<double> forecast_step(resource r) const { return forecast_step(r, next_batch()); }
   [[nodiscard]] std::optional<double> forecast_step(resource r, std::size_t batch) const {
     return forecast_step(frugal::to_string(r), batch);
@@ -470,70 +493,81 @@ class controller {
     if (!t) return std::nullopt;
     return t->level ? t->memory.peak(batch) : t->step.high(batch);
   }
-  // The peak heap a step at this batch size is expected to reach, from the memory model without
-  // headroom (0 before any step or probe measured one).
+  ///@}
+  /// The peak heap a step at this batch size is expected to reach, from the memory model without
+  /// headroom (0 before any step or probe measured one).
   [[nodiscard]] double forecast_peak(std::size_t batch) const { return find("peak_bytes")->memory.peak(batch); }
-  // The forecast cost of the work between an epoch's last step and its end (evaluation).
+  /// The forecast cost of the work between an epoch's last step and its end (evaluation).
   [[nodiscard]] std::optional<double> forecast_epoch_end(resource r) const {
     const tracked* t = find(frugal::to_string(r));
     if (!t || t->level) return std::nullopt;
     return end_high(*t, next_batch());
   }
-  // The headroom the controller adds to a resource's next-step forecast now (see the class
-  // comment): the margin, or the measured spread; nullopt for a resource it does not track.
+  ///@{
+  /// The headroom the controller adds to a resource's next-step forecast now (see the class
+  /// comment): the margin, or the measured spread; nullopt for a resource it does not track.
   [[nodiscard]] std::optional<double> headroom(resource r) const { return headroom(frugal::to_string(r)); }
   [[nodiscard]] std::optional<double> headroom(std::string_view name) const {
     const tracked* t = find(name);
     if (!t) return std::nullopt;
     return t->level ? level_headroom(*t) : step_scale(*t, next_batch()) - 1;
   }
-  // The headroom added to the epoch-end forecast of a cumulative resource.
+  ///@}
+  /// The headroom added to the epoch-end forecast of a cumulative resource.
   [[nodiscard]] std::optional<double> epoch_end_headroom(resource r) const {
     const tracked* t = find(frugal::to_string(r));
     if (!t || t->level) return std::nullopt;
     return end_scale(*t, next_batch()) - 1;
   }
-  // The per-step cost model of a tracked resource (null if not tracked).
+  /// The per-step cost model of a tracked resource (null if not tracked).
   [[nodiscard]] const cost_model* step_model(std::string_view name) const {
     const tracked* t = find(name);
     return t ? &t->step : nullptr;
   }
+  /// step_model(name) for a builtin resource.
   [[nodiscard]] const cost_model* step_model(resource r) const { return step_model(frugal::to_string(r)); }
-  // The resources the controller forecasts: the wall, the peak heap and every limited one.
+  /// The resources the controller forecasts: the wall, the peak heap and every limited one.
   [[nodiscard]] std::vector<std::string> tracked_resources() const {
     std::vector<std::string> out;
     for (const auto& t : tracked_) out.push_back(t.name);
     return out;
   }
-  // The largest fraction used over the limited consumables, as of the last checkpoint (levels
-  // are heights, not spending: see crossed_levels()).
+  /// The largest fraction used over the limited consumables, as of the last checkpoint (levels
+  /// are heights, not spending: see crossed_levels()).
   [[nodiscard]] double fraction_used() const noexcept { return fraction_used_; }
-  // The limited levels standing above their limit at the last checkpoint.
+  /// The limited levels standing above their limit at the last checkpoint.
   [[nodiscard]] std::vector<std::string> crossed_levels() const {
     std::vector<std::string> out;
     for (const auto& t : tracked_)
       if (t.level && t.crossed) out.push_back(t.name);
     return out;
   }
+  /// Steps recorded by end_step, over the run.
   [[nodiscard]] std::uint64_t steps() const noexcept { return steps_; }
+  /// Epochs recorded by end_epoch.
   [[nodiscard]] std::uint64_t epochs() const noexcept { return epochs_; }
+  /// Steps recorded since the last end_epoch.
   [[nodiscard]] std::uint64_t steps_in_epoch() const noexcept { return steps_in_epoch_; }
+  /// The early-stopping rules from the options, with their state.
   [[nodiscard]] const std::vector<early_stopping>& early_stoppers() const noexcept { return options_.early_stopping_; }
+  /// The budget the controller watches.
   [[nodiscard]] const budget& watched() const noexcept { return *run_; }
-  // The fixed margin, if the options set one (otherwise headroom is measured per resource).
+  /// The fixed margin, if the options set one (otherwise headroom is measured per resource).
   [[nodiscard]] std::optional<double> margin() const noexcept { return options_.margin_; }
-  // Every decision other than continue, the batch sizes, compression actions and their
-  // measured effects, the metrics: the controller's story, for the report.
+  /// Every decision other than continue, the batch sizes, compression actions and their
+  /// measured effects, the metrics: the controller's story, for the report.
   [[nodiscard]] const controller_history& history() const noexcept { return history_; }
-  // Whether a pruning / quantization rule still fires: false once its action was measured not
-  // to lower what it watches.
+  ///@{
+  /// Whether a pruning / quantization rule still fires: false once its action was measured not
+  /// to lower what it watches.
   [[nodiscard]] bool prune_rule_active(std::size_t index) const { return !prune_state_.at(index).disabled; }
   [[nodiscard]] bool quantize_rule_active(std::size_t index) const { return !quantize_state_.at(index).disabled; }
+  ///@}
 
-  // Re-reads the budget's limits (after budget::set_limits); cost models of resources still
-  // tracked are kept. A stop the budget caused (exhausted, forecast) is lifted when, under the
-  // new limits, nothing is exhausted and the next step fits (and, after an epoch's end, the next
-  // epoch's first step and end); a budget the new limits find spent stops the run now.
+  /// Re-reads the budget's limits (after budget::set_limits); cost models of resources still
+  /// tracked are kept. A stop the budget caused (exhausted, forecast) is lifted when, under the
+  /// new limits, nothing is exhausted and the next step fits (and, after an epoch's end, the next
+  /// epoch's first step and end); a budget the new limits find spent stops the run now.
   void reload_limits() {
     std::vector<tracked> old = std::move(tracked_);
     build_tracked();
@@ -571,7 +605,7 @@ class controller {
     stop_if_spent("limits");
   }
 
-  // Steps, epochs, batch, the stop, and per resource: used, limit, the step forecasts.
+  /// Steps, epochs, batch, the stop, and per resource: used, limit, the step forecasts.
   void print_summary(std::ostream& out) const {
     out << "controller of budget " << run_->path() << ": " << steps_ << " steps, " << epochs_ << " epochs";
     if (manages_batch())
@@ -608,11 +642,11 @@ class controller {
   friend struct detail::state_access;
   static constexpr std::uint64_t no_step = std::numeric_limits<std::uint64_t>::max();
 
-  // A stage sized by chunk_size(): its memory model per limited level.
+  /// A stage sized by chunk_size(): its memory model per limited level.
   struct sized_stage {
     std::string name;
     std::vector<std::pair<std::string, frugal::memory_model>> models;
-    std::size_t last = 0;     // the size chunk_size() gave last
+    std::size_t last = 0;     ///< the size chunk_size() gave last
     std::uint64_t chunks = 0;
     [[nodiscard]] const frugal::memory_model* model(std::string_view level) const noexcept {
       for (const auto& [n, m] : models)
@@ -627,40 +661,40 @@ class controller {
     }
   };
 
-  // One forecast resource: the wall and the peak heap (always) and every limited one.
+  /// One forecast resource: the wall and the peak heap (always) and every limited one.
   struct tracked {
     std::string name;
-    std::optional<resource> builtin;  // nullopt: a user unit
+    std::optional<resource> builtin;  ///< nullopt: a user unit
     double limit = budget::unlimited;
-    bool level = false;               // peak_bytes: a height under a ceiling, not a sum
-    double now = 0;                   // read at this checkpoint (a level: the highest seen)
-    double used = 0;                  // at the last checkpoint
-    double last_cost = 0;             // the last step's cost (consumables)
-    double height = 0;                // a level at the last step: its peak, else the highest seen
-    double seen = 0;                  // a level: the highest the steps reached
-    double window_start = 0;          // a level read by the controller: its value at the last checkpoint
-    bool crossed = false;             // a level above its limit at the last checkpoint
-    cost_model step;                  // consumables: a step's cost over batch sizes
-    memory_model memory;              // levels: a step's peak over batch sizes
-    cost_stats epoch_end;             // what the work after an epoch's last step cost
-    cost_stats end_in_step_rate;      // times: the same over the steps' cost per sample then
-    double end_rate = 0;              // that rate at the last epoch end (0: not recorded there)
+    bool level = false;               ///< peak_bytes: a height under a ceiling, not a sum
+    double now = 0;                   ///< read at this checkpoint (a level: the highest seen)
+    double used = 0;                  ///< at the last checkpoint
+    double last_cost = 0;             ///< the last step's cost (consumables)
+    double height = 0;                ///< a level at the last step: its peak, else the highest seen
+    double seen = 0;                  ///< a level: the highest the steps reached
+    double window_start = 0;          ///< a level read by the controller: its value at the last checkpoint
+    bool crossed = false;             ///< a level above its limit at the last checkpoint
+    cost_model step;                  ///< consumables: a step's cost over batch sizes
+    memory_model memory;              ///< levels: a step's peak over batch sizes
+    cost_stats epoch_end;             ///< what the work after an epoch's last step cost
+    cost_stats end_in_step_rate;      ///< times: the same over the steps' cost per sample then
+    double end_rate = 0;              ///< that rate at the last epoch end (0: not recorded there)
     std::vector<double> thresholds;
     std::size_t next_threshold = 0;
     bool exhausted_fired = false;
     std::array<bool, 3> overrun{};
   };
 
-  // A pruning or quantization rule's state: when it last fired, and the measurement of that
-  // action's effect, taken over the steps of its cooldown.
+  /// A pruning or quantization rule's state: when it last fired, and the measurement of that
+  /// action's effect, taken over the steps of its cooldown.
   struct rule_state {
     std::uint64_t fired = no_step;
     bool disabled = false;
     bool measuring = false;
-    std::uint64_t measure_until = 0;           // the step at which the effect is judged
-    std::size_t record = 0;                     // index in history_.compressions
-    std::vector<std::size_t> resources;         // indices in tracked_
-    std::vector<std::vector<double>> per_sample;  // costs per sample after the action
+    std::uint64_t measure_until = 0;           ///< the step at which the effect is judged
+    std::size_t record = 0;                     ///< index in history_.compressions
+    std::vector<std::size_t> resources;         ///< indices in tracked_
+    std::vector<std::vector<double>> per_sample;  ///< costs per sample after the action
   };
 
   struct reentry {
@@ -743,14 +777,14 @@ class controller {
     return t;
   }
 
-  // Reads every tracked resource, one used() each: the wall and the peak are lock-free, an
-  // additive resource takes the budget's mutex for a short walk (~10 ns here), which is cheaper
-  // than one snapshot() (~80 ns: it reads the CPU clock and allocates its unit list).
+  /// Reads every tracked resource, one used() each: the wall and the peak are lock-free, an
+  /// additive resource takes the budget's mutex for a short walk (~10 ns here), which is cheaper
+  /// than one snapshot() (~80 ns: it reads the CPU clock and allocates its unit list).
   void read_now() {
     for (auto& t : tracked_) t.now = t.builtin ? run_->used(*t.builtin) : run_->used(std::string_view(t.name));
   }
 
-  // Consumables only: a level's height is not budget spent.
+  /// Consumables only: a level's height is not budget spent.
   void update_fraction() noexcept {
     double f = 0;
     for (const auto& t : tracked_)
@@ -774,7 +808,7 @@ class controller {
   }
 
   [[nodiscard]] bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
-  // A flag bound with cancel_on (cancels) or stop_on (stops at the next checkpoint).
+  /// A flag bound with cancel_on (cancels) or stop_on (stops at the next checkpoint).
   struct watched_flag {
     const std::atomic<bool>* flag;
     frugal::stop_reason why;
@@ -793,7 +827,7 @@ class controller {
     flags_.push_back(watched_flag{&flag, why, std::move(describe), cancels});
     return *this;
   }
-  // The first bound flag that is set, of the kind asked for (null if none).
+  /// The first bound flag that is set, of the kind asked for (null if none).
   [[nodiscard]] const watched_flag* flag_set(bool cancels) const noexcept {
     for (const auto& w : flags_)
       if (w.cancels == cancels && w.flag->load(std::memory_order_acquire)) return &w;
@@ -822,22 +856,22 @@ class controller {
     const watched_flag* w = flag_set(true);
     return w ? flag_message(*w) : std::string();
   }
-  // A stop asked for, not yet decided: request_stop() (user) first, then a stop_on flag.
+  /// A stop asked for, not yet decided: request_stop() (user) first, then a stop_on flag.
   [[nodiscard]] frugal::stop_reason requested_reason() const noexcept {
     if (stop_requested_.load(std::memory_order_acquire)) return frugal::stop_reason::user;
     const watched_flag* w = flags_.empty() ? nullptr : flag_set(false);
     return w ? w->why : frugal::stop_reason::none;
   }
-  // Its words; stop_mutex_ held.
+  /// Its words; stop_mutex_ held.
   [[nodiscard]] std::string requested_message_locked() const {
     if (stop_requested_.load(std::memory_order_acquire)) return requested_message_;
     const watched_flag* w = flags_.empty() ? nullptr : flag_set(false);
     return w ? "stop (" + std::string(frugal::to_string(w->why)) + "): " + flag_message(*w) : std::string();
   }
 
-  // The batch size the next step will run with, as far as forecasts are concerned: the knob,
-  // or (unmanaged) the larger of the last two steps' batches, so a short last batch of an
-  // epoch does not make the next full one look cheap.
+  /// The batch size the next step will run with, as far as forecasts are concerned: the knob,
+  /// or (unmanaged) the larger of the last two steps' batches, so a short last batch of an
+  /// epoch does not make the next full one look cheap.
   [[nodiscard]] std::size_t next_batch() const noexcept {
     if (batch_ > 0) return batch_;
     return std::max(last_batch_, previous_batch_);
@@ -849,8 +883,8 @@ class controller {
     return (e + batch - 1) / batch;
   }
 
-  // The batch closest below `candidate` whose accumulation keeps the effective batch exact
-  // when it can: accumulation a = ceil(E / candidate), batch = ceil(E / a) <= candidate.
+  /// The batch closest below `candidate` whose accumulation keeps the effective batch exact
+  /// when it can: accumulation a = ceil(E / candidate), batch = ceil(E / a) <= candidate.
   [[nodiscard]] std::size_t round_for_effective(std::size_t candidate) const noexcept {
     const std::size_t e = options_.effective_batch_;
     if (!options_.accumulate_ || candidate >= e) return candidate;
@@ -859,9 +893,9 @@ class controller {
     return b >= options_.batch_min_ ? b : candidate;
   }
 
-  // A size to grow to: with accumulation, only one that keeps the effective batch exact (E / a
-  // for a divisor a of E), and no further than E itself -- a grow is optional, unlike a shrink,
-  // so it never changes how many samples an update sees.
+  /// A size to grow to: with accumulation, only one that keeps the effective batch exact (E / a
+  /// for a divisor a of E), and no further than E itself -- a grow is optional, unlike a shrink,
+  /// so it never changes how many samples an update sees.
   [[nodiscard]] std::size_t round_to_effective_divisor(std::size_t candidate) const noexcept {
     const std::size_t e = options_.effective_batch_;
     if (!options_.accumulate_ || candidate == 0 || e == 0) return candidate;
@@ -875,14 +909,14 @@ class controller {
   [[nodiscard]] static bool is_time(const tracked& t) noexcept {
     return t.builtin && (*t.builtin == resource::wall || *t.builtin == resource::cpu);
   }
-  // The steps' typical cost per sample at batch b now (per step when the batch is unknown).
+  /// The steps' typical cost per sample at batch b now (per step when the batch is unknown).
   [[nodiscard]] static double step_rate(const tracked& t, std::size_t b) noexcept {
     return t.step.median(b) / static_cast<double>(std::max<std::size_t>(b, 1));
   }
-  // An epoch end's forecast: for a time, its cost relative to the steps' rate when it was
-  // measured, times their rate now -- on a machine whose load changes, the steps just before
-  // an evaluation say more about its duration than the evaluations of a quieter past (a 515 ms
-  // forecast took 780 ms when the steps had slowed from 16 to 29 ms); otherwise, as measured.
+  /// An epoch end's forecast: for a time, its cost relative to the steps' rate when it was
+  /// measured, times their rate now -- on a machine whose load changes, the steps just before
+  /// an evaluation say more about its duration than the evaluations of a quieter past (a 515 ms
+  /// forecast took 780 ms when the steps had slowed from 16 to 29 ms); otherwise, as measured.
   [[nodiscard]] const cost_stats& end_stats(const tracked& t) const noexcept {
     return is_time(t) && !t.end_in_step_rate.empty() ? t.end_in_step_rate : t.epoch_end;
   }
@@ -901,20 +935,20 @@ class controller {
 
   // --- headroom ---
 
-  // What a resource's next-step forecast is multiplied by: 1 + the margin, or 1 + the spread of
-  // its step costs while their history is shorter than the window (the largest of a full window
-  // is already a high quantile; that of three steps is not).
+  /// What a resource's next-step forecast is multiplied by: 1 + the margin, or 1 + the spread of
+  /// its step costs while their history is shorter than the window (the largest of a full window
+  /// is already a high quantile; that of three steps is not).
   [[nodiscard]] double step_scale(const tracked& t, std::size_t fb) const noexcept {
     if (options_.margin_) return 1 + *options_.margin_;
     const cost_stats* own = t.step.at(fb);
     if (own && own->count() >= own->window()) return 1;
     return 1 + t.step.spread(fb);
   }
-  // The same for the epoch-end forecast, whose history (one per epoch) is always short: the
-  // larger of the epoch ends' own spread and that of the steps -- the machine's load shows in
-  // the steps first. An epoch end lasting k steps varies like a sum of k steps, by 1 / sqrt(k)
-  // of one step's spread: a 0.3 ms step stalled 10 ms by the scheduler (spread 30) says little
-  // about a 1 s evaluation (sqrt(3300) = 57: 0.5 of it).
+  /// The same for the epoch-end forecast, whose history (one per epoch) is always short: the
+  /// larger of the epoch ends' own spread and that of the steps -- the machine's load shows in
+  /// the steps first. An epoch end lasting k steps varies like a sum of k steps, by 1 / sqrt(k)
+  /// of one step's spread: a 0.3 ms step stalled 10 ms by the scheduler (spread 30) says little
+  /// about a 1 s evaluation (sqrt(3300) = 57: 0.5 of it).
   [[nodiscard]] double end_scale(const tracked& t, std::size_t fb) const noexcept {
     if (options_.margin_) return 1 + *options_.margin_;
     const double step = t.step.median(fb);
@@ -929,27 +963,27 @@ class controller {
 
   // --- memory: the levels' models ---
 
-  // The headroom of a level's forecast: the margin, or its model's measured spread; it scales
-  // what the batch controls, not the base (memory_model.hpp).
+  /// The headroom of a level's forecast: the margin, or its model's measured spread; it scales
+  /// what the batch controls, not the base (memory_model.hpp).
   [[nodiscard]] double level_headroom(const tracked& t) const noexcept {
     return options_.margin_ ? *options_.margin_ : t.memory.spread();
   }
-  // The model's forecast plus what the measurement cannot see: a level is known only to its
-  // resolution (heap_resolution_bytes(): threads x FRUGAL_HEAP_FOLD_BYTES for the heap).
+  /// The model's forecast plus what the measurement cannot see: a level is known only to its
+  /// resolution (heap_resolution_bytes(): threads x FRUGAL_HEAP_FOLD_BYTES for the heap).
   [[nodiscard]] double level_forecast(const tracked& t, std::size_t n) const noexcept {
     return t.memory.forecast(n, level_headroom(t)) + level_resolution(t);
   }
   [[nodiscard]] double level_resolution(const tracked& t) const noexcept {
     return t.builtin == resource::peak_bytes ? heap_resolution_ : 0;
   }
-  // Re-reads the heap's resolution (the threads may have changed).
+  /// Re-reads the heap's resolution (the threads may have changed).
   void update_resolution() noexcept {
     bool limited = false;
     for (const auto& t : tracked_) limited = limited || (t.level && std::isfinite(t.limit));
     heap_resolution_ = limited && window_.available() ? static_cast<double>(heap_resolution_bytes()) : 0;
   }
-  // "61.2 MiB at batch 512 (base 57.0 MiB + 8.19 KiB per sample, +3 % headroom)"; with one
-  // size measured, "(as measured)" at that size, "(bound from batch 16: ...)" above it.
+  /// "61.2 MiB at batch 512 (base 57.0 MiB + 8.19 KiB per sample, +3 % headroom)"; with one
+  /// size measured, "(as measured)" at that size, "(bound from batch 16: ...)" above it.
   [[nodiscard]] std::string level_forecast_text(const tracked& t, std::size_t n) const {
     const double h = level_headroom(t);
     const std::string headroom =
@@ -968,30 +1002,30 @@ class controller {
     return format(t, level_forecast(t, n)) + " at batch " + std::to_string(n) + " (" + how + ")";
   }
 
-  // Whether some limited level is one the controller measures itself (the memory model's
-  // precondition: probing needs measurements).
+  /// Whether some limited level is one the controller measures itself (the memory model's
+  /// precondition: probing needs measurements).
   [[nodiscard]] bool measures_a_limited_level() const noexcept {
     for (const auto& t : tracked_)
       if (t.level && std::isfinite(t.limit) && measures_level(t)) return true;
     return false;
   }
-  // Whether the controller measures a level itself: the heap with the allocation hooks, the
-  // resident set where /proc is readable (read at checkpoints only: a system call).
+  /// Whether the controller measures a level itself: the heap with the allocation hooks, the
+  /// resident set where /proc is readable (read at checkpoints only: a system call).
   [[nodiscard]] bool measures_level(const tracked& t) const noexcept {
     if (t.builtin == resource::peak_bytes) return window_.available();
     if (t.builtin == resource::rss_bytes) return rss_readable_;
     return false;
   }
-  // A level's value now, where the controller can read it.
+  /// A level's value now, where the controller can read it.
   [[nodiscard]] std::optional<double> level_now(const tracked& t) const noexcept {
     if (t.builtin == resource::peak_bytes && window_.available()) return static_cast<double>(heap_live_bytes());
     if (t.builtin == resource::rss_bytes && rss_readable_)
       if (const auto rss = detail::read_resident_set()) return static_cast<double>(*rss);
     return std::nullopt;
   }
-  // The level a step reached: the heap's peak (reported by the loop, else measured since the
-  // last checkpoint); the resident set as it stands at the checkpoint (glibc keeps what a step
-  // freed, so it is close to the step's high; it is read here, never per allocation).
+  /// The level a step reached: the heap's peak (reported by the loop, else measured since the
+  /// last checkpoint); the resident set as it stands at the checkpoint (glibc keeps what a step
+  /// freed, so it is close to the step's high; it is read here, never per allocation).
   [[nodiscard]] std::optional<double> level_of_step(const tracked& t, const step& s) const noexcept {
     if (t.builtin == resource::peak_bytes) {
       if (const auto p = s.peak_bytes()) return *p;
@@ -1001,7 +1035,7 @@ class controller {
     if (std::isfinite(t.limit)) return level_now(t);
     return std::nullopt;
   }
-  // The level when the step started (the memory model's base hint).
+  /// The level when the step started (the memory model's base hint).
   [[nodiscard]] std::optional<double> level_at_window_start(const tracked& t, const step& s) const noexcept {
     if (t.builtin == resource::peak_bytes) {
       if (const auto b = s.start_bytes()) return *b;
@@ -1011,8 +1045,8 @@ class controller {
     if (measures_level(t)) return t.window_start;
     return std::nullopt;
   }
-  // Every measured level now, in tracked_'s order (-1 where not measured): where a stretch of
-  // work (a probe, a chunk) starts.
+  /// Every measured level now, in tracked_'s order (-1 where not measured): where a stretch of
+  /// work (a probe, a chunk) starts.
   [[nodiscard]] std::vector<double> level_starts() const {
     std::vector<double> out(tracked_.size(), -1);
     for (std::size_t i = 0; i < tracked_.size(); ++i)
@@ -1020,8 +1054,8 @@ class controller {
         if (const auto v = level_now(tracked_[i])) out[i] = *v;
     return out;
   }
-  // Where a level started and how high it went over a stretch: the heap from its watch, the
-  // resident set as read before and after. {-1, -1} for a level not measured.
+  /// Where a level started and how high it went over a stretch: the heap from its watch, the
+  /// resident set as read before and after. {-1, -1} for a level not measured.
   [[nodiscard]] std::pair<double, double> stretch_of(const tracked& t, const heap_watch& watch, double start) const {
     if (!t.level || !measures_level(t)) return {-1, -1};
     if (t.builtin == resource::peak_bytes)
@@ -1031,7 +1065,7 @@ class controller {
     return {start, std::max(start, *now)};
   }
 
-  // A checkpoint ends: the next step's measurement starts here.
+  /// A checkpoint ends: the next step's measurement starts here.
   void end_window() noexcept {
     update_resolution();
     for (auto& t : tracked_)
@@ -1041,16 +1075,16 @@ class controller {
   }
 
   struct memory_limits {
-    bool modeled = false;       // some limited level has a model
-    bool all_fitted = true;     // every such model has two sizes or more
-    std::size_t cap = 0;        // the largest batch within every limit (0: not even the minimum)
-    std::size_t grow_cap = 0;   // the same within grow_headroom of the room above each base
-    std::string words;          // the models, in words
+    bool modeled = false;       ///< some limited level has a model
+    bool all_fitted = true;     ///< every such model has two sizes or more
+    std::size_t cap = 0;        ///< the largest batch within every limit (0: not even the minimum)
+    std::size_t grow_cap = 0;   ///< the same within grow_headroom of the room above each base
+    std::string words;          ///< the models, in words
   };
-  // What the limited levels' models allow, in [batch_min, batch_max]; `why` gets the reason
-  // when the current batch `cur` is over one of them.
-  // With `words`, the models in words too (for a note; a checkpoint that changes nothing
-  // allocates no strings).
+  /// What the limited levels' models allow, in [batch_min, batch_max]; `why` gets the reason
+  /// when the current batch `cur` is over one of them.
+  /// With `words`, the models in words too (for a note; a checkpoint that changes nothing
+  /// allocates no strings).
   [[nodiscard]] memory_limits memory_caps(std::size_t cur, std::string& why, bool words = false) const {
     memory_limits m;
     m.cap = m.grow_cap = options_.batch_max_;
@@ -1082,15 +1116,15 @@ class controller {
     return m;
   }
 
-  // How far a bound (no line yet) may grow a size in one move: a base hint taken too high (the
-  // stage's buffers already held when it started) would make the bound say anything fits.
+  /// How far a bound (no line yet) may grow a size in one move: a base hint taken too high (the
+  /// stage's buffers already held when it started) would make the bound say anything fits.
   static constexpr std::size_t bound_growth = 16;
 
-  // The largest size in [lo, hi] a memory model forecasts within `limit` (headroom h), `cur`
-  // the size now; 0 when not even lo fits. Without a line, the model bounds sizes from above:
-  // over the limit at a measured size, a smaller one is tried by the shrink factor and
-  // measured; one below the sizes measured is measured before anything is concluded; and a
-  // bound grows a size bound_growth times at most.
+  /// The largest size in [lo, hi] a memory model forecasts within `limit` (headroom h), `cur`
+  /// the size now; 0 when not even lo fits. Without a line, the model bounds sizes from above:
+  /// over the limit at a measured size, a smaller one is tried by the shrink factor and
+  /// measured; one below the sizes measured is measured before anything is concluded; and a
+  /// bound grows a size bound_growth times at most.
   [[nodiscard]] std::size_t size_within(const frugal::memory_model& m, double limit, double h, std::size_t cur,
                                         std::size_t lo, std::size_t hi) const noexcept {
     std::size_t cap = m.largest_within(limit, h, lo, hi);
@@ -1106,7 +1140,7 @@ class controller {
     return cap;
   }
 
-  // A limited level the heap already stands over, before a step: no batch can fit under it.
+  /// A limited level the heap already stands over, before a step: no batch can fit under it.
   void stop_if_level_over(const char* at) {
     if (stopped()) return;
     std::string clauses;
@@ -1126,10 +1160,10 @@ class controller {
                       stop_event{steps_, epochs_, last_checkpoint_, frugal::stop_reason::forecast, message}, steps_);
   }
 
-  // With the batch knob and a limited level the controller measures, the first step runs at the
-  // smallest batch: what it peaks at bounds every larger size (memory_model.hpp), the batch
-  // grows to that bound, then to the size the line through the two fits. So no step is sized
-  // on a guess; probe_memory() does the same before the first step, without training.
+  /// With the batch knob and a limited level the controller measures, the first step runs at the
+  /// smallest batch: what it peaks at bounds every larger size (memory_model.hpp), the batch
+  /// grows to that bound, then to the size the line through the two fits. So no step is sized
+  /// on a guess; probe_memory() does the same before the first step, without training.
   void start_memory_probe() {
     if (stopped() || !manages_batch() || batch_ <= options_.batch_min_ || steps_ > 0) return;
     if (!measures_a_limited_level()) return;
@@ -1140,7 +1174,7 @@ class controller {
                                        "the memory model fits");
   }
 
-  // Sets the knob between checkpoints (the probe), with its record.
+  /// Sets the knob between checkpoints (the probe), with its record.
   void set_batch(std::size_t to, const std::string& why) {
     if (to == batch_) return;
     history_.batch_changes.push_back(batch_change_record{steps_, batch_, to, accumulation_for(to), why});
@@ -1180,7 +1214,7 @@ class controller {
     }
   }
 
-  // Edge-triggered: the event fires when the overrun starts, not at every checkpoint it lasts.
+  /// Edge-triggered: the event fires when the overrun starts, not at every checkpoint it lasts.
   void overrun(tracked& t, forecast_horizon h, bool over, double forecast) {
     bool& state = t.overrun[static_cast<std::size_t>(h)];
     if (over && !state)
@@ -1216,7 +1250,7 @@ class controller {
     return d;
   }
 
-  // The consumables whose use has reached their limit, in words ("" when none).
+  /// The consumables whose use has reached their limit, in words ("" when none).
   [[nodiscard]] std::string exhausted_clauses() const {
     std::string clauses;
     for (const auto& t : tracked_) {
@@ -1232,8 +1266,8 @@ class controller {
     if (!clauses.empty()) d.stop(clauses, frugal::stop_reason::budget_exhausted);
   }
 
-  // A budget spent between checkpoints (before the first step, or by new limits) stops the run
-  // now: no step may start on it. No checkpoint runs, so no callback can veto it.
+  /// A budget spent between checkpoints (before the first step, or by new limits) stops the run
+  /// now: no step may start on it. No checkpoint runs, so no callback can veto it.
   void stop_if_spent(const char* at) {
     if (stopped()) return;
     const std::string clauses = exhausted_clauses();
@@ -1255,11 +1289,11 @@ class controller {
     stopped_.store(true, std::memory_order_release);
   }
 
-  // Whether, under the limits just loaded, a stop the budget caused no longer holds, by the
-  // rules of the checkpoint that stopped: nothing is exhausted; after an epoch's end, the next
-  // epoch's first step and end fit (decide_epoch); after a step, the next step fits and so does
-  // the epoch's end that is still to come (decide_step, end_epoch_if_needed) -- with the same
-  // forecasts and headroom as a checkpoint.
+  /// Whether, under the limits just loaded, a stop the budget caused no longer holds, by the
+  /// rules of the checkpoint that stopped: nothing is exhausted; after an epoch's end, the next
+  /// epoch's first step and end fit (decide_epoch); after a step, the next step fits and so does
+  /// the epoch's end that is still to come (decide_step, end_epoch_if_needed) -- with the same
+  /// forecasts and headroom as a checkpoint.
   [[nodiscard]] bool fits_again() const {
     if (!exhausted_clauses().empty()) return false;
     const std::size_t fb = next_batch();
@@ -1322,7 +1356,7 @@ class controller {
     return d;
   }
 
-  // A misspelt metric would never be checked: the first epoch must report every watched one.
+  /// A misspelt metric would never be checked: the first epoch must report every watched one.
   void check_watched_metrics(const epoch& e) const {
     for (const auto& es : options_.early_stopping_) {
       if (e.metric(es.metric())) continue;
@@ -1377,7 +1411,7 @@ class controller {
     return d;
   }
 
-  // Steps left in this epoch, if the epoch's size is known (given or learnt).
+  /// Steps left in this epoch, if the epoch's size is known (given or learnt).
   [[nodiscard]] std::optional<std::uint64_t> steps_left_in_epoch(std::size_t fb) const noexcept {
     const std::size_t samples = options_.epoch_samples_ ? options_.epoch_samples_ : learned_epoch_samples_;
     if (samples > 0 && fb > 0 && samples_known_) {
@@ -1397,11 +1431,11 @@ class controller {
     return std::nullopt;
   }
 
-  // End the epoch now when the rest of it cannot fit and the next step plus the epoch's end
-  // (its evaluation, checkpoint) would not fit either: the latest moment that leaves room for
-  // the end-of-epoch work. Stop instead when even the epoch's end alone no longer fits (its
-  // forecast rose with the machine's load): that work would cross the limit, so the loop must
-  // not start it. Needs one finished epoch to know what that work costs.
+  /// End the epoch now when the rest of it cannot fit and the next step plus the epoch's end
+  /// (its evaluation, checkpoint) would not fit either: the latest moment that leaves room for
+  /// the end-of-epoch work. Stop instead when even the epoch's end alone no longer fits (its
+  /// forecast rose with the machine's load): that work would cross the limit, so the loop must
+  /// not start it. Needs one finished epoch to know what that work costs.
   void end_epoch_if_needed(decision& d, std::size_t fb) {
     if (epochs_ == 0) return;
     const auto left = steps_left_in_epoch(fb);
@@ -1434,14 +1468,14 @@ class controller {
       d.end_epoch(end_clauses);
   }
 
-  // The batch size for the next step: the default rule (or the user's), with its reason in
-  // `note`. A level forecast still over its limit at the size chosen stops the run (decide_step).
-  //
-  // Memory: every limited level's memory model gives the largest size forecast within its
-  // limit (memory_cap); a batch above it shrinks to it. While the memory probe runs (the first
-  // steps, see start_memory_probe) the batch grows at once to the largest size the model allows;
-  // later, after grow_after steps, only to a size within grow_headroom of the room above the
-  // model's base (what the batch does not control).
+  /// The batch size for the next step: the default rule (or the user's), with its reason in
+  /// `note`. A level forecast still over its limit at the size chosen stops the run (decide_step).
+  ///
+  /// Memory: every limited level's memory model gives the largest size forecast within its
+  /// limit (memory_cap); a batch above it shrinks to it. While the memory probe runs (the first
+  /// steps, see start_memory_probe) the batch grows at once to the largest size the model allows;
+  /// later, after grow_after steps, only to a size within grow_headroom of the room above the
+  /// model's base (what the batch does not control).
   std::size_t choose_batch(std::string& note) {
     const std::size_t cur = batch_;
     const std::size_t min = options_.batch_min_;
@@ -1541,8 +1575,8 @@ class controller {
     return proposed;
   }
 
-  // Planned work left, in steps at batch fb and epoch ends; nullopt without a plan or before
-  // the epoch's size is known (planned_epochs).
+  /// Planned work left, in steps at batch fb and epoch ends; nullopt without a plan or before
+  /// the epoch's size is known (planned_epochs).
   struct work_left {
     double steps;
     double epoch_ends;
@@ -1575,15 +1609,15 @@ class controller {
     return std::find(watched.begin(), watched.end(), t.name) != watched.end();
   }
 
-  // Whether a rule may judge now: past the run's warm-up, its cooldown over, its last action's
-  // effect measured and found to lower something.
+  /// Whether a rule may judge now: past the run's warm-up, its cooldown over, its last action's
+  /// effect measured and found to lower something.
   [[nodiscard]] bool rule_ready(const rule_state& st, std::size_t warmup, std::size_t cooldown) const noexcept {
     if (st.disabled || st.measuring || steps_ < warmup) return false;
     return st.fired == no_step || steps_ - st.fired >= cooldown;
   }
 
-  // Fires pruning / quantization rules when the planned work's forecast cost exceeds what is
-  // left: shortfall = 1 - remaining / forecast, the fraction of the cost to remove.
+  /// Fires pruning / quantization rules when the planned work's forecast cost exceeds what is
+  /// left: shortfall = 1 - remaining / forecast, the fraction of the cost to remove.
   void apply_compression_rules(decision& d, std::size_t fb) {
     const auto work = planned_work_left(fb);
     if (!work) return;
@@ -1639,7 +1673,7 @@ class controller {
     }
   }
 
-  // Callbacks amend the decision, then it becomes the controller's state.
+  /// Callbacks amend the decision, then it becomes the controller's state.
   void commit(decision& d, checkpoint where) {
     const std::uint64_t epoch_index = epochs_;
     last_checkpoint_ = where;
@@ -1714,8 +1748,8 @@ class controller {
     pending_quantize_rule_ = no_rule;
   }
 
-  // An action was taken: note each watched cost per sample before it (the median of the recent
-  // steps at the batch that ran them), then collect the steps of the rule's cooldown after it.
+  /// An action was taken: note each watched cost per sample before it (the median of the recent
+  /// steps at the batch that ran them), then collect the steps of the rule's cooldown after it.
   void start_measuring(rule_state& st, const std::vector<std::string>& watched, std::size_t cooldown,
                        compression_record record) {
     st.fired = steps_;
@@ -1805,7 +1839,7 @@ class controller {
   std::size_t last_batch_ = 0;
   std::size_t previous_batch_ = 0;
   checkpoint last_checkpoint_ = checkpoint::step;
-  bool epoch_end_open_ = false;  // an epoch ended and no step since (charge_to_epoch_end)
+  bool epoch_end_open_ = false;  ///< an epoch ended and no step since (charge_to_epoch_end)
 
   std::size_t batch_ = 0;
   std::size_t accumulation_ = 1;
@@ -1813,8 +1847,8 @@ class controller {
   std::uint64_t batch_changes_ = 0;
   bool epoch_ending_ = false;
 
-  // The stop. Flags are atomic (should_stop() and request_stop() come from any thread); the
-  // words are under stop_mutex_.
+  /// The stop. Flags are atomic (should_stop() and request_stop() come from any thread); the
+  /// words are under stop_mutex_.
   std::atomic<bool> stopped_{false};
   std::atomic<frugal::stop_reason> stop_reason_{frugal::stop_reason::none};
   std::atomic<bool> stop_requested_{false};
@@ -1824,15 +1858,15 @@ class controller {
   std::vector<watched_flag> flags_;
   bool in_checkpoint_ = false;
 
-  // Memory: the heap between checkpoints (a step's peak), the probe, the sized stages.
+  /// Memory: the heap between checkpoints (a step's peak), the probe, the sized stages.
   heap_watch window_;
-  bool rss_readable_ = false;   // /proc/self/statm could be read when the controller was made
-  double heap_resolution_ = 0;  // heap_resolution_bytes() at the last checkpoint
+  bool rss_readable_ = false;   ///< /proc/self/statm could be read when the controller was made
+  double heap_resolution_ = 0;  ///< heap_resolution_bytes() at the last checkpoint
   bool memory_probing_ = false;
   std::vector<sized_stage> stages_;
   heap_watch chunk_watch_;
-  std::optional<std::size_t> open_chunk_;  // index in stages_ of the chunk being measured
-  std::vector<double> chunk_starts_;       // its levels when it started (level_starts)
+  std::optional<std::size_t> open_chunk_;  ///< index in stages_ of the chunk being measured
+  std::vector<double> chunk_starts_;       ///< its levels when it started (level_starts)
 
   std::vector<int> quantize_bits_;
   std::vector<rule_state> prune_state_;

@@ -1,5 +1,6 @@
-// How a frugal::controller is configured: controller_options (margin, thresholds, the batch-size
-// knob, epochs and the plan, rules), user batch rules, and the pruning / quantization rules.
+/// @file
+/// How a frugal::controller is configured: controller_options (margin, thresholds, the batch-size
+/// knob, epochs and the plan, rules), user batch rules, and the pruning / quantization rules.
 #pragma once
 
 #include <frugal/early_stopping.hpp>
@@ -24,19 +25,23 @@ namespace detail {
 struct state_access;  // state.hpp: saves and restores the state of a run
 }  // namespace detail
 
-// What a user batch rule sees: the knob, its bounds, the default rule's choice, and the
-// controller for forecasts (ctl.forecast_peak(b), ctl.forecast_step(frugal::resource::wall, b)).
+/// What a user batch rule sees: the knob, its bounds, the default rule's choice, and the
+/// controller for forecasts (ctl.forecast_peak(b), ctl.forecast_step(frugal::resource::wall, b)).
 struct batch_request {
+  /// The batch size now (samples per step).
   std::size_t current;
+  /// The smallest batch the rule may return (batch_limits).
   std::size_t min;
+  /// The largest batch the rule may return (batch_limits).
   std::size_t max;
-  std::size_t effective;  // the effective batch that accumulation keeps
-  std::size_t proposed;   // what the default rule would do (current: nothing)
+  std::size_t effective;  ///< the effective batch that accumulation keeps
+  std::size_t proposed;   ///< what the default rule would do (current: nothing)
+  /// The controller asking, for its forecasts.
   const controller& ctl;
 };
 
-// Replaces the default batch rule: returns the next batch size, within [min, max]. Called at
-// every end_step while the run goes on.
+/// Replaces the default batch rule: returns the next batch size, within [min, max]. Called at
+/// every end_step while the run goes on.
 using batch_rule = std::function<std::size_t(const batch_request&)>;
 
 namespace detail {
@@ -102,13 +107,14 @@ class compression_rule {
 
 }  // namespace detail
 
-// Fires a prune action when the forecast cost of the planned work left exceeds what the budget
-// has left: the fraction to remove is the shortfall, 1 - remaining / forecast, capped.
+/// Fires a prune action when the forecast cost of the planned work left exceeds what the budget
+/// has left: the fraction to remove is the shortfall, 1 - remaining / forecast, capped.
 class prune_rule : public detail::compression_rule<prune_rule> {
  public:
+  /// The rule's name in error messages.
   static constexpr const char* kind_name = "frugal::prune_rule";
   prune_rule() : compression_rule("prune") {}
-  // The most to remove in one firing (default 0.5).
+  /// The most to remove in one firing (default 0.5).
   prune_rule& max_fraction(double f) {
     if (!(f > 0 && f <= 1))
       throw std::invalid_argument(std::string(kind_name) + ": max_fraction must be in (0, 1], got " +
@@ -116,12 +122,13 @@ class prune_rule : public detail::compression_rule<prune_rule> {
     max_fraction_ = f;
     return *this;
   }
-  // Called with the fraction when the decision (after callbacks) still prunes. Without an
-  // action the loop acts on decision::prune_fraction().
+  /// Called with the fraction when the decision (after callbacks) still prunes. Without an
+  /// action the loop acts on decision::prune_fraction().
   prune_rule& action(std::function<void(double fraction)> f) {
     action_ = std::move(f);
     return *this;
   }
+  /// The most to remove in one firing, in (0, 1].
   [[nodiscard]] double max_fraction() const noexcept { return max_fraction_; }
 
  private:
@@ -130,20 +137,21 @@ class prune_rule : public detail::compression_rule<prune_rule> {
   std::function<void(double)> action_;
 };
 
-// Fires a quantize action when the planned work cannot be covered: the new width is the widest
-// allowed one that removes at least the shortfall, assuming cost proportional to bit width.
+/// Fires a quantize action when the planned work cannot be covered: the new width is the widest
+/// allowed one that removes at least the shortfall, assuming cost proportional to bit width.
 class quantize_rule : public detail::compression_rule<quantize_rule> {
  public:
+  /// The rule's name in error messages.
   static constexpr const char* kind_name = "frugal::quantize_rule";
   quantize_rule() : compression_rule("quantize") {}
-  // The model's width now (default 32: float).
+  /// The model's width now (default 32: float).
   quantize_rule& from_bits(int bits) {
     if (bits < 2 || bits > 64)
       throw std::invalid_argument(std::string(kind_name) + ": from_bits must be in [2, 64], got " + std::to_string(bits));
     from_bits_ = bits;
     return *this;
   }
-  // The widths it may choose (default 16, 8, 4).
+  /// The widths it may choose (default 16, 8, 4).
   quantize_rule& widths(std::vector<int> w) {
     if (w.empty()) throw std::invalid_argument(std::string(kind_name) + ": widths must not be empty");
     for (int b : w)
@@ -154,11 +162,15 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
     widths_ = std::move(w);
     return *this;
   }
+  /// Called with the new width when the decision (after callbacks) still quantizes. Without an
+  /// action the loop acts on decision::quantize_bits().
   quantize_rule& action(std::function<void(int bits)> f) {
     action_ = std::move(f);
     return *this;
   }
+  /// The model's width now, in bits.
   [[nodiscard]] int from_bits() const noexcept { return from_bits_; }
+  /// The widths it may choose, widest first, without repeats.
   [[nodiscard]] const std::vector<int>& widths() const noexcept { return widths_; }
 
  private:
@@ -168,22 +180,23 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
   std::function<void(int)> action_;
 };
 
-// How the controller decides. Fluent:
-//   frugal::controller_options{}.margin(0.02).batch_size(64).batch_limits(8, 64).epoch_samples(60000)
+/// How the controller decides. Fluent:
+///   frugal::controller_options{}.margin(0.02).batch_size(64).batch_limits(8, 64).epoch_samples(60000)
 class controller_options {
  public:
-  // A fixed headroom: forecasts are multiplied by (1 + margin) before they are compared with
-  // what is left, for every resource. Without it, each resource's headroom is measured: the
-  // spread of its recent costs (largest / median - 1, of the steps and of the epoch ends), so
-  // FLOPs and samples, which do not vary, get none and wall time on a loaded machine gets what
-  // its variability needs (see controller::headroom).
+  /// A fixed headroom: forecasts are multiplied by (1 + margin) before they are compared with
+  /// what is left, for every resource. Without it, each resource's headroom is measured: the
+  /// spread of its recent costs (largest / median - 1, of the steps and of the epoch ends), so
+  /// FLOPs and samples, which do not vary, get none and wall time on a loaded machine gets what
+  /// its variability needs (see controller::headroom).
   controller_options& margin(double m) {
     if (!(std::isfinite(m) && m >= 0)) fail("margin", "finite and >= 0", detail::units_impl::shortest(m));
     margin_ = m;
     return *this;
   }
-  // Soft thresholds (fractions of a limit) that fire an approaching event once each; for every
-  // resource (default {0.8}), or for one.
+  ///@{
+  /// Soft thresholds (fractions of a limit) that fire an approaching event once each; for every
+  /// resource (default {0.8}), or for one.
   controller_options& thresholds(std::vector<double> fractions) {
     default_thresholds_ = checked_thresholds("thresholds", std::move(fractions));
     return *this;
@@ -201,23 +214,27 @@ class controller_options {
     thresholds_.emplace_back(std::move(resource_or_unit), std::move(checked));
     return *this;
   }
+  ///@}
+  /// How the cost models weigh history (forecast_options' defaults otherwise).
   controller_options& forecast(forecast_options o) noexcept {
     forecast_ = o;
     return *this;
   }
-  // Stop on a NaN or infinite step loss (default on).
+  /// Stop on a NaN or infinite step loss (default on).
   controller_options& check_finite_loss(bool on) noexcept {
     check_finite_loss_ = on;
     return *this;
   }
 
   // --- the batch-size knob ---
-  // The controller manages the batch size from this initial value (the default max too).
+  /// The controller manages the batch size from this initial value (the default max too).
   controller_options& batch_size(std::size_t initial) {
     if (initial == 0) fail("batch_size", "> 0", "0");
     batch_size_ = initial;
     return *this;
   }
+  /// The bounds of the batch knob (default: [1, the initial batch size]); throws
+  /// std::invalid_argument unless 0 < min <= max.
   controller_options& batch_limits(std::size_t min, std::size_t max) {
     if (min == 0) fail("batch_limits min", "> 0", "0");
     if (max < min) fail("batch_limits max", ">= min (" + std::to_string(min) + ")", std::to_string(max));
@@ -225,37 +242,37 @@ class controller_options {
     batch_max_ = max;
     return *this;
   }
-  // The batch that gradient accumulation keeps: accumulation_steps() = ceil(effective / batch).
-  // Default: the initial batch size.
+  /// The batch that gradient accumulation keeps: accumulation_steps() = ceil(effective / batch).
+  /// Default: the initial batch size.
   controller_options& effective_batch(std::size_t n) {
     if (n == 0) fail("effective_batch", "> 0", "0");
     effective_batch_ = n;
     return *this;
   }
-  // Off: a shrunken batch is just smaller (accumulation_steps() stays 1), for loops that do not
-  // accumulate gradients. Default on.
+  /// Off: a shrunken batch is just smaller (accumulation_steps() stays 1), for loops that do not
+  /// accumulate gradients. Default on.
   controller_options& gradient_accumulation(bool on) noexcept {
     accumulate_ = on;
     return *this;
   }
-  // A shrink multiplies the batch by this when the forecast cannot say what fits (default 0.5).
+  /// A shrink multiplies the batch by this when the forecast cannot say what fits (default 0.5).
   controller_options& shrink_factor(double f) {
     if (!(f > 0 && f < 1)) fail("shrink_factor", "in (0, 1)", detail::units_impl::shortest(f));
     shrink_factor_ = f;
     return *this;
   }
-  // Steps after a batch change before the batch may grow back (default 20; 0: never grows).
+  /// Steps after a batch change before the batch may grow back (default 20; 0: never grows).
   controller_options& grow_after(std::size_t steps) noexcept {
     grow_after_ = steps;
     return *this;
   }
-  // A grow must keep the forecast within this fraction of the limit (default 0.9).
+  /// A grow must keep the forecast within this fraction of the limit (default 0.9).
   controller_options& grow_headroom(double f) {
     if (!(f > 0 && f <= 1)) fail("grow_headroom", "in (0, 1]", detail::units_impl::shortest(f));
     grow_headroom_ = f;
     return *this;
   }
-  // A latency cap per step: the batch shrinks when a step's forecast wall time exceeds it.
+  /// A latency cap per step: the batch shrinks when a step's forecast wall time exceeds it.
   template <class Rep, class Period>
   controller_options& max_step_time(std::chrono::duration<Rep, Period> d) {
     const double s = std::chrono::duration<double>(d).count();
@@ -263,6 +280,7 @@ class controller_options {
     max_step_time_ = s;
     return *this;
   }
+  /// Replaces the default batch rule; throws std::invalid_argument for an empty function.
   controller_options& batch_rule(frugal::batch_rule rule) {
     if (!rule) fail("batch_rule", "callable", "an empty std::function");
     batch_rule_ = std::move(rule);
@@ -270,32 +288,38 @@ class controller_options {
   }
 
   // --- epochs and the plan ---
-  // Samples in an epoch (the dataset size). Learnt from the first complete epoch otherwise.
+  /// Samples in an epoch (the dataset size). Learnt from the first complete epoch otherwise.
   controller_options& epoch_samples(std::size_t n) {
     if (n == 0) fail("epoch_samples", "> 0", "0");
     epoch_samples_ = n;
     return *this;
   }
+  /// Steps in an epoch (instead of epoch_samples); throws std::invalid_argument for 0.
   controller_options& steps_per_epoch(std::size_t n) {
     if (n == 0) fail("steps_per_epoch", "> 0", "0");
     steps_per_epoch_ = n;
     return *this;
   }
-  // The work the run intends to do (one of them): what pruning and quantization rules compare
-  // with the budget left.
+  ///@{
+  /// The work the run intends to do (one of them): what pruning and quantization rules compare
+  /// with the budget left.
   controller_options& planned_epochs(std::size_t n) { return plan(n, plan_kind::epochs, "planned_epochs"); }
   controller_options& planned_steps(std::size_t n) { return plan(n, plan_kind::steps, "planned_steps"); }
   controller_options& planned_samples(std::size_t n) { return plan(n, plan_kind::samples, "planned_samples"); }
+  ///@}
 
   // --- rules ---
+  /// Adds an early-stopping rule, fed each epoch's metrics at end_epoch.
   controller_options& early_stop(early_stopping rule) {
     early_stopping_.push_back(std::move(rule));
     return *this;
   }
+  /// Adds a pruning rule, checked at every end_step; needs a plan (planned_epochs, ...).
   controller_options& prune(prune_rule rule) {
     prune_rules_.push_back(std::move(rule));
     return *this;
   }
+  /// Adds a quantization rule, checked at every end_step; needs a plan (planned_epochs, ...).
   controller_options& quantize(quantize_rule rule) {
     quantize_rules_.push_back(std::move(rule));
     return *this;
@@ -323,7 +347,7 @@ class controller_options {
     return *this;
   }
 
-  std::optional<double> margin_;  // none: measured per resource
+  std::optional<double> margin_;  ///< none: measured per resource
   std::vector<double> default_thresholds_{0.8};
   std::vector<std::pair<std::string, std::vector<double>>> thresholds_;
   forecast_options forecast_;

@@ -1,6 +1,7 @@
-// The JSON report with the controller's story: the budget tree (report.hpp) and a "controller"
-// section -- the stop, every decision other than continue, batch sizes, compression actions
-// with their measured effect, headroom per resource, the metrics and early stopping's state.
+/// @file
+/// The JSON report with the controller's story: the budget tree (report.hpp) and a "controller"
+/// section -- the stop, every decision other than continue, batch sizes, compression actions
+/// with their measured effect, headroom per resource, the metrics and early stopping's state.
 #pragma once
 
 #include <frugal/controller.hpp>
@@ -164,27 +165,29 @@ inline void json_controller(json_writer& w, const controller& ctl) {
 
 }  // namespace detail
 
-// report.hpp's document, plus:
-//   "controller": {"steps", "epochs",
-//     "stop": {"stopped", "reason", "message"},
-//     "batch": {"size", "accumulation", "effective", "min", "max"} or null,
-//     "margin": number or null (measured headroom),
-//     "headroom": {<resource>: {"next_step", "epoch_end"}}, "fraction_used" (consumables),
-//     "crossed_levels": [...],
-//     "decisions": [{"step", "epoch", "at", "actions", "cause", "reason"}], "decisions_dropped",
-//     "repeated_stops",
-//     "memory": {"step": {<level>: model}, "stages": {<stage>: {"last_size", <level>: model}}},
-//       model = {"base_bytes", "rise_per_unit_bytes" (per sample or image), "sizes_measured",
-//                "fitted" (a line through sizes 2x apart), "spread", "resolution_bytes"},
-//     "batch_changes": [{"step", "from", "to", "accumulation", "reason"}],
-//     "compressions": [{"step", "epoch", "action", "rule", "fraction" | "bits", "reason",
-//                       "effects": [{"resource", "before_per_sample", "after_per_sample"}],
-//                       "lowered"}],
-//     "metrics": [{"epoch", "values": {<name>: number}}],
-//     "early_stopping": [{"metric", "mode", "patience", "min_delta", "baseline",
-//                         "start_from_epoch", "best", "best_epoch", "wait", "verdict", "stopped"}],
-//     "callback_errors"}
-// Non-finite numbers (a NaN metric) are written as null.
+/// Writes report.hpp's JSON document with the controller's section. Its shape: report.hpp's, plus:
+/// @verbatim
+///   "controller": {"steps", "epochs",
+///     "stop": {"stopped", "reason", "message"},
+///     "batch": {"size", "accumulation", "effective", "min", "max"} or null,
+///     "margin": number or null (measured headroom),
+///     "headroom": {<resource>: {"next_step", "epoch_end"}}, "fraction_used" (consumables),
+///     "crossed_levels": [...],
+///     "decisions": [{"step", "epoch", "at", "actions", "cause", "reason"}], "decisions_dropped",
+///     "repeated_stops",
+///     "memory": {"step": {<level>: model}, "stages": {<stage>: {"last_size", <level>: model}}},
+///       model = {"base_bytes", "rise_per_unit_bytes" (per sample or image), "sizes_measured",
+///                "fitted" (a line through sizes 2x apart), "spread", "resolution_bytes"},
+///     "batch_changes": [{"step", "from", "to", "accumulation", "reason"}],
+///     "compressions": [{"step", "epoch", "action", "rule", "fraction" | "bits", "reason",
+///                       "effects": [{"resource", "before_per_sample", "after_per_sample"}],
+///                       "lowered"}],
+///     "metrics": [{"epoch", "values": {<name>: number}}],
+///     "early_stopping": [{"metric", "mode", "patience", "min_delta", "baseline",
+///                         "start_from_epoch", "best", "best_epoch", "wait", "verdict", "stopped"}],
+///     "callback_errors"}
+/// @endverbatim
+/// Non-finite numbers (a NaN metric) are written as null.
 inline void write_json_report(std::ostream& out, const budget& b, const controller& ctl) {
   detail::json_writer w(out);
   w.begin_object();
@@ -195,6 +198,7 @@ inline void write_json_report(std::ostream& out, const budget& b, const controll
   out << '\n';
 }
 
+/// write_json_report(out, b, ctl) into a string.
 [[nodiscard]] inline std::string json_report(const budget& b, const controller& ctl) {
   std::ostringstream s;
   write_json_report(s, b, ctl);

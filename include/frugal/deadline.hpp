@@ -1,6 +1,7 @@
-// The hard deadline: a watchdog thread that, when a budget's wall time reaches its limit (or a
-// moment armed with arm_at/arm_after, whichever comes first), sets a stop flag and cancels a bound
-// tbb::task_group_context, so parallel work in flight stops.
+/// @file
+/// The hard deadline: a watchdog thread that, when a budget's wall time reaches its limit (or a
+/// moment armed with arm_at/arm_after, whichever comes first), sets a stop flag and cancels a bound
+/// tbb::task_group_context, so parallel work in flight stops.
 #pragma once
 
 #include <frugal/budget.hpp>
@@ -28,33 +29,36 @@
 
 namespace frugal {
 
-// While alive, a thread sleeps until the budget's wall time reaches its limit, then (once):
-// records the time, sets stop_flag() -- which a controller bound with ctl.cancel_on(w.stop_flag())
-// turns into a `cancelled` decision -- and cancels the bound context: a
-// tbb::parallel_for(range, body, ctx) in flight stops scheduling chunks at once, and bodies that
-// poll ctx.is_group_execution_cancelled() return within their polling interval.
-//
-//   tbb::task_group_context ctx;
-//   frugal::deadline_watchdog w{run, ctx};
-//   ctl.cancel_on(w.stop_flag());
-//   tbb::parallel_for(range, body, ctx);
-//
-// A budget's wall time runs only while one of its scopes is open, so the thread re-reads what
-// is left each time it wakes and sleeps again until nothing is. budget::set_limits() wakes it
-// at once (it listens for limit changes), so a lowered or newly set wall limit is enforced from
-// that moment; no wall limit: it sleeps until one is set. Destruction wakes the thread and joins
-// it at once. Under a frugal::manual_clock the thread still sleeps in real time; tests call
-// poll() to check at a chosen moment.
-//
-// A second deadline, in real time: arm_at(t) / arm_after(d) make it fire at t (or now + d) if the
-// wall limit has not fired first -- the grace period after a signal asking the job to end
-// (<frugal/signals.hpp>): the scheduler kills at a moment of the clock on the wall, however long
-// the budget's scopes were open. Arming is thread-safe and wakes the sleeping thread; the
-// earliest armed moment holds. describe() says which deadline fired, for the controller:
-//   ctl.cancel_on(w.stop_flag(), frugal::stop_reason::deadline, [&w] { return w.describe(); });
+/// While alive, a thread sleeps until the budget's wall time reaches its limit, then (once):
+/// records the time, sets stop_flag() -- which a controller bound with ctl.cancel_on(w.stop_flag())
+/// turns into a `cancelled` decision -- and cancels the bound context: a
+/// tbb::parallel_for(range, body, ctx) in flight stops scheduling chunks at once, and bodies that
+/// poll ctx.is_group_execution_cancelled() return within their polling interval.
+///
+///   tbb::task_group_context ctx;
+///   frugal::deadline_watchdog w{run, ctx};
+///   ctl.cancel_on(w.stop_flag());
+///   tbb::parallel_for(range, body, ctx);
+///
+/// A budget's wall time runs only while one of its scopes is open, so the thread re-reads what
+/// is left each time it wakes and sleeps again until nothing is. budget::set_limits() wakes it
+/// at once (it listens for limit changes), so a lowered or newly set wall limit is enforced from
+/// that moment; no wall limit: it sleeps until one is set. Destruction wakes the thread and joins
+/// it at once. Under a frugal::manual_clock the thread still sleeps in real time; tests call
+/// poll() to check at a chosen moment.
+///
+/// A second deadline, in real time: arm_at(t) / arm_after(d) make it fire at t (or now + d) if the
+/// wall limit has not fired first -- the grace period after a signal asking the job to end
+/// (<frugal/signals.hpp>): the scheduler kills at a moment of the clock on the wall, however long
+/// the budget's scopes were open. Arming is thread-safe and wakes the sleeping thread; the
+/// earliest armed moment holds. describe() says which deadline fired, for the controller:
+///   ctl.cancel_on(w.stop_flag(), frugal::stop_reason::deadline, [&w] { return w.describe(); });
 class deadline_watchdog {
  public:
+  /// Watches `run`'s wall limit (and the armed moment) on its own thread; when one fires, sets
+  /// stop_flag() and cancels `ctx`.
   deadline_watchdog(budget& run, tbb::task_group_context& ctx) : run_(run), ctx_(&ctx) { start(); }
+  /// Watches `run`'s wall limit without a task group: firing only sets stop_flag().
   explicit deadline_watchdog(budget& run) : run_(run), ctx_(nullptr) { start(); }
 
   ~deadline_watchdog() {
@@ -71,17 +75,18 @@ class deadline_watchdog {
   deadline_watchdog(const deadline_watchdog&) = delete;
   deadline_watchdog& operator=(const deadline_watchdog&) = delete;
 
-  // Set (release) once the deadline has fired; for loop conditions and ctl.cancel_on().
+  /// Set (release) once the deadline has fired; for loop conditions and ctl.cancel_on().
   [[nodiscard]] const std::atomic<bool>& stop_flag() const noexcept { return fired_; }
+  /// Whether the deadline has fired (reads stop_flag()).
   [[nodiscard]] bool fired() const noexcept { return fired_.load(std::memory_order_acquire); }
-  // When it fired, on frugal's wall clock (wall_now_ns(), steady): for measuring stop latency.
+  /// When it fired, on frugal's wall clock (wall_now_ns(), steady): for measuring stop latency.
   [[nodiscard]] std::optional<std::int64_t> fired_at_ns() const noexcept {
     if (!fired()) return std::nullopt;
     return fired_ns_.load(std::memory_order_relaxed);
   }
 
-  // Checks the budget now, from the calling thread, and fires if its wall limit is reached (or
-  // the armed moment has passed). Returns whether the deadline has fired (now or before).
+  /// Checks the budget now, from the calling thread, and fires if its wall limit is reached (or
+  /// the armed moment has passed). Returns whether the deadline has fired (now or before).
   bool poll() {
     if (remaining_seconds() <= 0) {
       fire(false);
@@ -95,10 +100,10 @@ class deadline_watchdog {
     return fired();
   }
 
-  // Fires at `when` (steady clock, real time) unless the wall limit fires first; an earlier
-  // moment armed before holds (arming never postpones). `why` says what the moment is, for
-  // describe() ("the 30 s grace after SIGTERM ran out"). A moment already passed fires at once.
-  // Any thread; no effect once fired.
+  /// Fires at `when` (steady clock, real time) unless the wall limit fires first; an earlier
+  /// moment armed before holds (arming never postpones). `why` says what the moment is, for
+  /// describe() ("the 30 s grace after SIGTERM ran out"). A moment already passed fires at once.
+  /// Any thread; no effect once fired.
   void arm_at(std::chrono::steady_clock::time_point when, std::string why = {}) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -109,8 +114,8 @@ class deadline_watchdog {
     }
     wake_.notify_all();
   }
-  // Fires `delay` from now (>= 0; 0 fires at once). Throws std::invalid_argument for a negative
-  // delay. A delay beyond a century is a century (the time point must not overflow).
+  /// Fires `delay` from now (>= 0; 0 fires at once). Throws std::invalid_argument for a negative
+  /// delay. A delay beyond a century is a century (the time point must not overflow).
   void arm_after(std::chrono::nanoseconds delay, std::string why = {}) {
     if (delay < std::chrono::nanoseconds::zero())
       throw std::invalid_argument("frugal::deadline_watchdog::arm_after: delay must be >= 0, got " +
@@ -118,15 +123,15 @@ class deadline_watchdog {
     constexpr std::chrono::nanoseconds century = std::chrono::hours(24 * 365 * 100);
     arm_at(std::chrono::steady_clock::now() + std::min(delay, century), std::move(why));
   }
-  // The armed moment (the earliest), if any.
+  /// The armed moment (the earliest), if any.
   [[nodiscard]] std::optional<std::chrono::steady_clock::time_point> armed_at() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return armed_at_;
   }
 
-  // What fired, in words ("" before): "the deadline watchdog fired at the wall limit; parallel
-  // work in flight was cancelled", or "the deadline watchdog fired: <why of the armed moment>;
-  // ..." (the last clause only with a bound context).
+  /// What fired, in words ("" before): "the deadline watchdog fired at the wall limit; parallel
+  /// work in flight was cancelled", or "the deadline watchdog fired: <why of the armed moment>;
+  /// ..." (the last clause only with a bound context).
   [[nodiscard]] std::string describe() const {
     if (!fired()) return {};
     const char* cancelled = ctx_ ? "; parallel work in flight was cancelled" : "";
@@ -138,8 +143,8 @@ class deadline_watchdog {
   }
 
  private:
-  // The longest single sleep: a bound on the arithmetic of time points, not on the accuracy
-  // (the thread re-reads the budget each time it wakes).
+  /// The longest single sleep: a bound on the arithmetic of time points, not on the accuracy
+  /// (the thread re-reads the budget each time it wakes).
   static constexpr double max_sleep_seconds = 3600;
 
   void start() {
@@ -152,8 +157,8 @@ class deadline_watchdog {
     }
   }
 
-  // Called by set_limits() (any thread). The flag, set under mutex_, makes the wake-up stick:
-  // a change that lands between the thread reading the limit and going to sleep is not lost.
+  /// Called by set_limits() (any thread). The flag, set under mutex_, makes the wake-up stick:
+  /// a change that lands between the thread reading the limit and going to sleep is not lost.
   void limits_changed() noexcept {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -162,7 +167,7 @@ class deadline_watchdog {
     wake_.notify_all();
   }
 
-  // mutex_ held. When the armed moment has passed, keeps its words for describe().
+  /// mutex_ held. When the armed moment has passed, keeps its words for describe().
   bool armed_passed_locked(std::chrono::steady_clock::time_point now) {
     if (!armed_at_ || now < *armed_at_) return false;
     if (!firing_.load(std::memory_order_relaxed)) fired_why_ = armed_why_;
@@ -202,8 +207,8 @@ class deadline_watchdog {
     }
   }
 
-  // The flag is set before the cancellation, so a loop that returns from its cancelled
-  // parallel_for already sees it (the cancellation is published by oneTBB after it).
+  /// The flag is set before the cancellation, so a loop that returns from its cancelled
+  /// parallel_for already sees it (the cancellation is published by oneTBB after it).
   void fire(bool by_arm) {
     if (firing_.exchange(true, std::memory_order_acq_rel)) return;
     fired_by_arm_.store(by_arm, std::memory_order_relaxed);
@@ -216,17 +221,17 @@ class deadline_watchdog {
   tbb::task_group_context* ctx_;
   std::atomic<bool> firing_{false};
   std::atomic<bool> fired_{false};
-  std::atomic<bool> fired_by_arm_{false};  // which deadline fired; published by fired_
+  std::atomic<bool> fired_by_arm_{false};  ///< which deadline fired; published by fired_
   std::atomic<std::int64_t> fired_ns_{0};
-  std::uint64_t listener_ = 0;  // this watchdog's id among run_'s limits listeners
+  std::uint64_t listener_ = 0;  ///< this watchdog's id among run_'s limits listeners
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool quit_ = false;
-  bool recheck_ = false;  // limits changed or a moment was armed: re-read before sleeping
+  bool recheck_ = false;  ///< limits changed or a moment was armed: re-read before sleeping
   std::optional<std::chrono::steady_clock::time_point> armed_at_;
   std::string armed_why_;
-  std::string fired_why_;  // armed_why_ when the armed moment fired
-  std::thread thread_;  // last: started once everything it reads exists
+  std::string fired_why_;  ///< armed_why_ when the armed moment fired
+  std::thread thread_;  ///< last: started once everything it reads exists
 };
 
 }  // namespace frugal

@@ -1,25 +1,26 @@
-// Durable, checked file writes: a file replaced atomically -- a reader, a crash or a SIGKILL sees
-// the old content or the new, never part of it -- and a check, before a long run starts, that
-// the directory it will write to takes files. Every failure is a frugal::io_error naming the path
-// and the system's words: "frugal: cannot write '/x/report.json': No space left on device (...)".
-//
-//   frugal::check_writable_directory(out_dir);             // before training: refuse --out /proc
-//   ...
-//   frugal::write_file_atomically(out_dir / "report.json", [&](std::ostream& out) {
-//     frugal::write_json_report(out, run, ctl);
-//   });
-//
-// How: the content goes to a new temporary file in the same directory (".<name>.tmp-<pid>-<n>",
-// O_EXCL, O_CLOEXEC), written in full (partial writes and EINTR resumed), fsync()ed, closed,
-// renamed over the target (atomic within a file system), then the directory is fsync()ed so the
-// rename itself survives a power loss. On failure the temporary file is removed and the target
-// is untouched. A process killed mid-write may leave its temporary file (never the target's name):
-// the next run's writes do not trip over it, and `rm <dir>/.*.tmp-*` clears them.
-//
-// The target's permission bits are kept when it is a regular file; a new file gets 0644 (less
-// the umask). A target that is a symbolic link is replaced by a regular file, as rename(2) does:
-// the file the link pointed to is left alone (this never writes through a link into a device or
-// another directory). POSIX only.
+/// @file
+/// Durable, checked file writes: a file replaced atomically -- a reader, a crash or a SIGKILL sees
+/// the old content or the new, never part of it -- and a check, before a long run starts, that
+/// the directory it will write to takes files. Every failure is a frugal::io_error naming the path
+/// and the system's words: "frugal: cannot write '/x/report.json': No space left on device (...)".
+///
+///   frugal::check_writable_directory(out_dir);             // before training: refuse --out /proc
+///   ...
+///   frugal::write_file_atomically(out_dir / "report.json", [&](std::ostream& out) {
+///     frugal::write_json_report(out, run, ctl);
+///   });
+///
+/// How: the content goes to a new temporary file in the same directory (".<name>.tmp-<pid>-<n>",
+/// O_EXCL, O_CLOEXEC), written in full (partial writes and EINTR resumed), fsync()ed, closed,
+/// renamed over the target (atomic within a file system), then the directory is fsync()ed so the
+/// rename itself survives a power loss. On failure the temporary file is removed and the target
+/// is untouched. A process killed mid-write may leave its temporary file (never the target's name):
+/// the next run's writes do not trip over it, and `rm <dir>/.*.tmp-*` clears them.
+///
+/// The target's permission bits are kept when it is a regular file; a new file gets 0644 (less
+/// the umask). A target that is a symbolic link is replaced by a regular file, as rename(2) does:
+/// the file the link pointed to is left alone (this never writes through a link into a device or
+/// another directory). POSIX only.
 #pragma once
 
 #include <atomic>
@@ -43,14 +44,16 @@
 
 namespace frugal {
 
-// A file could not be written: what() names the path, the system's words for errno and the
-// step that failed; path() and code() say the same for a program.
+/// A file could not be written: what() names the path, the system's words for errno and the
+/// step that failed; path() and code() say the same for a program.
 class io_error : public std::runtime_error {
  public:
+  /// An error about `path` with errno `error_number`; `what` is the full message.
   io_error(std::filesystem::path path, int error_number, const std::string& what)
       : std::runtime_error(what), path_(std::move(path)), code_(error_number, std::generic_category()) {}
+  /// The file that could not be written.
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
-  // errno, in the generic category (std::errc::no_space_on_device for ENOSPC, ...).
+  /// errno, in the generic category (std::errc::no_space_on_device for ENOSPC, ...).
   [[nodiscard]] std::error_code code() const noexcept { return code_; }
 
  private:
@@ -126,9 +129,9 @@ inline std::filesystem::path directory_of(const std::filesystem::path& path) {
 
 }  // namespace detail::durable_file_impl
 
-// Writes `data` to an open descriptor in full: resumes partial writes and EINTR. Throws
-// io_error naming `name` (the path the descriptor was opened for) on any failure:
-// "frugal: cannot write '/dev/full': No space left on device (writing)".
+/// Writes `data` to an open descriptor in full: resumes partial writes and EINTR. Throws
+/// io_error naming `name` (the path the descriptor was opened for) on any failure:
+/// "frugal: cannot write '/dev/full': No space left on device (writing)".
 inline void write_all(int fd, std::string_view data, const std::filesystem::path& name) {
   detail::durable_file_impl::write_all(fd, data, name, "writing");
 }
@@ -234,10 +237,10 @@ class file_streambuf : public std::streambuf {
 
 }  // namespace detail::durable_file_impl
 
-// Replaces the file at `path` with `content`, atomically and durably (see the top of this
-// file). Throws io_error on any failure; the target then still holds its old content (or does
-// not exist, if it did not). A failure to sync the directory after the rename also throws: the
-// new content is in place, but a power loss could still undo the rename.
+/// Replaces the file at `path` with `content`, atomically and durably (see the top of this
+/// file). Throws io_error on any failure; the target then still holds its old content (or does
+/// not exist, if it did not). A failure to sync the directory after the rename also throws: the
+/// new content is in place, but a power loss could still undo the rename.
 inline void write_file_atomically(const std::filesystem::path& path, std::string_view content) {
   namespace d = detail::durable_file_impl;
   d::temporary_file tmp;
@@ -246,10 +249,10 @@ inline void write_file_atomically(const std::filesystem::path& path, std::string
   d::commit(path, tmp);
 }
 
-// The same, with the content produced by `write(std::ostream&)` (a report writer, say),
-// streamed into the temporary file as it comes (64 KiB at a time: a large file needs no copy
-// of itself in memory). The target is untouched until `write` has returned and everything is
-// on disk; an exception from it, or a stream it leaves failed, leaves the target as it was.
+/// The same, with the content produced by `write(std::ostream&)` (a report writer, say),
+/// streamed into the temporary file as it comes (64 KiB at a time: a large file needs no copy
+/// of itself in memory). The target is untouched until `write` has returned and everything is
+/// on disk; an exception from it, or a stream it leaves failed, leaves the target as it was.
 template <class Write, std::enable_if_t<std::is_invocable_v<Write&, std::ostream&>, int> = 0>
 void write_file_atomically(const std::filesystem::path& path, Write&& write) {
   namespace d = detail::durable_file_impl;
@@ -264,9 +267,9 @@ void write_file_atomically(const std::filesystem::path& path, Write&& write) {
   d::commit(path, tmp);
 }
 
-// Checks that files can be created in `dir` now (by creating, writing and removing a probe file
-// there): call it before a long run, so a typo or a read-only --out costs no training. Throws
-// io_error: "frugal: cannot write in directory '/proc': ... (creating a probe file)".
+/// Checks that files can be created in `dir` now (by creating, writing and removing a probe file
+/// there): call it before a long run, so a typo or a read-only --out costs no training. Throws
+/// io_error: "frugal: cannot write in directory '/proc': ... (creating a probe file)".
 inline void check_writable_directory(const std::filesystem::path& dir) {
   namespace d = detail::durable_file_impl;
   struct stat st {};

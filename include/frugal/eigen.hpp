@@ -1,5 +1,6 @@
-// FLOP-counted Eigen: expression counting and counted assignment (frugal::flops_of,
-// frugal::assign), named training ops, the counting scalar, pruning, quantization and plans.
+/// @file
+/// FLOP-counted Eigen: expression counting and counted assignment (frugal::flops_of,
+/// frugal::assign), named training ops, the counting scalar, pruning, quantization and plans.
 #pragma once
 
 #include <frugal/eigen/compression_plan.hpp>

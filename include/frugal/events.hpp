@@ -1,6 +1,7 @@
-// The controller's events (step end, epoch end, approaching, exhausted, forecast overrun,
-// decision, stopped, level crossed, best metric) and the list of named callbacks that receive
-// them, each callback a struct whose operator() overloads are its hooks, checked at compile time.
+/// @file
+/// The controller's events (step end, epoch end, approaching, exhausted, forecast overrun,
+/// decision, stopped, level crossed, best metric) and the list of named callbacks that receive
+/// them, each callback a struct whose operator() overloads are its hooks, checked at compile time.
 #pragma once
 
 #include <frugal/decision.hpp>
@@ -20,6 +21,8 @@
 
 namespace frugal {
 
+/// The events a controller's callbacks can observe, one per *_event struct (callback_list::add
+/// registers a callable for each event type it accepts).
 enum class event_kind : unsigned char {
   step_end,
   epoch_end,
@@ -31,8 +34,10 @@ enum class event_kind : unsigned char {
   level_crossed,
   best_metric,
 };
+/// How many event kinds there are.
 inline constexpr std::size_t event_kind_count = 9;
 
+/// The kind's enumerator name ("step_end", ...); "unknown" for an out-of-range value.
 [[nodiscard]] constexpr std::string_view to_string(event_kind k) noexcept {
   switch (k) {
     case event_kind::step_end: return "step_end";
@@ -48,45 +53,54 @@ inline constexpr std::size_t event_kind_count = 9;
   return "unknown";
 }
 
+/// Which checkpoint an event came from: end_step (step) or end_epoch (epoch).
 enum class checkpoint : unsigned char { step, epoch };
 
-// A step ended (fired first at every end_step, before any resource event).
+/// A step ended (fired first at every end_step, before any resource event).
 struct step_end_event {
-  std::uint64_t step_index;   // steps ended so far in the run, this one included (1 for the first)
-  std::uint64_t epoch_index;  // the epoch the step belongs to (0 for the first)
+  std::uint64_t step_index;   ///< steps ended so far in the run, this one included (1 for the first)
+  std::uint64_t epoch_index;  ///< the epoch the step belongs to (0 for the first)
+  /// The step as end_step received it.
   const frugal::step& record;
-  std::size_t batch_size;     // the batch the step ran with (its samples, else the knob; 0 if unknown)
+  std::size_t batch_size;     ///< the batch the step ran with (its samples, else the knob; 0 if unknown)
 };
 
-// An epoch ended (fired first at every end_epoch).
+/// An epoch ended (fired first at every end_epoch).
 struct epoch_end_event {
-  std::uint64_t epoch_index;  // the epoch that ended (0 for the first)
-  std::uint64_t steps;        // steps it had
+  std::uint64_t epoch_index;  ///< the epoch that ended (0 for the first)
+  std::uint64_t steps;        ///< steps it had
+  /// The epoch as end_epoch received it (its metrics).
   const frugal::epoch& record;
-  bool ended_early;           // the controller had decided end_epoch during it
+  bool ended_early;           ///< the controller had decided end_epoch during it
 };
 
-// A resource's use crossed a soft threshold (once per resource and threshold).
+/// A resource's use crossed a soft threshold (once per resource and threshold).
 struct approaching_event {
-  std::string_view resource;  // "wall", "flops", "samples", ...
-  double used;                // in the resource's unit
+  std::string_view resource;  ///< "wall", "flops", "samples", ...
+  double used;                ///< in the resource's unit
+  /// The limit, in the resource's unit.
   double limit;
-  double threshold;           // the fraction crossed, e.g. 0.8
+  double threshold;           ///< the fraction crossed, e.g. 0.8
 };
 
-// A resource's use reached its limit (once per resource).
+/// A resource's use reached its limit (once per resource).
 struct exhausted_event {
+  /// "wall", "flops", "samples", ...
   std::string_view resource;
+  /// In the resource's unit: at or above the limit.
   double used;
+  /// The limit, in the resource's unit.
   double limit;
 };
 
+/// The work a forecast covers.
 enum class forecast_horizon : unsigned char {
-  next_step,     // the next step (the run stops before it; peak bytes: the batch shrinks)
-  epoch_end,     // the next step plus the epoch's end-of-epoch work (the epoch ends early)
-  planned_work,  // all the planned work left (pruning / quantization rules)
+  next_step,     ///< the next step (the run stops before it; peak bytes: the batch shrinks)
+  epoch_end,     ///< the next step plus the epoch's end-of-epoch work (the epoch ends early)
+  planned_work,  ///< all the planned work left (pruning / quantization rules)
 };
 
+/// The horizon's enumerator name; "unknown" for an out-of-range value.
 [[nodiscard]] constexpr std::string_view to_string(forecast_horizon h) noexcept {
   switch (h) {
     case forecast_horizon::next_step: return "next_step";
@@ -96,60 +110,76 @@ enum class forecast_horizon : unsigned char {
   return "unknown";
 }
 
-// A forecast says a limit would be crossed: fired when that becomes true for a resource and
-// horizon, again only after it has become false in between.
+/// A forecast says a limit would be crossed: fired when that becomes true for a resource and
+/// horizon, again only after it has become false in between.
 struct forecast_overrun_event {
+  /// "wall", "flops", "samples", ...
   std::string_view resource;
+  /// The work whose forecast would cross the limit.
   forecast_horizon horizon;
-  double used;      // now
-  double forecast;  // the forecast cost of the horizon's work, margin included
+  double used;      ///< now
+  double forecast;  ///< the forecast cost of the horizon's work, margin included
+  /// The limit, in the resource's unit.
   double limit;
 };
 
-// The decision of a checkpoint, last event of every checkpoint; a hook may veto or amend it:
-//   void operator()(frugal::decision_event& e) { if (e.decision.stops() && keep_going) e.decision.veto(); }
-// Each hook amends a copy that replaces the decision only when the hook returns normally and
-// the controller accepts it (batch size within [min, max]).
+/// The decision of a checkpoint, last event of every checkpoint; a hook may veto or amend it:
+///   void operator()(frugal::decision_event& e) { if (e.decision.stops() && keep_going) e.decision.veto(); }
+/// Each hook amends a copy that replaces the decision only when the hook returns normally and
+/// the controller accepts it (batch size within [min, max]).
 struct decision_event {
+  /// end_step or end_epoch.
   frugal::checkpoint where;
+  /// Steps ended so far in the run.
   std::uint64_t step_index;
+  /// The epoch of the checkpoint (0 for the first).
   std::uint64_t epoch_index;
+  /// The decision, for the hook to veto or amend.
   frugal::decision& decision;
 };
 
-// The run stopped: fired once, at the checkpoint whose decision first stops the run (again only
-// if a raised limit lifted the stop and a later checkpoint stops again). The moment to save a
-// checkpoint or restore the best weights; later checkpoints only repeat the stop.
+/// The run stopped: fired once, at the checkpoint whose decision first stops the run (again only
+/// if a raised limit lifted the stop and a later checkpoint stops again). The moment to save a
+/// checkpoint or restore the best weights; later checkpoints only repeat the stop.
 struct stop_event {
-  std::uint64_t step_index;   // steps ended so far in the run
-  std::uint64_t epoch_index;  // the epoch of the checkpoint
+  std::uint64_t step_index;   ///< steps ended so far in the run
+  std::uint64_t epoch_index;  ///< the epoch of the checkpoint
+  /// end_step or end_epoch.
   frugal::checkpoint where;
+  /// Why the run stops.
   frugal::stop_reason reason;
-  std::string_view message;   // the decision's reasons in words
+  std::string_view message;   ///< the decision's reasons in words
 };
 
-// A level (peak_bytes, rss_bytes: how high memory stands, not something spent) stood above its
-// limit at a checkpoint: fired when that starts, again only after it has been back under.
+/// A level (peak_bytes, rss_bytes: how high memory stands, not something spent) stood above its
+/// limit at a checkpoint: fired when that starts, again only after it has been back under.
 struct level_crossed_event {
+  /// "peak_bytes" or "rss_bytes".
   std::string_view resource;
-  double level;  // in the resource's unit
+  double level;  ///< in the resource's unit
+  /// The limit, in bytes.
   double limit;
 };
 
-// An early-stopping rule recorded a new best value of its metric: the moment to save the best weights.
+/// An early-stopping rule recorded a new best value of its metric: the moment to save the best weights.
 struct best_metric_event {
+  /// The metric's name, as the rule watches it.
   std::string_view metric;
+  /// The new best value.
   double value;
-  std::uint64_t epoch_index;                         // the epoch that reached it
-  std::optional<double> previous_best;               // none for the first value
+  std::uint64_t epoch_index;                         ///< the epoch that reached it
+  std::optional<double> previous_best;               ///< none for the first value
+  /// The epoch of previous_best; none for the first value.
   std::optional<std::uint64_t> previous_best_epoch;
 };
 
-// A callback that threw: recorded, and the other callbacks still run.
+/// A callback that threw: recorded, and the other callbacks still run.
 struct callback_error {
-  std::string callback;  // the name it was registered with
+  std::string callback;  ///< the name it was registered with
+  /// The event the callback was handling.
   event_kind event;
-  std::string what;      // the exception's what(), or "unknown exception"
+  std::string what;      ///< the exception's what(), or "unknown exception"
+  /// Steps ended so far in the run when it threw.
   std::uint64_t step_index;
 };
 
@@ -196,38 +226,42 @@ inline constexpr bool hooks_return_void_v =
 
 }  // namespace detail
 
-// Whether F is a well-formed callback: at least one hook, every observation hook taking its
-// event by value or const reference, every hook returning void. A hook is an operator()
-// overload chosen by its event type, so a misspelled event type does not compile, and a
-// struct whose hooks match no event (a member named on_aproaching, a wrong parameter) is
-// rejected by add_callback instead of being silently ignored.
+/// Whether F is a well-formed callback: at least one hook, every observation hook taking its
+/// event by value or const reference, every hook returning void. A hook is an operator()
+/// overload chosen by its event type, so a misspelled event type does not compile, and a
+/// struct whose hooks match no event (a member named on_aproaching, a wrong parameter) is
+/// rejected by add_callback instead of being silently ignored.
 template <class F>
 inline constexpr bool is_callback_v = detail::any_hook_v<std::decay_t<F>> &&
                                       !detail::mutable_observer_v<std::decay_t<F>> &&
                                       detail::hooks_return_void_v<std::decay_t<F>>;
 
-// Named callbacks in registration order. Every callback sees every event it has a hook for;
-// none can hide an event from the ones after it; one that throws is recorded and skipped.
-//
-// A hook may add and remove callbacks (itself included) while an event is being dispatched
-// (a notify or amend, nested ones included):
-//  - a callback added during a dispatch receives events from the next dispatch on (the next
-//    after the outermost one in progress), not the event in flight; it runs after the
-//    callbacks registered before it, as usual;
-//  - a callback removed during a dispatch receives nothing more, not even the rest of the
-//    current dispatch; its object is destroyed only after the outermost dispatch ends, never
-//    while one of its hooks is running (a decision hook that removes itself still amends the
-//    decision it was given);
-//  - removing a callback and adding one of the same name during a dispatch works (the new one
-//    goes last); names stay unique among live callbacks, and size(), names() and handles()
-//    count only live callbacks, the ones added during the dispatch included.
-// The deferred work (erasing removed callbacks, appending added ones) is done when the
-// outermost dispatch ends, also when a hook threw. A dispatch in which nobody adds or removes
-// a callback allocates nothing and pays only a depth counter.
+/// Named callbacks in registration order. Every callback sees every event it has a hook for;
+/// none can hide an event from the ones after it; one that throws is recorded and skipped.
+///
+/// A hook may add and remove callbacks (itself included) while an event is being dispatched
+/// (a notify or amend, nested ones included):
+///  - a callback added during a dispatch receives events from the next dispatch on (the next
+///    after the outermost one in progress), not the event in flight; it runs after the
+///    callbacks registered before it, as usual;
+///  - a callback removed during a dispatch receives nothing more, not even the rest of the
+///    current dispatch; its object is destroyed only after the outermost dispatch ends, never
+///    while one of its hooks is running (a decision hook that removes itself still amends the
+///    decision it was given);
+///  - removing a callback and adding one of the same name during a dispatch works (the new one
+///    goes last); names stay unique among live callbacks, and size(), names() and handles()
+///    count only live callbacks, the ones added during the dispatch included.
+/// The deferred work (erasing removed callbacks, appending added ones) is done when the
+/// outermost dispatch ends, also when a hook threw. A dispatch in which nobody adds or removes
+/// a callback allocates nothing and pays only a depth counter.
 class callback_list {
  public:
+  /// How many callback errors errors() keeps; error_count() counts beyond it.
   static constexpr std::size_t max_recorded_errors = 256;
 
+  /// Registers a copy of `f` under `name` (it goes last). A callback with no frugal event hook, a
+  /// hook taking an observation event by non-const reference, or a hook returning a value does not
+  /// compile; throws std::invalid_argument for an empty name or one already registered.
   template <class F>
   void add(std::string name, F&& f) {
     using D = std::decay_t<F>;
@@ -269,6 +303,8 @@ class callback_list {
     if (depth_ == 0 && !pending_.empty()) settle();
   }
 
+  /// Removes the callback registered under `name` (see above for removal during a dispatch);
+  /// returns whether there was one.
   bool remove(std::string_view name) {
     entry* e = find_live(name);
     if (e == nullptr) return false;
@@ -282,8 +318,12 @@ class callback_list {
     return true;
   }
 
+  /// Live callbacks.
   [[nodiscard]] std::size_t size() const noexcept { return entries_.size() + pending_.size() - dead_; }
+  /// Whether some live callback has a hook for `k` (the controller skips building events nobody
+  /// handles).
   [[nodiscard]] bool handles(event_kind k) const noexcept { return handlers_[index(k)] > 0; }
+  /// The live callbacks' names, in order.
   [[nodiscard]] std::vector<std::string> names() const {
     std::vector<std::string> out;
     out.reserve(size());
@@ -294,7 +334,7 @@ class callback_list {
     return out;
   }
 
-  // Delivers an observation event to every callback with a hook for it, in order.
+  /// Delivers an observation event to every callback with a hook for it, in order.
   template <class E>
   void notify(event_kind k, const E& event, std::uint64_t step_index) {
     if (handlers_[index(k)] == 0) return;
@@ -312,9 +352,9 @@ class callback_list {
     }
   }
 
-  // Passes d through every decision hook in order. Each hook amends a copy; `accept(before,
-  // after, name)` validates it (throwing rejects it, recorded as that callback's error) and
-  // the copy then replaces d.
+  /// Passes d through every decision hook in order. Each hook amends a copy; `accept(before,
+  /// after, name)` validates it (throwing rejects it, recorded as that callback's error) and
+  /// the copy then replaces d.
   template <class Accept>
   void amend(decision& d, checkpoint where, std::uint64_t step_index, std::uint64_t epoch_index, Accept&& accept) {
     const std::size_t k = index(event_kind::decision);
@@ -337,13 +377,14 @@ class callback_list {
     }
   }
 
-  // Errors of frugal's own hooks (a rule's action, the batch rule) go in the same record.
+  /// Errors of frugal's own hooks (a rule's action, the batch rule) go in the same record.
   void record(const std::string& name, event_kind k, std::string what, std::uint64_t step_index) {
     ++error_count_;
     if (errors_.size() < max_recorded_errors) errors_.push_back(callback_error{name, k, std::move(what), step_index});
   }
-  // The first max_recorded_errors errors; error_count() counts them all.
+  /// The first max_recorded_errors errors; error_count() counts them all.
   [[nodiscard]] const std::vector<callback_error>& errors() const noexcept { return errors_; }
+  /// Callbacks that threw, in all.
   [[nodiscard]] std::uint64_t error_count() const noexcept { return error_count_; }
 
  private:
@@ -353,10 +394,10 @@ class callback_list {
     std::string name;
     owner self;
     std::array<hook, event_kind_count> hooks;
-    bool live;  // false once removed: it then has no hooks, and waits for settle() to destroy it
+    bool live;  ///< false once removed: it then has no hooks, and waits for settle() to destroy it
   };
 
-  // Marks a dispatch: entries_ stays put while it lasts; the outermost one settles on its way out.
+  /// Marks a dispatch: entries_ stays put while it lasts; the outermost one settles on its way out.
   class dispatch_scope {
    public:
     explicit dispatch_scope(callback_list& list) noexcept : list_(list) { ++list_.depth_; }
@@ -385,10 +426,10 @@ class callback_list {
     return nullptr;
   }
 
-  // Outside any dispatch: appends the callbacks added during it and erases the removed ones,
-  // destroying them. Only growing entries_ can fail (out of memory): the additions then stay
-  // pending (live, not dispatched to) until the next dispatch's end. A destructor that adds or
-  // removes callbacks is deferred like a hook, and settled by the next round of the loop.
+  /// Outside any dispatch: appends the callbacks added during it and erases the removed ones,
+  /// destroying them. Only growing entries_ can fail (out of memory): the additions then stay
+  /// pending (live, not dispatched to) until the next dispatch's end. A destructor that adds or
+  /// removes callbacks is deferred like a hook, and settled by the next round of the loop.
   void settle() noexcept {
     ++depth_;
     while (dead_ != 0 || !pending_.empty()) {
@@ -412,8 +453,8 @@ class callback_list {
     --depth_;
   }
 
-  // Moves v's live entries to its front, in order, then destroys the removed ones. Meanwhile a
-  // destructor can only mark entries removed (counted in dead_) or append to pending_ (depth_ > 0).
+  /// Moves v's live entries to its front, in order, then destroys the removed ones. Meanwhile a
+  /// destructor can only mark entries removed (counted in dead_) or append to pending_ (depth_ > 0).
   void erase_removed(std::vector<entry>& v) noexcept {
     std::size_t live = 0;
     const std::size_t n = v.size();
@@ -428,9 +469,9 @@ class callback_list {
   }
 
   std::vector<entry> entries_;
-  std::vector<entry> pending_;  // added during a dispatch: live, not dispatched to before it ends
-  std::size_t dead_ = 0;        // removed entries still in entries_ or pending_
-  std::size_t depth_ = 0;       // dispatches in progress (nested ones included)
+  std::vector<entry> pending_;  ///< added during a dispatch: live, not dispatched to before it ends
+  std::size_t dead_ = 0;        ///< removed entries still in entries_ or pending_
+  std::size_t depth_ = 0;       ///< dispatches in progress (nested ones included)
   std::array<std::size_t, event_kind_count> handlers_{};
   std::vector<callback_error> errors_;
   std::uint64_t error_count_ = 0;

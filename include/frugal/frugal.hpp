@@ -1,6 +1,7 @@
-// The umbrella header: budgets, scopes, meters, clocks, limits, heap accounting and the
-// controller — the core of frugal. oneTBB integration and the hard deadline: <frugal/tbb.hpp>,
-// <frugal/deadline.hpp>; Eigen FLOP counting: <frugal/eigen.hpp>; tracing: <frugal/trace.hpp>.
+/// @file
+/// The umbrella header: budgets, scopes, meters, clocks, limits, heap accounting and the
+/// controller — the core of frugal. oneTBB integration and the hard deadline: <frugal/tbb.hpp>,
+/// <frugal/deadline.hpp>; Eigen FLOP counting: <frugal/eigen.hpp>; tracing: <frugal/trace.hpp>.
 #pragma once
 
 #include <frugal/allocation.hpp>

@@ -1,6 +1,7 @@
-// The memory a stage needs as a function of the size the loop picks for it (a step's batch, an
-// evaluation's chunk): peak(n) = base + rise_per_unit * n, fitted to measured peaks, with the
-// headroom applied to the part the size controls.
+/// @file
+/// The memory a stage needs as a function of the size the loop picks for it (a step's batch, an
+/// evaluation's chunk): peak(n) = base + rise_per_unit * n, fitted to measured peaks, with the
+/// headroom applied to the part the size controls.
 #pragma once
 
 #include <frugal/units.hpp>
@@ -19,42 +20,46 @@ namespace detail {
 struct state_access;  // state.hpp: saves and restores the state of a run
 }  // namespace detail
 
-// peak(n) = base + rise_per_unit * n, with n the stage's size (samples in a batch, images in an
-// evaluation chunk), fitted to the peaks the stage reached at the sizes it ran.
-//
-// - base is what the size does not control: the resident data, the model, its optimizer state,
-//   the per-step buffers of fixed size. rise_per_unit is what one more sample adds (activations,
-//   input buffers, their gradients).
-// - Each size keeps the largest of its last `window` peaks: a memory peak is not an outlier to
-//   drop (one peak over the limit is the failure to avoid), and the same size allocates the
-//   same buffers, so its peaks repeat.
-// - Only sizes run within the last `window` measurements count (the others are stale: what a
-//   program keeps resident changes, and a line through an old peak would forecast a larger
-//   size too low). A size measured again counts again.
-// - With sizes at least a factor line_span (2) apart, the least-squares line through (size,
-//   largest peak) gives base and rise_per_unit; peak(n) is that line, but never below a peak
-//   measured at a size <= n (a larger batch does not need less). Sizes closer together (128
-//   and an epoch's short last batch of 88) would give a slope made of noise: no line.
-// - Without a line, with S the largest size measured at peak P, and L the lowest live heap seen
-//   when the stage started (the base hint; 0 if never given), the only safe statements are
-//   peak(n) <= the peak of the smallest measured size >= n, for n <= S, and
-//   peak(n) <= L + (P - L) * n / S for n > S (the fixed part of P - L counted as if it grew with
-//   n, which overestimates). So a measurement can grow the size safely, never shrink it on
-//   trust: a second size is measured before the line is believed.
-// - The forecast with headroom h is base + (1 + h) * (peak(n) - base): the headroom scales what
-//   the size controls, not the resident data (a 10 % margin on a 60 MiB heap of which 2 MiB
-//   depend on the batch is 0.2 MiB, not 6 MiB).
-// - The measured headroom, spread(), is the spread of the peaks of the size run last, relative
-//   to its rise above the base: (largest - median) / (median - base), while that size has fewer
-//   than `window` peaks; 0 once it has a full window (its largest is then a high quantile).
+/// peak(n) = base + rise_per_unit * n, with n the stage's size (samples in a batch, images in an
+/// evaluation chunk), fitted to the peaks the stage reached at the sizes it ran.
+///
+/// - base is what the size does not control: the resident data, the model, its optimizer state,
+///   the per-step buffers of fixed size. rise_per_unit is what one more sample adds (activations,
+///   input buffers, their gradients).
+/// - Each size keeps the largest of its last `window` peaks: a memory peak is not an outlier to
+///   drop (one peak over the limit is the failure to avoid), and the same size allocates the
+///   same buffers, so its peaks repeat.
+/// - Only sizes run within the last `window` measurements count (the others are stale: what a
+///   program keeps resident changes, and a line through an old peak would forecast a larger
+///   size too low). A size measured again counts again.
+/// - With sizes at least a factor line_span (2) apart, the least-squares line through (size,
+///   largest peak) gives base and rise_per_unit; peak(n) is that line, but never below a peak
+///   measured at a size <= n (a larger batch does not need less). Sizes closer together (128
+///   and an epoch's short last batch of 88) would give a slope made of noise: no line.
+/// - Without a line, with S the largest size measured at peak P, and L the lowest live heap seen
+///   when the stage started (the base hint; 0 if never given), the only safe statements are
+///   peak(n) <= the peak of the smallest measured size >= n, for n <= S, and
+///   peak(n) <= L + (P - L) * n / S for n > S (the fixed part of P - L counted as if it grew with
+///   n, which overestimates). So a measurement can grow the size safely, never shrink it on
+///   trust: a second size is measured before the line is believed.
+/// - The forecast with headroom h is base + (1 + h) * (peak(n) - base): the headroom scales what
+///   the size controls, not the resident data (a 10 % margin on a 60 MiB heap of which 2 MiB
+///   depend on the batch is 0.2 MiB, not 6 MiB).
+/// - The measured headroom, spread(), is the spread of the peaks of the size run last, relative
+///   to its rise above the base: (largest - median) / (median - base), while that size has fewer
+///   than `window` peaks; 0 once it has a full window (its largest is then a high quantile).
 class memory_model {
  public:
+  /// How many distinct sizes the model remembers; the least recently used is forgotten first.
   static constexpr std::size_t max_sizes = 8;
+  /// The largest window: peaks kept per size.
   static constexpr std::size_t max_window = 64;
-  // How far apart (largest / smallest) the recent sizes must be for a line through them.
+  /// How far apart (largest / smallest) the recent sizes must be for a line through them.
   static constexpr double line_span = 2;
 
   memory_model() noexcept = default;
+  /// A model keeping the last `window` peaks of each size; throws std::invalid_argument unless 1 <=
+  /// window <= max_window.
   explicit memory_model(std::size_t window) {
     if (window == 0 || window > max_window)
       throw std::invalid_argument("frugal::memory_model: window must be in [1, " + std::to_string(max_window) +
@@ -62,13 +67,13 @@ class memory_model {
     window_ = window;
   }
 
-  // One run of the stage at `size` reached `peak` bytes; `start` is the live heap when it began
-  // (the base hint; heap_watch::start_bytes()), when known. Returns whether the peak was
-  // recorded: a run at a size smaller than the run before is not, since the stage may still
-  // have held the larger size's buffers when it began (a loop whose buffers follow the batch
-  // frees them inside the step), so its peak says nothing about its own size; the next run at
-  // that size is recorded. Sizes of 0 and negative or non-finite values are refused: a model
-  // fed garbage would forecast garbage.
+  /// One run of the stage at `size` reached `peak` bytes; `start` is the live heap when it began
+  /// (the base hint; heap_watch::start_bytes()), when known. Returns whether the peak was
+  /// recorded: a run at a size smaller than the run before is not, since the stage may still
+  /// have held the larger size's buffers when it began (a loop whose buffers follow the batch
+  /// frees them inside the step), so its peak says nothing about its own size; the next run at
+  /// that size is recorded. Sizes of 0 and negative or non-finite values are refused: a model
+  /// fed garbage would forecast garbage.
   bool add(std::size_t size, double peak, std::optional<double> start = std::nullopt) {
     if (size == 0) throw std::invalid_argument("frugal::memory_model::add: size must be > 0, got 0");
     check_bytes("peak", peak);
@@ -85,44 +90,48 @@ class memory_model {
     return true;
   }
 
+  /// Whether no peak has been recorded.
   [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
-  // The size of the last run added, recorded or not (0 when none).
+  /// The size of the last run added, recorded or not (0 when none).
   [[nodiscard]] std::size_t last_run() const noexcept { return last_run_; }
-  // Sizes measured recently (the model's evidence; see the class comment).
+  /// Sizes measured recently (the model's evidence; see the class comment).
   [[nodiscard]] std::size_t sizes() const noexcept {
     std::size_t n = 0;
     for (std::size_t i = 0; i < size_; ++i) n += recent(entries_[i]) ? 1 : 0;
     return n;
   }
-  // Whether base and rise_per_unit come from a line: recent sizes line_span apart or more.
+  /// Whether base and rise_per_unit come from a line: recent sizes line_span apart or more.
   [[nodiscard]] bool fitted() const noexcept {
     const std::size_t lo = smallest_size();
     return lo > 0 && static_cast<double>(largest_size()) >= line_span * static_cast<double>(lo);
   }
+  /// Peaks kept per size (the constructor's `window`).
   [[nodiscard]] std::size_t window() const noexcept { return window_; }
-  // The smallest and largest sizes measured recently (0 when empty).
+  ///@{
+  /// The smallest and largest sizes measured recently (0 when empty).
   [[nodiscard]] std::size_t smallest_size() const noexcept { return extreme(true); }
   [[nodiscard]] std::size_t largest_size() const noexcept { return extreme(false); }
-  // The size run last (0 when empty).
+  ///@}
+  /// The size run last (0 when empty).
   [[nodiscard]] std::size_t last_size() const noexcept {
     const entry* e = most_recent();
     return e ? e->size : 0;
   }
 
-  // The largest of the recent peaks measured at this size (nullopt if not measured recently).
+  /// The largest of the recent peaks measured at this size (nullopt if not measured recently).
   [[nodiscard]] std::optional<double> measured(std::size_t size) const noexcept {
     const entry* e = find(size);
     if (!e || !recent(*e)) return std::nullopt;
     return e->high();
   }
 
-  // What the size does not control: the line's intercept, else the base hint.
+  /// What the size does not control: the line's intercept, else the base hint.
   [[nodiscard]] double base() const noexcept {
     if (size_ == 0) return base_hint_.value_or(0);
     if (!fitted()) return std::min(base_hint_.value_or(0), largest_recent()->high());
     return line().intercept;
   }
-  // Bytes one more unit of size adds: the line's slope, else the bound's (see the class comment).
+  /// Bytes one more unit of size adds: the line's slope, else the bound's (see the class comment).
   [[nodiscard]] double rise_per_unit() const noexcept {
     if (size_ == 0) return 0;
     if (!fitted()) {
@@ -132,7 +141,7 @@ class memory_model {
     return line().slope;
   }
 
-  // The peak expected at size n (0 when empty); see the class comment.
+  /// The peak expected at size n (0 when empty); see the class comment.
   [[nodiscard]] double peak(std::size_t n) const noexcept {
     if (size_ == 0) return 0;
     double measured_below = 0;           // the largest peak measured recently at a size <= n
@@ -151,14 +160,14 @@ class memory_model {
     return std::max(measured_below, f.intercept + f.slope * static_cast<double>(n));
   }
 
-  // The forecast with headroom h applied to what the size controls: base + (1 + h) * rise.
+  /// The forecast with headroom h applied to what the size controls: base + (1 + h) * rise.
   [[nodiscard]] double forecast(std::size_t n, double headroom) const noexcept {
     if (size_ == 0) return 0;
     const double b = base();
     return b + (1 + std::max(0.0, headroom)) * std::max(0.0, peak(n) - b);
   }
 
-  // The measured headroom (see the class comment); 0 when empty.
+  /// The measured headroom (see the class comment); 0 when empty.
   [[nodiscard]] double spread() const noexcept {
     const entry* e = most_recent();
     if (!e || e->count >= window_) return 0;
@@ -171,8 +180,8 @@ class memory_model {
     return std::max(0.0, (v[e->count - 1] - median) / rise);
   }
 
-  // The largest size in [lo, hi] whose forecast (headroom h) stays within `limit`; 0 if even lo
-  // does not (or the model is empty: nothing is known).
+  /// The largest size in [lo, hi] whose forecast (headroom h) stays within `limit`; 0 if even lo
+  /// does not (or the model is empty: nothing is known).
   [[nodiscard]] std::size_t largest_within(double limit, double headroom, std::size_t lo, std::size_t hi) const noexcept {
     if (size_ == 0 || lo == 0 || hi < lo || !(forecast(lo, headroom) <= limit)) return 0;
     while (lo < hi) {  // invariant: forecast(lo) fits; forecast is non-decreasing in n
@@ -185,7 +194,7 @@ class memory_model {
     return lo;
   }
 
-  // Forgets every measurement (for a program that changed what stays resident: a pruned model).
+  /// Forgets every measurement (for a program that changed what stays resident: a pruned model).
   void clear() noexcept {
     for (entry& e : entries_) e = entry{};
     size_ = 0;
@@ -261,8 +270,8 @@ class memory_model {
     return entries_[slot];
   }
 
-  // Least squares through (size, largest peak); a slope below 0 is noise (a larger batch does
-  // not free memory) and is flattened to the mean.
+  /// Least squares through (size, largest peak); a slope below 0 is noise (a larger batch does
+  /// not free memory) and is flattened to the mean.
   [[nodiscard]] fit line() const noexcept {
     double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
     for (std::size_t i = 0; i < size_; ++i) {
@@ -285,7 +294,7 @@ class memory_model {
   std::size_t size_ = 0;
   std::uint64_t tick_ = 0;
   std::optional<double> base_hint_;
-  std::size_t last_run_ = 0;  // the size of the last run, recorded or not
+  std::size_t last_run_ = 0;  ///< the size of the last run, recorded or not
 };
 
 }  // namespace frugal

@@ -1,5 +1,6 @@
-// What a thread measures: FLOPs and user units (samples, tokens) charged to the innermost open
-// scope of the calling thread. Adding is a thread-local increment: no lock, no shared line.
+/// @file
+/// What a thread measures: FLOPs and user units (samples, tokens) charged to the innermost open
+/// scope of the calling thread. Adding is a thread-local increment: no lock, no shared line.
 #pragma once
 
 #include <frugal/config.hpp>
@@ -18,10 +19,12 @@
 
 namespace frugal {
 
-// A user unit's slot in every ledger. Get one with frugal::unit("samples") to skip the
-// name lookup in an inner loop.
+/// A user unit's slot in every ledger. Get one with frugal::unit("samples") to skip the
+/// name lookup in an inner loop.
 struct unit_id {
+  /// The unit's slot, below FRUGAL_MAX_UNITS.
   std::uint32_t index;
+  /// Same slot, so the same unit name.
   friend bool operator==(unit_id a, unit_id b) noexcept { return a.index == b.index; }
 };
 
@@ -77,15 +80,15 @@ inline std::uint32_t register_unit(std::string_view name) {
 }
 }  // namespace detail
 
-// Registers (once) and returns the id of a user unit.
+/// Registers (once) and returns the id of a user unit.
 [[nodiscard]] inline unit_id unit(std::string_view name) { return unit_id{detail::register_unit(name)}; }
 
-// FLOPs done by the calling thread, charged to its innermost open scope (none open: dropped).
-// FLOPs follow PyTorch's FlopCounterMode convention: a GEMM is 2*M*N*K (a MAC is two FLOPs).
+/// FLOPs done by the calling thread, charged to its innermost open scope (none open: dropped).
+/// FLOPs follow PyTorch's FlopCounterMode convention: a GEMM is 2*M*N*K (a MAC is two FLOPs).
 inline void add_flops(std::uint64_t n) noexcept { detail::this_thread.counters.flops += n; }
 
-// User units (samples, tokens, ...) charged to the innermost open scope's budget and to the
-// stage of every scope open on this thread.
+/// User units (samples, tokens, ...) charged to the innermost open scope's budget and to the
+/// stage of every scope open on this thread.
 inline void add_units(unit_id id, double n) {
   if (!(std::isfinite(n) && n >= 0))
     throw std::invalid_argument("frugal::add_units: " + std::string(detail::unit_name(id.index)) +
@@ -97,6 +100,8 @@ inline void add_units(unit_id id, double n) {
     if (f->counts_stage) f->stage->units[id.index].add(n);  // a re-entered stage: once
 }
 
+/// add_units() by name: looks the unit up first (throws as frugal::unit() does for a bad name or
+/// too many units).
 inline void add_units(std::string_view name, double n) { add_units(unit_id{detail::unit_index(name)}, n); }
 
 }  // namespace frugal

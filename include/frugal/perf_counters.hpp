@@ -1,5 +1,6 @@
-// Hardware event counters (Linux perf_event_open) read around a region: retired instructions
-// and, where the CPU exposes them, floating-point operations — a cross-check of frugal's counts.
+/// @file
+/// Hardware event counters (Linux perf_event_open) read around a region: retired instructions
+/// and, where the CPU exposes them, floating-point operations — a cross-check of frugal's counts.
 #pragma once
 
 #include <cerrno>
@@ -21,13 +22,15 @@
 
 namespace frugal {
 
-// What one region measured. Counters the kernel had to multiplex are scaled up from the share
-// of the region they ran (`scaled` says so).
+/// What one region measured. Counters the kernel had to multiplex are scaled up from the share
+/// of the region they ran (`scaled` says so).
 struct hardware_counts {
+  /// Instructions retired (0 where perf_counters::available() is false).
   std::uint64_t instructions = 0;
-  // Floating-point operations retired, an FMA counting two: comparable with frugal's
-  // 2*M*N*K products. Empty where the CPU's events are not available.
+  /// Floating-point operations retired, an FMA counting two: comparable with frugal's
+  /// 2*M*N*K products. Empty where the CPU's events are not available.
   std::optional<std::uint64_t> flops;
+  /// Whether a counter was multiplexed and its count scaled up from the share of the region it ran.
   bool scaled = false;
 };
 
@@ -109,11 +112,11 @@ inline std::vector<fp_event> amd_fp_events() { return {{(0xFFull << 8) | 0x03, 1
 #endif
 }  // namespace detail
 
-// Counts the calling thread's retired instructions (and floating-point operations, where the
-// CPU exposes them) between start() and stop(). Each call is a few system calls: use it around
-// coarse regions (a step, a benchmark), never per fine scope. Work other threads do (oneTBB
-// workers) is not included. Where the machine has no usable PMU it stays unavailable and says
-// why; start() and stop() then measure nothing.
+/// Counts the calling thread's retired instructions (and floating-point operations, where the
+/// CPU exposes them) between start() and stop(). Each call is a few system calls: use it around
+/// coarse regions (a step, a benchmark), never per fine scope. Work other threads do (oneTBB
+/// workers) is not included. Where the machine has no usable PMU it stays unavailable and says
+/// why; start() and stop() then measure nothing.
 class perf_counters {
  public:
   perf_counters() {
@@ -131,13 +134,17 @@ class perf_counters {
   perf_counters(const perf_counters&) = delete;
   perf_counters& operator=(const perf_counters&) = delete;
 
-  // Whether retired instructions are counted; if not, reason() says why.
+  /// Whether retired instructions are counted; if not, reason() says why.
   [[nodiscard]] bool available() const noexcept { return instructions_fd_ >= 0; }
+  /// Why retired instructions are not counted (the failing call and its errno text); empty when
+  /// they are.
   [[nodiscard]] const std::string& reason() const noexcept { return reason_; }
-  // Whether floating-point operations are counted; if not, flops_reason() says why.
+  /// Whether floating-point operations are counted; if not, flops_reason() says why.
   [[nodiscard]] bool flops_available() const noexcept { return !fp_.empty(); }
+  /// Why floating-point operations are not counted; empty when they are.
   [[nodiscard]] const std::string& flops_reason() const noexcept { return flops_reason_; }
 
+  /// Resets and enables the counters: a region starts here.
   void start() noexcept {
 #if defined(__linux__)
     for_each_fd([](int fd) { ioctl(fd, PERF_EVENT_IOC_RESET, 0); });
@@ -145,6 +152,7 @@ class perf_counters {
 #endif
   }
 
+  /// Disables the counters and returns what they counted since start(), scaled where multiplexed.
   [[nodiscard]] hardware_counts stop() noexcept {
     hardware_counts c;
 #if defined(__linux__)
@@ -186,7 +194,7 @@ class perf_counters {
     }
   }
 
-  // value * enabled / running: the kernel's estimate when the counter shared the PMU.
+  /// value * enabled / running: the kernel's estimate when the counter shared the PMU.
   static std::uint64_t read_scaled(int fd, bool& scaled) noexcept {
     std::uint64_t v[3] = {0, 0, 0};
     if (read(fd, v, sizeof v) != static_cast<ssize_t>(sizeof v) || v[2] == 0) return 0;
@@ -217,15 +225,16 @@ class perf_counters {
   }
 
   int instructions_fd_ = -1;
-  std::vector<std::pair<int, std::uint64_t>> fp_;  // (fd, FLOPs per count)
+  std::vector<std::pair<int, std::uint64_t>> fp_;  ///< (fd, FLOPs per count)
   std::string reason_;
   std::string flops_reason_;
 };
 
-// Counts a region: starts the counters when constructed, writes what they counted into `out`
-// when destroyed (also when left by an exception).
+/// Counts a region: starts the counters when constructed, writes what they counted into `out`
+/// when destroyed (also when left by an exception).
 class hardware_region {
  public:
+  /// Starts `counters`; the destructor stops them and writes their counts into `out`.
   hardware_region(perf_counters& counters, hardware_counts& out) noexcept : counters_(counters), out_(out) {
     counters_.start();
   }

@@ -1,6 +1,7 @@
-// The process's memory as the operating system sees it: the resident set (/proc/self/statm) and
-// the cgroup's memory limit and usage (v2, else the v1 memory controller), and the limits
-// `peak_bytes=auto` / `rss_bytes=auto` derive from them. Linux files, read with POSIX calls.
+/// @file
+/// The process's memory as the operating system sees it: the resident set (/proc/self/statm) and
+/// the cgroup's memory limit and usage (v2, else the v1 memory controller), and the limits
+/// `peak_bytes=auto` / `rss_bytes=auto` derive from them. Linux files, read with POSIX calls.
 #pragma once
 
 #include <frugal/allocation.hpp>
@@ -143,10 +144,10 @@ inline constexpr std::uint64_t unlimited_from = std::uint64_t{1} << 62;
 
 }  // namespace detail::process_memory_impl
 
-// The resident set size of the calling process in bytes: resident pages from
-// <root>/proc/self/statm times the page size. Empty where the file cannot be read or parsed (no
-// /proc, not Linux). Allocates nothing and takes three system calls (open, read, close), so it is
-// read at checkpoints and reports, never per scope or per allocation.
+/// The resident set size of the calling process in bytes: resident pages from
+/// `<root>/proc/self/statm` times the page size. Empty where the file cannot be read or parsed (no
+/// /proc, not Linux). Allocates nothing and takes three system calls (open, read, close), so it is
+/// read at checkpoints and reports, never per scope or per allocation.
 [[nodiscard]] inline std::optional<std::int64_t> resident_set_bytes(std::string_view root = "/") noexcept {
   namespace d = detail::process_memory_impl;
   char path[4096];
@@ -171,8 +172,8 @@ inline constexpr std::uint64_t unlimited_from = std::uint64_t{1} << 62;
   return static_cast<std::int64_t>(fields[1] * page_bytes);
 }
 
-// Why resident_set_bytes(root) is empty, with the file: "cannot read /proc/self/statm: No such
-// file or directory", or what the file held instead of numbers. Empty when it can be read.
+/// Why resident_set_bytes(root) is empty, with the file: "cannot read /proc/self/statm: No such
+/// file or directory", or what the file held instead of numbers. Empty when it can be read.
 [[nodiscard]] inline std::string resident_set_problem(std::string_view root = "/") {
   namespace d = detail::process_memory_impl;
   if (resident_set_bytes(root)) return {};
@@ -196,19 +197,21 @@ inline std::atomic<resident_set_source_fn> resident_set_source{&process_resident
 }
 }  // namespace detail
 
-// The process's cgroup memory figures. The binding level is the cgroup, of the process's own and
-// its ancestors, with the least room (limit - usage): a parent's usage includes its other
-// children, so a parent with a larger limit can still be the tighter one.
+/// The process's cgroup memory figures. The binding level is the cgroup, of the process's own and
+/// its ancestors, with the least room (limit - usage): a parent's usage includes its other
+/// children, so a parent with a larger limit can still be the tighter one.
 struct cgroup_memory {
-  int version = 0;                     // 2: the unified hierarchy; 1: the v1 memory controller
-  std::string cgroup;                  // the process's cgroup, as <root>/proc/self/cgroup names it
-  std::string directory;               // where it was read (the mount itself when `cgroup` is not under it)
-  std::optional<std::int64_t> limit;   // bytes, at the binding level; empty: no limit at any level
-  std::string limit_file;              // where `limit` came from (the process's own when there is none)
-  std::optional<std::int64_t> usage;   // bytes charged to the binding level (memory.current, memory.usage_in_bytes)
+  int version = 0;                     ///< 2: the unified hierarchy; 1: the v1 memory controller
+  std::string cgroup;                  ///< the process's cgroup, as `<root>/proc/self/cgroup` names it
+  std::string directory;               ///< where it was read (the mount itself when `cgroup` is not under it)
+  std::optional<std::int64_t> limit;   ///< bytes, at the binding level; empty: no limit at any level
+  std::string limit_file;              ///< where `limit` came from (the process's own when there is none)
+  std::optional<std::int64_t> usage;   ///< bytes charged to the binding level (memory.current, memory.usage_in_bytes)
+  /// Where `usage` came from.
   std::string usage_file;
-  std::string no_limit;                // when `limit` is empty: what the files said instead
-  std::string error;                   // why nothing could be read (a missing or unreadable file, garbage)
+  std::string no_limit;                ///< when `limit` is empty: what the files said instead
+  std::string error;                   ///< why nothing could be read (a missing or unreadable file, garbage)
+  /// Whether the figures could be read (`error` is empty).
   explicit operator bool() const noexcept { return error.empty(); }
 };
 
@@ -297,14 +300,14 @@ inline void walk_up(cgroup_memory& out, const std::string& mount, const std::str
 
 }  // namespace detail::process_memory_impl
 
-// Reads the process's cgroup memory limit and usage under `root` (tests pass a fake tree):
-// the process's cgroup from <root>/proc/self/cgroup; cgroup v2 (the line "0::/path") reads
-// <root>/sys/fs/cgroup/<path>/memory.max ("max": none) and memory.current, and each parent's up
-// to <root>/sys/fs/cgroup; where that hierarchy has no memory controller (a v1 or hybrid
-// machine), the v1 memory controller (a line "N:memory:/path", or "N:cpu,memory:/path") reads
-// <root>/sys/fs/cgroup/memory/<path>/memory.limit_in_bytes (2^62 or more: none) and
-// memory.usage_in_bytes, and the parents'. Never throws for what it finds: a missing or unreadable
-// file, or one that holds no number, is `error`; no limit at any level is an empty `limit`.
+/// Reads the process's cgroup memory limit and usage under `root` (tests pass a fake tree):
+/// the process's cgroup from `<root>/proc/self/cgroup`; cgroup v2 (the line "0::/path") reads
+/// `<root>/sys/fs/cgroup/<path>/memory.max` ("max": none) and memory.current, and each parent's up
+/// to `<root>/sys/fs/cgroup`; where that hierarchy has no memory controller (a v1 or hybrid
+/// machine), the v1 memory controller (a line "N:memory:/path", or "N:cpu,memory:/path") reads
+/// `<root>/sys/fs/cgroup/memory/<path>/memory.limit_in_bytes` (2^62 or more: none) and
+/// memory.usage_in_bytes, and the parents'. Never throws for what it finds: a missing or unreadable
+/// file, or one that holds no number, is `error`; no limit at any level is an empty `limit`.
 [[nodiscard]] inline cgroup_memory read_cgroup_memory(std::string_view root = "/") {
   namespace d = detail::process_memory_impl;
   cgroup_memory out;
@@ -378,14 +381,14 @@ inline void require_limit(std::string_view field, const cgroup_memory& cg) {
 }
 }  // namespace detail::process_memory_impl
 
-// The room a level that measures `own_bytes` of the process has under the cgroup's limit: the
-// limit minus what the cgroup counts but the level does not see (usage - own_bytes). The cgroup
-// counts the page cache, the other processes of the group, and the process's memory outside what
-// the level measures (code, stacks, thread arenas, the allocator's free pages for a heap level),
-// none of which the level's ceiling can hold back, so that ceiling is lower than the cgroup's by
-// that much. `own_bytes` above the usage (shared pages charged to another cgroup) counts as
-// nothing outside, never as extra room. Throws std::invalid_argument naming "<field>=auto" with
-// the reason and the file: the cgroup unreadable, no limit, or no room left.
+/// The room a level that measures `own_bytes` of the process has under the cgroup's limit: the
+/// limit minus what the cgroup counts but the level does not see (usage - own_bytes). The cgroup
+/// counts the page cache, the other processes of the group, and the process's memory outside what
+/// the level measures (code, stacks, thread arenas, the allocator's free pages for a heap level),
+/// none of which the level's ceiling can hold back, so that ceiling is lower than the cgroup's by
+/// that much. `own_bytes` above the usage (shared pages charged to another cgroup) counts as
+/// nothing outside, never as extra room. Throws std::invalid_argument naming "<field>=auto" with
+/// the reason and the file: the cgroup unreadable, no limit, or no room left.
 [[nodiscard]] inline std::int64_t room_under_cgroup(std::string_view field, const cgroup_memory& cg,
                                                     std::int64_t own_bytes, std::string_view own_name) {
   detail::process_memory_impl::require_limit(field, cg);
@@ -400,7 +403,7 @@ inline void require_limit(std::string_view field, const cgroup_memory& cg) {
   return room;
 }
 
-// rss_bytes=auto: the cgroup's limit minus what it counts beyond the process's resident set.
+/// rss_bytes=auto: the cgroup's limit minus what it counts beyond the process's resident set.
 [[nodiscard]] inline std::int64_t auto_rss_bytes_limit(std::string_view root = "/") {
   const cgroup_memory cg = read_cgroup_memory(root);
   detail::process_memory_impl::require_limit("rss_bytes", cg);
@@ -411,9 +414,9 @@ inline void require_limit(std::string_view field, const cgroup_memory& cg) {
   return room_under_cgroup("rss_bytes", cg, *rss, "resident set");
 }
 
-// peak_bytes=auto: the cgroup's limit minus what it counts beyond the live heap. Needs the
-// allocation hooks: without them the live heap is unknown, and so is the room left for it (and
-// a peak_bytes limit would not be measured anyway); rss_bytes=auto needs no hooks.
+/// peak_bytes=auto: the cgroup's limit minus what it counts beyond the live heap. Needs the
+/// allocation hooks: without them the live heap is unknown, and so is the room left for it (and
+/// a peak_bytes limit would not be measured anyway); rss_bytes=auto needs no hooks.
 [[nodiscard]] inline std::int64_t auto_peak_bytes_limit(std::string_view root = "/") {
   const cgroup_memory cg = read_cgroup_memory(root);
   detail::process_memory_impl::require_limit("peak_bytes", cg);

@@ -1,6 +1,7 @@
-// Reports of a budget tree — used against limit per resource (levels marked apart from
-// consumables), the per-stage table (calls, wall time, share, FLOPs, allocations, units),
-// children — as aligned text, JSON, and CSV.
+/// @file
+/// Reports of a budget tree — used against limit per resource (levels marked apart from
+/// consumables), the per-stage table (calls, wall time, share, FLOPs, allocations, units),
+/// children — as aligned text, JSON, and CSV.
 #pragma once
 
 #include <frugal/budget.hpp>
@@ -123,9 +124,10 @@ inline void print_budget(std::ostream& out, const budget& b, const std::string& 
 }
 }  // namespace detail
 
-// The budget, its stages and (indented) its children, as aligned text tables.
+/// The budget, its stages and (indented) its children, as aligned text tables.
 inline void print_report(std::ostream& out, const budget& b) { detail::print_budget(out, b, ""); }
 
+/// print_report() into a string.
 [[nodiscard]] inline std::string text_report(const budget& b) {
   std::ostringstream s;
   print_report(s, b);
@@ -297,30 +299,6 @@ inline void csv_stages(std::ostream& out, const budget& b, const std::vector<std
 
 }  // namespace detail
 
-// The budget tree as one JSON document:
-//   {"frugal_version": "0.1.0",
-//    "units_of_measure": {"wall": "seconds", "flops": "count", "peak_bytes": "bytes", ...},
-//    "resource_kinds": {"wall": "consumable", ..., "peak_bytes": "level", "rss_bytes": "level"},
-//                      (user units: consumable)
-//    "budget": {"name", "path",
-//               "limits": {<resource>: number or null (unlimited), ..., "units": {<unit>: number}},
-//               "used":   {<resource>: number (cpu, peak_bytes, rss_bytes: null when not
-//                          measured), ..., "units": {...}},   (a level's "used" is the height
-//                          it reached; rss_bytes: the highest resident set read, this one included)
-//               "exhausted": [<consumable resource or unit at its limit>, ...],
-//               "levels_crossed": [<level above its limit>, ...],
-//               "fraction_used": number (the largest over the limited consumables, as
-//                                budget::fraction_used(); levels never count),
-//               "stages": [{"name", "calls", "wall", "share" (of the budget's wall, or null),
-//                           "flops", "allocations", "alloc_bytes",
-//                           "peak_rise_bytes" (the largest rise of the live heap within one
-//                             scope of the stage: not the peak_bytes level),
-//                           "units": {...}}, ...],
-//               "children": [<budget>, ...]}}
-// Stage charges are inclusive (a stage includes the scopes opened inside it), so a budget's
-// totals equal the sum of its outermost stages' (plus work charged outside any stage's scope).
-// A key means one thing wherever it appears: "peak_bytes" is always the level (the live heap),
-// "rss_bytes" always the resident set.
 namespace detail {
 // The report's members: version, units of measure, resource kinds, the budget tree. A report
 // with more sections (controller_report.hpp) writes these first, then its own.
@@ -337,6 +315,32 @@ inline void json_report_members(json_writer& w, const budget& b) {
 }
 }  // namespace detail
 
+/// Writes the budget tree as one JSON document. Its shape:
+/// @verbatim
+///   {"frugal_version": "0.1.0",
+///    "units_of_measure": {"wall": "seconds", "flops": "count", "peak_bytes": "bytes", ...},
+///    "resource_kinds": {"wall": "consumable", ..., "peak_bytes": "level", "rss_bytes": "level"},
+///                      (user units: consumable)
+///    "budget": {"name", "path",
+///               "limits": {<resource>: number or null (unlimited), ..., "units": {<unit>: number}},
+///               "used":   {<resource>: number (cpu, peak_bytes, rss_bytes: null when not
+///                          measured), ..., "units": {...}},   (a level's "used" is the height
+///                          it reached; rss_bytes: the highest resident set read, this one included)
+///               "exhausted": [<consumable resource or unit at its limit>, ...],
+///               "levels_crossed": [<level above its limit>, ...],
+///               "fraction_used": number (the largest over the limited consumables, as
+///                                budget::fraction_used(); levels never count),
+///               "stages": [{"name", "calls", "wall", "share" (of the budget's wall, or null),
+///                           "flops", "allocations", "alloc_bytes",
+///                           "peak_rise_bytes" (the largest rise of the live heap within one
+///                             scope of the stage: not the peak_bytes level),
+///                           "units": {...}}, ...],
+///               "children": [<budget>, ...]}}
+/// @endverbatim
+/// Stage charges are inclusive (a stage includes the scopes opened inside it), so a budget's
+/// totals equal the sum of its outermost stages' (plus work charged outside any stage's scope).
+/// A key means one thing wherever it appears: "peak_bytes" is always the level (the live heap),
+/// "rss_bytes" always the resident set. Written with a newline after it.
 inline void write_json_report(std::ostream& out, const budget& b) {
   detail::json_writer w(out);
   w.begin_object();
@@ -345,17 +349,20 @@ inline void write_json_report(std::ostream& out, const budget& b) {
   out << '\n';
 }
 
+/// write_json_report() into a string.
 [[nodiscard]] inline std::string json_report(const budget& b) {
   std::ostringstream s;
   write_json_report(s, b);
   return s.str();
 }
 
-// Every stage of the budget and of its descendants, one CSV row each (header first):
-//   budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_rise_bytes[,<unit>...]
-// budget is the path ("train/eval"); share is of that budget's wall time (empty when it has
-// none); peak_rise_bytes is the largest rise of the live heap within one scope of the stage
-// (stage_stats::peak_rise_bytes); one column per user unit charged to any stage of the tree.
+/// Writes every stage of the budget and of its descendants as CSV, one row each. Columns:
+/// @verbatim
+///   budget,stage,calls,wall_s,share,flops,allocations,alloc_bytes,peak_rise_bytes[,<unit>...]
+/// @endverbatim
+/// budget is the path ("train/eval"); share is of that budget's wall time (empty when it has
+/// none); peak_rise_bytes is the largest rise of the live heap within one scope of the stage
+/// (stage_stats::peak_rise_bytes); one column per user unit charged to any stage of the tree.
 inline void write_stages_csv(std::ostream& out, const budget& b) {
   std::vector<std::string> units;
   detail::collect_stage_units(b, units);
@@ -365,6 +372,7 @@ inline void write_stages_csv(std::ostream& out, const budget& b) {
   detail::csv_stages(out, b, units);
 }
 
+/// write_stages_csv() into a string.
 [[nodiscard]] inline std::string stages_csv(const budget& b) {
   std::ostringstream s;
   write_stages_csv(s, b);

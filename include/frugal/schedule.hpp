@@ -1,7 +1,8 @@
-// Budget-aware learning-rate schedules: driven by the fraction of the budget used, so they
-// anneal to their final value exactly when the budget runs out (Li, Yumer, Ramanan, ICLR 2020).
-// They follow consumables only: memory near or over its peak_bytes or rss_bytes ceiling moves
-// them not at all.
+/// @file
+/// Budget-aware learning-rate schedules: driven by the fraction of the budget used, so they
+/// anneal to their final value exactly when the budget runs out (Li, Yumer, Ramanan, ICLR 2020).
+/// They follow consumables only: memory near or over its peak_bytes or rss_bytes ceiling moves
+/// them not at all.
 #pragma once
 
 #include <frugal/budget.hpp>
@@ -97,39 +98,49 @@ class decay_schedule : public schedule_base {
 
 }  // namespace detail
 
-// lr0 * (1 - f), f the fraction of the budget used: the schedule Li, Yumer and Ramanan found to
-// beat step schedules at every budget.   auto lr = frugal::linear_decay(0.1, run);  opt.lr = lr();
+/// lr0 * (1 - f), f the fraction of the budget used: the schedule Li, Yumer and Ramanan found to
+/// beat step schedules at every budget.   auto lr = frugal::linear_decay(0.1, run);  opt.lr = lr();
 class linear_decay : public detail::decay_schedule<linear_decay> {
  public:
+  /// Decays from `lr0` over `run`'s fraction used; throws std::invalid_argument unless lr0 is
+  /// finite and > 0.
   linear_decay(double lr0, const budget& run) : decay_schedule("linear_decay", lr0, run) {}
-  // The share of (lr0 - final_lr) left after the fraction g of the decay.
+  /// The share of (lr0 - final_lr) left after the fraction g of the decay.
   [[nodiscard]] static double shape(double g) noexcept { return 1 - g; }
 };
 
-// lr0 * (1 + cos(pi f)) / 2: cosine annealing whose period is the budget.
+/// lr0 * (1 + cos(pi f)) / 2: cosine annealing whose period is the budget.
 class cosine_decay : public detail::decay_schedule<cosine_decay> {
  public:
+  /// Decays from `lr0` over `run`'s fraction used; throws std::invalid_argument unless lr0 is
+  /// finite and > 0.
   cosine_decay(double lr0, const budget& run) : decay_schedule("cosine_decay", lr0, run) {}
+  /// The share of (lr0 - final_lr) left after the fraction g of the decay: (1 + cos(pi g)) / 2.
   [[nodiscard]] static double shape(double g) noexcept {
     constexpr double pi = 3.14159265358979323846;
     return 0.5 * (1 + std::cos(pi * g));
   }
 };
 
-// lr0 throughout: the baseline.
+/// lr0 throughout: the baseline.
 class constant_lr : public detail::schedule_base {
  public:
+  /// `lr0` whatever `run` has used; throws std::invalid_argument unless lr0 is finite and > 0.
   constant_lr(double lr0, const budget& run) : schedule_base("constant_lr", lr0, run) {}
+  /// The rate at `fraction` of the budget used: lr0.
   [[nodiscard]] double at(double fraction) const { return at_fraction(fraction); }
 
  protected:
+  /// lr0, whatever the fraction.
   [[nodiscard]] double at_fraction(double) const override { return lr0_; }
 };
 
-// lr0 * gamma^k, k the number of milestones (fractions of the budget) passed: the classic
-// step schedule, placed on the budget rather than on a fixed epoch count.
+/// lr0 * gamma^k, k the number of milestones (fractions of the budget) passed: the classic
+/// step schedule, placed on the budget rather than on a fixed epoch count.
 class step_decay : public detail::schedule_base {
  public:
+  /// Throws std::invalid_argument unless lr0 is finite and > 0, gamma in (0, 1] and the milestones
+  /// strictly increasing in (0, 1).
   step_decay(double lr0, const budget& run, std::vector<double> milestones = {0.5, 0.75}, double gamma = 0.1)
       : schedule_base("step_decay", lr0, run), milestones_(std::move(milestones)), gamma_(gamma) {
     if (!(gamma > 0 && gamma <= 1)) fail("gamma", "in (0, 1]", gamma);
@@ -142,11 +153,15 @@ class step_decay : public detail::schedule_base {
              milestones_[i]);
     }
   }
+  /// The rate at `fraction` of the budget used (clamped to [0, 1]).
   [[nodiscard]] double at(double fraction) const { return at_fraction(fraction); }
+  /// The fractions of the budget at which the rate is multiplied by gamma(), ascending.
   [[nodiscard]] const std::vector<double>& milestones() const noexcept { return milestones_; }
+  /// The factor applied at each milestone, in (0, 1].
   [[nodiscard]] double gamma() const noexcept { return gamma_; }
 
  protected:
+  /// lr0 * gamma^k, k the milestones at or below f (clamped to [0, 1]).
   [[nodiscard]] double at_fraction(double f) const override {
     f = clamp_fraction(f);
     double lr = lr0_;

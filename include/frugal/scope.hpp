@@ -1,5 +1,6 @@
-// RAII scopes that charge a stage of a budget, and the way to carry an open scope to other
-// threads (frugal::attach) so work a oneTBB worker does for it is charged to it.
+/// @file
+/// RAII scopes that charge a stage of a budget, and the way to carry an open scope to other
+/// threads (frugal::attach) so work a oneTBB worker does for it is charged to it.
 #pragma once
 
 #include <frugal/budget.hpp>
@@ -142,29 +143,29 @@ inline void pop_frame(frame& f) noexcept {
 }
 }  // namespace detail
 
-// Measures one stage of a budget while alive: wall time, FLOPs and units added on this thread,
-// (with the allocation hooks) heap allocations. Charges the budget, its ancestors and the
-// stage once each, also when closed by an exception. Scopes nest; close them on the thread
-// that opened them, in reverse order (RAII does this), and before their budget is destroyed.
+/// Measures one stage of a budget while alive: wall time, FLOPs and units added on this thread,
+/// (with the allocation hooks) heap allocations. Charges the budget, its ancestors and the
+/// stage once each, also when closed by an exception. Scopes nest; close them on the thread
+/// that opened them, in reverse order (RAII does this), and before their budget is destroyed.
 class scope {
  public:
-  // A string literal (the usual case) is looked up by address, then its N bytes are compared
-  // with the cached name: a few ns after first use. An array filled at run time may hold
-  // another name at the same address later, and then maps to that name's stage.
+  /// A string literal (the usual case) is looked up by address, then its N bytes are compared
+  /// with the cached name: a few ns after first use. An array filled at run time may hold
+  /// another name at the same address later, and then maps to that name's stage.
   template <std::size_t N>
   scope(budget& b, const char (&stage)[N]) {
     static_assert(N > 1, "frugal::scope: stage name must not be empty");
     detail::push_frame(frame_, detail::array_slot(b, stage), true);
   }
-  // A mutable buffer may change between uses, so it is looked up by content.
+  /// A mutable buffer may change between uses, so it is looked up by content.
   template <std::size_t N>
   scope(budget& b, char (&stage)[N]) : scope(b, std::string_view(stage, detail::array_name_length(stage, N))) {}
-  // Any other name (std::string, const char*) is looked up by content: a hash, then a compare.
+  /// Any other name (std::string, const char*) is looked up by content: a hash, then a compare.
   scope(budget& b, std::string_view stage) {
     if (stage.empty()) throw std::invalid_argument("frugal::scope: stage name must not be empty, got ''");
     detail::push_frame(frame_, detail::named_slot(b, stage), true);
   }
-  // A scope whose stage is named after the budget.
+  /// A scope whose stage is named after the budget.
   explicit scope(budget& b) : scope(b, std::string_view(b.name())) {}
 
   ~scope() { detail::pop_frame(frame_); }
@@ -172,9 +173,11 @@ class scope {
   scope(const scope&) = delete;
   scope& operator=(const scope&) = delete;
 
+  /// The budget the scope charges.
   [[nodiscard]] budget& target() const noexcept { return *frame_.block->owner; }
+  /// The stage the scope charges (the budget's name when none was given).
   [[nodiscard]] const std::string& stage() const noexcept { return *frame_.stage->name; }
-  // Wall time since the scope opened.
+  /// Wall time since the scope opened.
   [[nodiscard]] double elapsed_seconds() const noexcept {
     return static_cast<double>(wall_now_ns() - frame_.start_ns) / 1e9;
   }
@@ -183,19 +186,22 @@ class scope {
   detail::frame frame_;
 };
 
-// The scopes open on a thread when it was captured (innermost last): what a thread working for
-// them must continue. Capture it on the thread that opened the scopes, hand it to the threads
-// working for them, and keep those scopes (and their budgets) open until the work is done.
+/// The scopes open on a thread when it was captured (innermost last): what a thread working for
+/// them must continue. Capture it on the thread that opened the scopes, hand it to the threads
+/// working for them, and keep those scopes (and their budgets) open until the work is done.
 class context {
  public:
   context() = default;
+  /// Whether no scope was open when the context was captured (attaching to it does nothing).
   [[nodiscard]] bool empty() const noexcept { return depth_ == 0; }
-  // The innermost scope's budget and stage: where the work's charges land.
+  /// The innermost scope's budget and stage: where the work's charges land.
   [[nodiscard]] budget* target() const noexcept { return depth_ ? chain_[depth_ - 1].target : nullptr; }
+  /// The innermost scope's stage name; empty when the context is empty.
   [[nodiscard]] std::string stage() const {
     return depth_ ? detail::budget_access::stage_name(*chain_[depth_ - 1].target, chain_[depth_ - 1].stage_index)
                   : std::string();
   }
+  /// How many scopes the context carries (at most FRUGAL_MAX_CONTEXT_DEPTH).
   [[nodiscard]] std::size_t depth() const noexcept { return depth_; }
 
  private:
@@ -205,11 +211,11 @@ class context {
     budget* target;
     std::uint32_t stage_index;
   };
-  std::array<link, FRUGAL_MAX_CONTEXT_DEPTH> chain_{};  // outermost first
+  std::array<link, FRUGAL_MAX_CONTEXT_DEPTH> chain_{};  ///< outermost first
   std::size_t depth_ = 0;
 };
 
-// The innermost FRUGAL_MAX_CONTEXT_DEPTH scopes open on the calling thread.
+/// The innermost FRUGAL_MAX_CONTEXT_DEPTH scopes open on the calling thread.
 [[nodiscard]] inline context current_context() noexcept {
   context ctx;
   std::size_t n = 0;
@@ -220,15 +226,17 @@ class context {
   return ctx;
 }
 
-// While alive, the calling thread continues ctx's scopes: its FLOPs, units and allocations are
-// charged to the innermost one's budget, and to every one of their stages (a stage includes
-// the work other threads did inside it), and the budgets count as active (wall, CPU) on it.
-// It adds no call and no wall time to the stages: the scopes that opened them have those.
-// Scopes of ctx already open on this thread (a TBB caller running its own task, nested
-// parallel loops) are not opened twice, so nothing is charged twice. An empty context attaches
-// to nothing.
+/// While alive, the calling thread continues ctx's scopes: its FLOPs, units and allocations are
+/// charged to the innermost one's budget, and to every one of their stages (a stage includes
+/// the work other threads did inside it), and the budgets count as active (wall, CPU) on it.
+/// It adds no call and no wall time to the stages: the scopes that opened them have those.
+/// Scopes of ctx already open on this thread (a TBB caller running its own task, nested
+/// parallel loops) are not opened twice, so nothing is charged twice. An empty context attaches
+/// to nothing.
 class attach {
  public:
+  /// Continues ctx's scopes on the calling thread until destroyed (the scopes already open here are
+  /// skipped).
   explicit attach(const context& ctx) {
     for (std::size_t i = 0; i < ctx.depth_; ++i) {
       const context::link& l = ctx.chain_[i];
@@ -243,7 +251,7 @@ class attach {
   attach(const attach&) = delete;
   attach& operator=(const attach&) = delete;
 
-  // Whether this thread took on any of the context's scopes (false where it already had them).
+  /// Whether this thread took on any of the context's scopes (false where it already had them).
   [[nodiscard]] bool attached() const noexcept { return pushed_ > 0; }
 
  private:

@@ -1,5 +1,6 @@
-// Hyperparameter search inside one budget: successive halving (Jamieson and Talwalkar 2016),
-// Hyperband (Li et al., JMLR 2018) and random search, each trial a child budget, each rung a decision.
+/// @file
+/// Hyperparameter search inside one budget: successive halving (Jamieson and Talwalkar 2016),
+/// Hyperband (Li et al., JMLR 2018) and random search, each trial a child budget, each rung a decision.
 #pragma once
 
 #include <frugal/budget.hpp>
@@ -38,16 +39,17 @@ namespace frugal {
 // Configurations and the space they come from
 // ---------------------------------------------------------------------------------------------
 
-// One point of the space: named numeric hyperparameters, in the order they were set (a batch
-// size or a width is a whole number held as a double; the trial casts it).
+/// One point of the space: named numeric hyperparameters, in the order they were set (a batch
+/// size or a width is a whole number held as a double; the trial casts it).
 class configuration {
  public:
   configuration() = default;
+  /// {{"lr", 0.1}, {"batch", 128}}: set() for each pair, in order (throws as set() does).
   configuration(std::initializer_list<std::pair<std::string, double>> values) {
     for (const auto& [name, value] : values) set(name, value);
   }
 
-  // Sets (or replaces) one value. Names must not be empty; values must be finite.
+  /// Sets (or replaces) one value. Names must not be empty; values must be finite.
   configuration& set(std::string name, double value) {
     if (name.empty()) throw std::invalid_argument("frugal::configuration: parameter name must not be empty, got ''");
     if (!std::isfinite(value))
@@ -62,8 +64,8 @@ class configuration {
     return *this;
   }
 
-  // The value of a parameter; one the configuration lacks is std::invalid_argument naming it
-  // (a misspelt "lr" must not silently read as 0).
+  /// The value of a parameter; one the configuration lacks is std::invalid_argument naming it
+  /// (a misspelt "lr" must not silently read as 0).
   [[nodiscard]] double operator[](std::string_view name) const {
     if (const auto v = get(name)) return *v;
     std::string have;
@@ -71,15 +73,18 @@ class configuration {
     throw std::invalid_argument("frugal::configuration: no parameter '" + std::string(name) + "' (has: " +
                                 (have.empty() ? std::string("none") : have) + ")");
   }
+  /// The value of a parameter; none when the configuration lacks it.
   [[nodiscard]] std::optional<double> get(std::string_view name) const noexcept {
     for (const auto& v : values_)
       if (v.first == name) return v.second;
     return std::nullopt;
   }
+  /// Every (name, value), in the order first set.
   [[nodiscard]] const std::vector<std::pair<std::string, double>>& values() const noexcept { return values_; }
+  /// Whether no parameter is set.
   [[nodiscard]] bool empty() const noexcept { return values_.empty(); }
 
-  // "lr=0.1 batch=128 width=256": the text of reports.
+  /// "lr=0.1 batch=128 width=256": the text of reports.
   [[nodiscard]] std::string to_string() const {
     std::string out;
     for (const auto& [name, value] : values_)
@@ -87,23 +92,25 @@ class configuration {
     return out;
   }
 
+  /// The same names with the same values, in the same order.
   friend bool operator==(const configuration& a, const configuration& b) noexcept { return a.values_ == b.values_; }
+  /// Not operator==.
   friend bool operator!=(const configuration& a, const configuration& b) noexcept { return !(a == b); }
 
  private:
   std::vector<std::pair<std::string, double>> values_;
 };
 
-// Where configurations come from: a finite list (given, or the grid of some axes), or a
-// sampler over ranges. A finite space is drawn without replacement (a shuffled order, reshuffled
-// when used up), so a search over 27 configurations tries each once before any twice; a
-// sampler draws independently, as the papers' random sampling does.
+/// Where configurations come from: a finite list (given, or the grid of some axes), or a
+/// sampler over ranges. A finite space is drawn without replacement (a shuffled order, reshuffled
+/// when used up), so a search over 27 configurations tries each once before any twice; a
+/// sampler draws independently, as the papers' random sampling does.
 class search_space {
  public:
-  // An empty sampler: add ranges with uniform(), log_uniform(), choice().
+  /// An empty sampler: add ranges with uniform(), log_uniform(), choice().
   search_space() = default;
 
-  // A finite list of configurations.
+  /// A finite list of configurations.
   [[nodiscard]] static search_space of(std::vector<configuration> list) {
     search_space s;
     for (const configuration& c : list)
@@ -113,7 +120,7 @@ class search_space {
     return s;
   }
 
-  // Every combination of the axes' values (the last axis varies fastest): a full grid.
+  /// Every combination of the axes' values (the last axis varies fastest): a full grid.
   [[nodiscard]] static search_space grid(const std::vector<std::pair<std::string, std::vector<double>>>& axes) {
     if (axes.empty()) throw std::invalid_argument("frugal::search_space::grid: axes must not be empty");
     std::vector<configuration> list(1);
@@ -128,12 +135,12 @@ class search_space {
     return of(std::move(list));
   }
 
-  // Sampler ranges. A space is a list or a sampler, never both.
+  /// Sampler ranges. A space is a list or a sampler, never both.
   search_space& uniform(std::string name, double low, double high) {
     check_range("uniform", name, low, high);
     return add_range(std::move(name), range::uniform, low, high, {});
   }
-  // Uniform in log(value): learning rates, weight decays. Needs 0 < low.
+  /// Uniform in log(value): learning rates, weight decays. Needs 0 < low.
   search_space& log_uniform(std::string name, double low, double high) {
     check_range("log_uniform", name, low, high);
     if (!(low > 0))
@@ -141,7 +148,7 @@ class search_space {
                                   detail::units_impl::shortest(low));
     return add_range(std::move(name), range::log_uniform, low, high, {});
   }
-  // One of the values, each equally likely.
+  /// One of the values, each equally likely.
   search_space& choice(std::string name, std::vector<double> values) {
     if (name.empty()) throw std::invalid_argument("frugal::search_space::choice: name must not be empty, got ''");
     if (values.empty()) throw std::invalid_argument("frugal::search_space::choice: " + name + " must have values, got none");
@@ -152,13 +159,16 @@ class search_space {
     return add_range(std::move(name), range::choice, 0, 0, std::move(values));
   }
 
+  /// Whether the space is a finite list of configurations (a grid or list) rather than a sampler.
   [[nodiscard]] bool finite() const noexcept { return finite_; }
+  /// Whether the space has no configuration (a list) or no range (a sampler).
   [[nodiscard]] bool empty() const noexcept { return finite_ ? list_.empty() : ranges_.empty(); }
-  // Configurations in a finite space (0 for a sampler).
+  /// Configurations in a finite space (0 for a sampler).
   [[nodiscard]] std::size_t size() const noexcept { return finite_ ? list_.size() : 0; }
+  /// A finite space's configurations, in order (empty for a sampler).
   [[nodiscard]] const std::vector<configuration>& configurations() const noexcept { return list_; }
 
-  // One draw from a sampler.
+  /// One draw from a sampler.
   [[nodiscard]] configuration sample(std::mt19937_64& rng) const {
     configuration c;
     for (const range& r : ranges_) {
@@ -212,12 +222,15 @@ class search_space {
 // The plan: the papers' formulas, in units of the least resource a trial gets
 // ---------------------------------------------------------------------------------------------
 
+/// How the search allocates the resource: successive halving (Jamieson and Talwalkar 2016),
+/// Hyperband (Li et al., JMLR 2018) or random search.
 enum class search_method : unsigned char {
-  successive_halving,  // one bracket: n configurations, the top 1/eta promoted at each rung
-  hyperband,           // brackets s = s_max..0 of successive halving, from most to least exploratory
-  random,              // n configurations, each given Hyperband's largest resource R (the baseline)
+  successive_halving,  ///< one bracket: n configurations, the top 1/eta promoted at each rung
+  hyperband,           ///< brackets s = s_max..0 of successive halving, from most to least exploratory
+  random,              ///< n configurations, each given Hyperband's largest resource R (the baseline)
 };
 
+/// The method's enumerator name; "unknown" for an out-of-range value.
 [[nodiscard]] constexpr std::string_view to_string(search_method m) noexcept {
   switch (m) {
     case search_method::successive_halving: return "successive_halving";
@@ -227,36 +240,46 @@ enum class search_method : unsigned char {
   return "unknown";
 }
 
-// A rung: how many trials run in it and the resource each has had by its end (cumulative: a
-// promoted trial resumes, so the rung costs trials * (resource - the previous rung's)).
+/// A rung: how many trials run in it and the resource each has had by its end (cumulative: a
+/// promoted trial resumes, so the rung costs trials * (resource - the previous rung's)).
 struct rung_plan {
+  /// Trials that run in the rung.
   std::size_t trials = 0;
+  /// The resource each has had by the rung's end, cumulative, in units of search_plan::unit.
   double resource = 0;
 };
 
+/// One bracket of successive halving: its rungs, from most trials and least resource to fewest and
+/// most.
 struct bracket_plan {
-  std::size_t s = 0;  // Hyperband's bracket index (its rungs: s + 1); successive halving: rungs - 1
+  std::size_t s = 0;  ///< Hyperband's bracket index (its rungs: s + 1); successive halving: rungs - 1
+  /// Its rungs, first to last.
   std::vector<rung_plan> rungs;
 };
 
-// Rungs' resources are in units of `unit`, the least resource a trial gets; the search fits
-// `unit` to the parent budget (search::plan()).
+/// Rungs' resources are in units of `unit`, the least resource a trial gets; the search fits
+/// `unit` to the parent budget (search::plan()).
 struct search_plan {
+  /// The method planned.
   search_method method = search_method::hyperband;
+  /// The reduction factor: each rung keeps the top 1/eta.
   std::size_t eta = 3;
+  /// The brackets, most exploratory first (Hyperband s = s_max..0); one for successive halving and
+  /// random search.
   std::vector<bracket_plan> brackets;
+  /// The least resource a trial gets, in the search resource's unit.
   double unit = 1;
 
-  // Configurations the plan draws (every bracket's first rung).
+  /// Configurations the plan draws (every bracket's first rung).
   [[nodiscard]] std::size_t trials() const noexcept {
     std::size_t n = 0;
     for (const auto& b : brackets) n += b.rungs.empty() ? 0 : b.rungs.front().trials;
     return n;
   }
-  // What the plan spends, in the resource's unit (unit included). Trials resume when promoted,
-  // so a rung costs only the increment. A resource that is a union over threads (wall time)
-  // with `concurrency` trials at once costs ceil(trials / concurrency) increments per rung;
-  // an additive one (samples, FLOPs, CPU) every trial's.
+  /// What the plan spends, in the resource's unit (unit included). Trials resume when promoted,
+  /// so a rung costs only the increment. A resource that is a union over threads (wall time)
+  /// with `concurrency` trials at once costs ceil(trials / concurrency) increments per rung;
+  /// an additive one (samples, FLOPs, CPU) every trial's.
   [[nodiscard]] double cost(std::size_t concurrency = 1, bool union_over_threads = false) const noexcept {
     const std::size_t p = std::max<std::size_t>(1, concurrency);
     double total = 0;
@@ -294,10 +317,10 @@ inline void check_eta(std::size_t eta, const char* where) {
 }
 }  // namespace detail
 
-// Hyperband (Li et al. 2018, Algorithm 1) with R the largest resource in units of the least
-// (R >= 1): s_max = floor(log_eta R); bracket s = s_max..0 starts n = ceil((s_max+1) eta^s /
-// (s+1)) configurations at r = R eta^-s, and rung i keeps n_i = floor(n eta^-i) at r_i = r eta^i.
-// For R = 81, eta = 3 this is the paper's Table 1.
+/// Hyperband (Li et al. 2018, Algorithm 1) with R the largest resource in units of the least
+/// (R >= 1): s_max = floor(log_eta R); bracket s = s_max..0 starts n = ceil((s_max+1) eta^s /
+/// (s+1)) configurations at r = R eta^-s, and rung i keeps n_i = floor(n eta^-i) at r_i = r eta^i.
+/// For R = 81, eta = 3 this is the paper's Table 1.
 [[nodiscard]] inline search_plan hyperband_plan(double R, std::size_t eta) {
   detail::check_eta(eta, "frugal::hyperband_plan");
   if (!(std::isfinite(R) && R >= 1))
@@ -319,10 +342,10 @@ inline void check_eta(std::size_t eta, const char* where) {
   return p;
 }
 
-// Successive halving over n configurations: rung i keeps n_i = floor(n eta^-i) at r_i = eta^i,
-// for i = 0..s with s = floor(log_eta n) (the last rung keeps at least one), or fewer rungs
-// when max_rungs says so. Each rung costs about n (the budget split evenly over the rungs, as
-// in Jamieson and Talwalkar's Algorithm 1).
+/// Successive halving over n configurations: rung i keeps n_i = floor(n eta^-i) at r_i = eta^i,
+/// for i = 0..s with s = floor(log_eta n) (the last rung keeps at least one), or fewer rungs
+/// when max_rungs says so. Each rung costs about n (the budget split evenly over the rungs, as
+/// in Jamieson and Talwalkar's Algorithm 1).
 [[nodiscard]] inline search_plan successive_halving_plan(std::size_t n, std::size_t eta, std::size_t max_rungs = 0) {
   detail::check_eta(eta, "frugal::successive_halving_plan");
   if (n == 0) throw std::invalid_argument("frugal::successive_halving_plan: n must be >= 1, got 0");
@@ -339,7 +362,7 @@ inline void check_eta(std::size_t eta, const char* where) {
   return p;
 }
 
-// Random search: n configurations, each given R.
+/// Random search: n configurations, each given R.
 [[nodiscard]] inline search_plan random_plan(std::size_t n, double R) {
   if (n == 0) throw std::invalid_argument("frugal::random_plan: n must be >= 1, got 0");
   if (!(std::isfinite(R) && R > 0))
@@ -354,28 +377,31 @@ inline void check_eta(std::size_t eta, const char* where) {
 // Options
 // ---------------------------------------------------------------------------------------------
 
-// How a search spends its budget. Fluent:
-//   frugal::search_options{}.method(frugal::search_method::hyperband).eta(3).resource("samples")
-//       .metric("val_accuracy", frugal::metric_mode::max).trial_controller(ctl_options)
+/// How a search spends its budget. Fluent:
+///   frugal::search_options{}.method(frugal::search_method::hyperband).eta(3).resource("samples")
+///       .metric("val_accuracy", frugal::metric_mode::max).trial_controller(ctl_options)
 class search_options {
  public:
+  /// The method (default hyperband).
   search_options& method(search_method m) noexcept {
     method_ = m;
     return *this;
   }
-  // The reduction factor: each rung keeps the top 1/eta and gives them eta times the resource.
+  /// The reduction factor: each rung keeps the top 1/eta and gives them eta times the resource.
   search_options& eta(std::size_t e) {
     if (e < 2) fail("eta", ">= 2", std::to_string(e));
     eta_ = e;
     return *this;
   }
-  // What a trial's resource is: a consumable the parent budget limits (samples, FLOPs, wall,
-  // ...). Without it, the one consumable the parent limits (an error if it limits several).
+  /// What a trial's resource is: a consumable the parent budget limits (samples, FLOPs, wall,
+  /// ...). Without it, the one consumable the parent limits (an error if it limits several).
   search_options& resource(frugal::resource r) {
     if (!is_consumable(r)) fail("resource", "a consumable (not the level " + std::string(to_string(r)) + ")", std::string(to_string(r)));
     resource_ = std::string(to_string(r));
     return *this;
   }
+  /// The search resource by name: a builtin consumable ("flops", "wall", ...) or a user unit
+  /// ("samples"); throws std::invalid_argument for a level, an empty or invalid name.
   search_options& resource(std::string name) {
     if (name.empty()) fail("resource", "a resource or unit name", "''");
     if (const auto r = resource_from_name(name)) return resource(*r);
@@ -383,85 +409,103 @@ class search_options {
     resource_ = std::move(name);
     return *this;
   }
-  // Rungs of the most exploratory bracket, k: the largest resource is eta^(k-1) times the least.
-  // Default: enough to start that bracket with about the space's size (floor(log_eta size) + 1),
-  // or 4 for a sampler.
+  /// Rungs of the most exploratory bracket, k: the largest resource is eta^(k-1) times the least.
+  /// Default: enough to start that bracket with about the space's size (floor(log_eta size) + 1),
+  /// or 4 for a sampler.
   search_options& rungs(std::size_t k) {
     if (k == 0) fail("rungs", ">= 1", "0");
     rungs_ = k;
     return *this;
   }
-  // Successive halving's n (default: the space's size, or eta^(rungs-1) for a sampler); random
-  // search's count is what the budget holds at Hyperband's R.
+  /// Successive halving's n (default: the space's size, or eta^(rungs-1) for a sampler); random
+  /// search's count is what the budget holds at Hyperband's R.
   search_options& configurations(std::size_t n) {
     if (n == 0) fail("configurations", ">= 1", "0");
     configurations_ = n;
     return *this;
   }
-  // The least resource a trial may be given (in the resource's unit): a trial below it says
-  // nothing (one step, no evaluation). When the budget would give less, the plan shrinks --
-  // fewer brackets (Hyperband), fewer configurations (successive halving, random) -- instead.
+  /// The least resource a trial may be given (in the resource's unit): a trial below it says
+  /// nothing (one step, no evaluation). When the budget would give less, the plan shrinks --
+  /// fewer brackets (Hyperband), fewer configurations (successive halving, random) -- instead.
   search_options& min_resource(double r) {
     if (!(std::isfinite(r) && r > 0)) fail("min_resource", "finite and > 0", detail::units_impl::shortest(r));
     min_resource_ = r;
     return *this;
   }
-  // The metric that ranks trials: a name the trial reports at end_epoch, and whether larger
-  // (max) or smaller (min) is better.
+  /// The metric that ranks trials: a name the trial reports at end_epoch, and whether larger
+  /// (max) or smaller (min) is better.
   search_options& metric(std::string name, metric_mode mode = metric_mode::max) {
     if (name.empty()) fail("metric", "a metric name", "''");
     metric_ = std::move(name);
     mode_ = mode;
     return *this;
   }
-  // The options of each trial's controller (the same for all, or made from the configuration:
-  // a batch-size knob at the trial's batch size).
+  /// The options of each trial's controller (the same for all, or made from the configuration:
+  /// a batch-size knob at the trial's batch size).
   search_options& trial_controller(controller_options o) {
     controller_ = [o = std::move(o)](const configuration&) { return o; };
     return *this;
   }
+  /// The options of each trial's controller, made from its configuration; throws
+  /// std::invalid_argument for an empty function.
   search_options& trial_controller(std::function<controller_options(const configuration&)> make) {
     if (!make) fail("trial_controller", "callable", "an empty std::function");
     controller_ = std::move(make);
     return *this;
   }
-  // A share of the parent's budget kept out of the search for the work after it (saving the
-  // best model, a final test): the plan and every trial leave it untouched.
+  /// A share of the parent's budget kept out of the search for the work after it (saving the
+  /// best model, a final test): the plan and every trial leave it untouched.
   search_options& reserve(double fraction) {
     if (!(fraction >= 0 && fraction < 1)) fail("reserve", "in [0, 1)", detail::units_impl::shortest(fraction));
     reserve_ = fraction;
     return *this;
   }
-  // Trials run at once (run_parallel in <frugal/search_tbb.hpp>, or an executor): a wall-time
-  // plan counts rungs in waves of this many.
+  /// Trials run at once (run_parallel in <frugal/search_tbb.hpp>, or an executor): a wall-time
+  /// plan counts rungs in waves of this many.
   search_options& concurrency(std::size_t n) {
     if (n == 0) fail("concurrency", ">= 1", "0");
     concurrency_ = n;
     return *this;
   }
+  /// The seed of the generator that draws configurations (default 1): the same seed draws the same
+  /// trials.
   search_options& seed(std::uint64_t s) noexcept {
     seed_ = s;
     return *this;
   }
-  // The child budget that holds the trials (parent/<name>/trial-0001, ...).
+  /// The child budget that holds the trials (`parent/<name>/trial-0001`, ...).
   search_options& name(std::string n) {
     if (n.empty()) fail("name", "a budget name", "''");
     name_ = std::move(n);
     return *this;
   }
 
+  /// The method.
   [[nodiscard]] search_method method() const noexcept { return method_; }
+  /// The reduction factor (default 3).
   [[nodiscard]] std::size_t eta() const noexcept { return eta_; }
+  /// The search resource's name; empty: chosen from the parent's limits.
   [[nodiscard]] const std::string& resource() const noexcept { return resource_; }
+  /// Rungs of the most exploratory bracket; 0: the default.
   [[nodiscard]] std::size_t rungs() const noexcept { return rungs_; }
+  /// Successive halving's n; 0: the default.
   [[nodiscard]] std::size_t configurations() const noexcept { return configurations_; }
+  /// The least resource a trial may be given, in the resource's unit; none when not set.
   [[nodiscard]] std::optional<double> min_resource() const noexcept { return min_resource_; }
+  /// The metric that ranks trials; empty until set.
   [[nodiscard]] const std::string& metric() const noexcept { return metric_; }
+  /// Whether larger (max, the default) or smaller is better.
   [[nodiscard]] metric_mode mode() const noexcept { return mode_; }
+  /// The share of the parent's budget kept out of the search, in [0, 1).
   [[nodiscard]] double reserve() const noexcept { return reserve_; }
+  /// Trials run at once (default 1).
   [[nodiscard]] std::size_t concurrency() const noexcept { return concurrency_; }
+  /// The seed (default 1).
   [[nodiscard]] std::uint64_t seed() const noexcept { return seed_; }
+  /// The child budget's name (default "search").
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  /// The controller options for a trial of configuration `c` (default options when none were
+  /// given).
   [[nodiscard]] controller_options controller_for(const configuration& c) const {
     return controller_ ? controller_(c) : controller_options{};
   }
@@ -490,61 +534,80 @@ class search_options {
 // Results
 // ---------------------------------------------------------------------------------------------
 
-// One trial's part in one rung.
+/// One trial's part in one rung.
 struct trial_rung_record {
+  /// The rung's index in its bracket (0: the first).
   std::size_t rung = 0;
-  double target = 0;   // the resource the trial was to have by the rung's end (cumulative)
-  double used = 0;     // what it had (the search resource, read from its budget)
-  double wall = 0;     // its budget's wall time by the rung's end
-  std::optional<double> metric;  // the last value reported in this rung (else carried, below)
-  bool metric_carried = false;   // none reported in this rung: the trial's earlier value stands
-  std::string stop;              // its controller's stop message
+  double target = 0;   ///< the resource the trial was to have by the rung's end (cumulative)
+  double used = 0;     ///< what it had (the search resource, read from its budget)
+  double wall = 0;     ///< its budget's wall time by the rung's end
+  std::optional<double> metric;  ///< the last value reported in this rung (else carried, below)
+  bool metric_carried = false;   ///< none reported in this rung: the trial's earlier value stands
+  std::string stop;              ///< its controller's stop message
 };
 
+/// One trial: its configuration, its budget and its part in each rung it ran.
 struct trial_record {
-  std::size_t id = 0;       // 1, 2, ... in the order drawn
-  std::size_t bracket = 0;  // index in search_plan::brackets
+  std::size_t id = 0;       ///< 1, 2, ... in the order drawn
+  std::size_t bracket = 0;  ///< index in search_plan::brackets
+  /// The configuration it trained.
   configuration config;
-  std::optional<std::size_t> space_index;  // in a finite space's list
+  std::optional<std::size_t> space_index;  ///< in a finite space's list
+  /// Its child budget's path (`parent/<name>/trial-0001`).
   std::string budget_path;
+  /// The rungs it ran, in order.
   std::vector<trial_rung_record> rungs;
-  std::string error;  // what the trial function threw (the trial then ranks last)
-  // The latest rung's metric: what the model held in the trial's state scored.
+  std::string error;  ///< what the trial function threw (the trial then ranks last)
+  /// The latest rung's metric: what the model held in the trial's state scored.
   [[nodiscard]] std::optional<double> metric() const noexcept {
     return rungs.empty() ? std::nullopt : rungs.back().metric;
   }
 };
 
-// One rung of one bracket as it ran.
+/// One rung of one bracket as it ran.
 struct rung_record {
+  /// Index in search_plan::brackets.
   std::size_t bracket = 0;
+  /// Index in the bracket's rungs.
   std::size_t rung = 0;
-  std::size_t planned = 0;   // trials the plan put in it
-  std::size_t run = 0;       // trials that ran (fewer when the budget ran out)
-  double resource = 0;       // the target resource of each trial (cumulative)
-  std::size_t promoted = 0;  // trials sent on to the next rung
+  std::size_t planned = 0;   ///< trials the plan put in it
+  std::size_t run = 0;       ///< trials that ran (fewer when the budget ran out)
+  double resource = 0;       ///< the target resource of each trial (cumulative)
+  std::size_t promoted = 0;  ///< trials sent on to the next rung
+  /// The best metric in the rung; none when no trial reported one.
   std::optional<double> best;
-  std::vector<std::size_t> trials;  // ids, in the order of the ranking (best first)
+  std::vector<std::size_t> trials;  ///< ids, in the order of the ranking (best first)
 };
 
+/// What a search did: its settings, plan, trials and rungs, and the best trial.
 struct search_result {
+  /// The method.
   search_method method = search_method::hyperband;
+  /// The reduction factor.
   std::size_t eta = 3;
+  /// The search resource (a builtin consumable or user unit).
   std::string resource;
+  /// The metric that ranked the trials.
   std::string metric;
+  /// Whether larger (max) or smaller (min) was better.
   metric_mode mode = metric_mode::max;
+  /// Trials run at once.
   std::size_t concurrency = 1;
+  /// The plan, fitted to capacity.
   search_plan plan;
-  double capacity = 0;       // the search resource the plan was fitted to
-  double used = 0;           // what the search used of it (the parent's figure, after - before)
-  double parent_limit = 0;   // the parent's limit on it
-  double parent_used = 0;    // the parent's use of it at the end
-  bool completed = false;    // every planned rung ran
-  std::string stop;          // why it ended, in words
+  double capacity = 0;       ///< the search resource the plan was fitted to
+  double used = 0;           ///< what the search used of it (the parent's figure, after - before)
+  double parent_limit = 0;   ///< the parent's limit on it
+  double parent_used = 0;    ///< the parent's use of it at the end
+  bool completed = false;    ///< every planned rung ran
+  std::string stop;          ///< why it ended, in words
+  /// Every trial, in the order drawn.
   std::vector<trial_record> trials;
+  /// Every rung that ran, in order.
   std::vector<rung_record> rungs;
-  std::optional<std::size_t> best;  // index into trials
+  std::optional<std::size_t> best;  ///< index into trials
 
+  /// The best trial; nullptr when none reported the metric.
   [[nodiscard]] const trial_record* best_trial() const noexcept { return best ? &trials[*best] : nullptr; }
 };
 
@@ -565,26 +628,32 @@ struct trial_slot {
 };
 }  // namespace detail
 
-// What the trial function gets: its configuration, its child budget (limited to this rung's
-// resource and to what the parent has left), a controller on that budget (the same one in every
-// rung: a promoted trial's forecasts, epochs and early stopping continue), and a state slot
-// that survives between rungs, so a promoted trial resumes where it stopped.
+/// What the trial function gets: its configuration, its child budget (limited to this rung's
+/// resource and to what the parent has left), a controller on that budget (the same one in every
+/// rung: a promoted trial's forecasts, epochs and early stopping continue), and a state slot
+/// that survives between rungs, so a promoted trial resumes where it stopped.
 class trial {
  public:
+  /// The configuration the trial trains.
   [[nodiscard]] const configuration& config() const noexcept { return *config_; }
+  /// The trial's id: 1, 2, ... in the order drawn.
   [[nodiscard]] std::size_t id() const noexcept { return id_; }
+  /// Index in search_plan::brackets.
   [[nodiscard]] std::size_t bracket() const noexcept { return bracket_; }
+  /// The rung it runs in (0: the first).
   [[nodiscard]] std::size_t rung() const noexcept { return rung_; }
-  // Whether this is a promoted trial continuing (rung > 0).
+  /// Whether this is a promoted trial continuing (rung > 0).
   [[nodiscard]] bool resumed() const noexcept { return rung_ > 0; }
-  // The search resource the trial should have by this rung's end (its budget's limit on it).
+  /// The search resource the trial should have by this rung's end (its budget's limit on it).
   [[nodiscard]] double target() const noexcept { return target_; }
+  /// Its child budget, limited to this rung's target and to what the parent has left.
   [[nodiscard]] frugal::budget& budget() const noexcept { return *slot_->child; }
+  /// Its controller, the same in every rung; drive it with end_step and end_epoch.
   [[nodiscard]] frugal::controller& controller() const noexcept { return *slot_->ctl; }
 
-  // The trial's state (a model, its optimizer, the data order), made from args on first use and
-  // kept while the trial may be promoted (and, for the best trial, after the search). Asking for
-  // another type than the first time is std::logic_error.
+  /// The trial's state (a model, its optimizer, the data order), made from args on first use and
+  /// kept while the trial may be promoted (and, for the best trial, after the search). Asking for
+  /// another type than the first time is std::logic_error.
   template <class T, class... Args>
   T& state(Args&&... args) {
     if (!slot_->state) {
@@ -596,6 +665,7 @@ class trial {
     }
     return *static_cast<T*>(slot_->state.get());
   }
+  /// Whether state() has made the trial's state.
   [[nodiscard]] bool has_state() const noexcept { return static_cast<bool>(slot_->state); }
 
  private:
@@ -608,42 +678,43 @@ class trial {
   double target_;
 };
 
-// Runs task(0) .. task(count - 1), returning when all have: in order on the calling thread
-// (search::run), on oneTBB workers (run_parallel), or any other way. Tasks do not throw.
+/// Runs task(0) .. task(count - 1), returning when all have: in order on the calling thread
+/// (search::run), on oneTBB workers (run_parallel), or any other way. Tasks do not throw.
 using trial_executor = std::function<void(std::size_t count, const std::function<void(std::size_t)>& task)>;
 
 // ---------------------------------------------------------------------------------------------
 // The search
 // ---------------------------------------------------------------------------------------------
 
-// Spends one parent budget on many configurations. The plan (search_plan) comes from the
-// papers' formulas in units of the least resource a trial gets; the unit is fitted so the whole
-// plan costs what the parent has left of the search resource (less the reserve), so a search
-// inside 2B gives every trial twice the resource of one inside B.
-//
-// Staying inside. Every trial runs in its own child budget (parent/<name>/trial-0001), whose
-// limits are set before each rung: the search resource at the rung's target, every other
-// consumable the parent limits at what the parent has left (less what trials running at once
-// have reserved), the parent's levels as they are. A trial starts only if the parent can give it
-// its whole increment; otherwise the search stops there (a decision: search_result::stop), so
-// rankings compare trials given equal resources. The trial's controller stops it before a step
-// would cross its budget, so the parent is crossed only when a step costs more than its forecast,
-// and then by less than one step per trial running at once -- with trials in sequence, the
-// bound of a single run. (A controller forecasts from the second step; the first step of a
-// trial in a tiny rung is not forecast: give min_resource at least a step.)
-//
-// Charging. The search opens a scope on parent/<name> around the whole run, and one on each
-// trial's budget (stage "trial") around each call of the trial function, on whichever thread
-// runs it: everything the trial does on that thread, and on the threads its frugal::parallel_for
-// attaches, is charged to its budget and to no other trial's.
+/// Spends one parent budget on many configurations. The plan (search_plan) comes from the
+/// papers' formulas in units of the least resource a trial gets; the unit is fitted so the whole
+/// plan costs what the parent has left of the search resource (less the reserve), so a search
+/// inside 2B gives every trial twice the resource of one inside B.
+///
+/// Staying inside. Every trial runs in its own child budget (`parent/<name>/trial-0001`), whose
+/// limits are set before each rung: the search resource at the rung's target, every other
+/// consumable the parent limits at what the parent has left (less what trials running at once
+/// have reserved), the parent's levels as they are. A trial starts only if the parent can give it
+/// its whole increment; otherwise the search stops there (a decision: search_result::stop), so
+/// rankings compare trials given equal resources. The trial's controller stops it before a step
+/// would cross its budget, so the parent is crossed only when a step costs more than its forecast,
+/// and then by less than one step per trial running at once -- with trials in sequence, the
+/// bound of a single run. (A controller forecasts from the second step; the first step of a
+/// trial in a tiny rung is not forecast: give min_resource at least a step.)
+///
+/// Charging. The search opens a scope on `parent/<name>` around the whole run, and one on each
+/// trial's budget (stage "trial") around each call of the trial function, on whichever thread
+/// runs it: everything the trial does on that thread, and on the threads its frugal::parallel_for
+/// attaches, is charged to its budget and to no other trial's.
 class search {
  public:
+  /// What run() calls once per trial and rung: trains the trial until its controller stops it.
   using trial_function = std::function<void(trial&)>;
 
-  // Checks the options against the parent and fits the plan to what the parent has left. Bad
-  // input is std::invalid_argument naming the field and value: an empty space, a resource the
-  // parent does not limit, no metric, a sampler without a size where successive halving needs
-  // one. A parent with nothing left is not an error: the search then runs nothing.
+  /// Checks the options against the parent and fits the plan to what the parent has left. Bad
+  /// input is std::invalid_argument naming the field and value: an empty space, a resource the
+  /// parent does not limit, no metric, a sampler without a size where successive halving needs
+  /// one. A parent with nothing left is not an error: the search then runs nothing.
   search(budget& parent, search_space space, search_options options)
       : parent_(&parent), space_(std::move(space)), options_(std::move(options)), rng_(options_.seed()) {
     if (space_.empty()) throw std::invalid_argument("frugal::search: space must not be empty, got an empty space");
@@ -658,21 +729,27 @@ class search {
   search(const search&) = delete;
   search& operator=(const search&) = delete;
 
+  /// The plan, fitted to capacity().
   [[nodiscard]] const search_plan& plan() const noexcept { return plan_; }
+  /// The options as given.
   [[nodiscard]] const search_options& options() const noexcept { return options_; }
+  /// The search resource (the one given, or the one consumable the parent limits).
   [[nodiscard]] const std::string& resource() const noexcept { return resource_; }
+  /// What the plan was fitted to: the parent's limit - used of the resource, less the reserve, when
+  /// the search was made.
   [[nodiscard]] double capacity() const noexcept { return capacity_; }
+  /// What the search has done so far (all of it after run()).
   [[nodiscard]] const search_result& result() const noexcept { return result_; }
 
-  // Runs the plan with the trials of each rung one after the other on this thread.
+  /// Runs the plan with the trials of each rung one after the other on this thread.
   const search_result& run(const trial_function& f) {
     return run(f, [](std::size_t n, const std::function<void(std::size_t)>& task) {
       for (std::size_t i = 0; i < n; ++i) task(i);
     });
   }
 
-  // Runs the plan, each rung's trials through `execute` (they may run at once, on any threads).
-  // Rungs are synchronous: a rung is ranked when all its trials have returned.
+  /// Runs the plan, each rung's trials through `execute` (they may run at once, on any threads).
+  /// Rungs are synchronous: a rung is ranked when all its trials have returned.
   const search_result& run(const trial_function& f, const trial_executor& execute) {
     if (!f) throw std::invalid_argument("frugal::search::run: the trial function must not be empty");
     if (!execute) throw std::invalid_argument("frugal::search::run: the executor must not be empty");
@@ -710,7 +787,7 @@ class search {
     return result_;
   }
 
-  // The best trial's state (the model that scored its metric), or null: none, or another type.
+  /// The best trial's state (the model that scored its metric), or null: none, or another type.
   template <class T>
   [[nodiscard]] T* best_state() const noexcept {
     if (!result_.best) return nullptr;
@@ -720,7 +797,7 @@ class search {
   }
 
  private:
-  // A resource named by the options: a builtin or a user unit.
+  /// A resource named by the options: a builtin or a user unit.
   [[nodiscard]] static double limit_of(const budget& b, const std::string& name) {
     if (const auto r = resource_from_name(name)) return b.limit(*r);
     return b.limit(std::string_view(name));
@@ -729,16 +806,16 @@ class search {
     if (const auto r = resource_from_name(name)) return b.used(*r);
     return b.used(std::string_view(name));
   }
-  // Wall time is a union over threads: trials at once share it rather than add to it.
+  /// Wall time is a union over threads: trials at once share it rather than add to it.
   [[nodiscard]] static bool union_over_threads(const std::string& name) { return name == to_string(resource::wall); }
-  // Limits on FLOPs, allocations and bytes are whole numbers (limits::set refuses fractions).
+  /// Limits on FLOPs, allocations and bytes are whole numbers (limits::set refuses fractions).
   [[nodiscard]] static bool whole(const std::string& name) {
     const auto r = resource_from_name(name);
     return r && kind_of(*r) != quantity_kind::duration;
   }
   [[nodiscard]] static double rounded(const std::string& name, double v) { return whole(name) ? std::floor(v) : v; }
 
-  // The consumables the parent limits, by name.
+  /// The consumables the parent limits, by name.
   [[nodiscard]] std::vector<std::string> limited_consumables() const {
     std::vector<std::string> out;
     const frugal::limits l = parent_->limits();
@@ -767,8 +844,8 @@ class search {
     }
   }
 
-  // The plan of a method at k rungs in units (unit 1), the brackets' first rungs capped by a
-  // finite space's size (a bracket draws distinct configurations).
+  /// The plan of a method at k rungs in units (unit 1), the brackets' first rungs capped by a
+  /// finite space's size (a bracket draws distinct configurations).
   [[nodiscard]] static search_plan base_plan(search_method method, std::size_t eta, const search_space& space,
                                              std::size_t k, std::size_t n_sh) {
     search_plan p;
@@ -793,9 +870,9 @@ class search {
     return detail::floor_log(static_cast<double>(n), options_.eta()) + 1;
   }
 
-  // Fits the plan's unit to the capacity; shrinks the plan when the unit would fall below
-  // min_resource (fewer brackets or configurations), and only then lets the unit stand at
-  // min_resource, leaving the budget to cut the plan short.
+  /// Fits the plan's unit to the capacity; shrinks the plan when the unit would fall below
+  /// min_resource (fewer brackets or configurations), and only then lets the unit stand at
+  /// min_resource, leaving the budget to cut the plan short.
   void fit_plan() {
     const std::size_t p = options_.concurrency();
     const bool u = union_over_threads(resource_);
@@ -838,7 +915,7 @@ class search {
   }
   // --- drawing configurations ---
 
-  // A finite space: a shuffled order, reshuffled when used up; distinct within a bracket.
+  /// A finite space: a shuffled order, reshuffled when used up; distinct within a bracket.
   std::vector<std::pair<configuration, std::optional<std::size_t>>> draw(std::size_t n) {
     std::vector<std::pair<configuration, std::optional<std::size_t>>> out;
     if (!space_.finite()) {
@@ -875,8 +952,8 @@ class search {
     return out;
   }
 
-  // What the parent has for one more trial of `name`, keeping the reserve and what running
-  // trials have reserved of an additive resource. Under mutex_.
+  /// What the parent has for one more trial of `name`, keeping the reserve and what running
+  /// trials have reserved of an additive resource. Under mutex_.
   [[nodiscard]] double available(const std::string& name) const {
     double start = 0;
     for (const auto& [n, v] : start_used_)
@@ -893,8 +970,8 @@ class search {
 
   struct running_trial {
     detail::trial_slot* slot;
-    std::vector<std::pair<std::string, double>> reserved;  // additive resources set aside
-    std::vector<std::pair<std::string, double>> start;     // the child's use when it started
+    std::vector<std::pair<std::string, double>> reserved;  ///< additive resources set aside
+    std::vector<std::pair<std::string, double>> start;     ///< the child's use when it started
     [[nodiscard]] double used_at_start_of(const std::string& n) const {
       for (const auto& [k, v] : start)
         if (k == n) return v;
@@ -902,8 +979,8 @@ class search {
     }
   };
 
-  // Sets the child's limits for the rung and reserves them; false (and nothing set) when the
-  // parent cannot give the trial its whole increment, or has nothing left of another resource.
+  /// Sets the child's limits for the rung and reserves them; false (and nothing set) when the
+  /// parent cannot give the trial its whole increment, or has nothing left of another resource.
   bool admit(detail::trial_slot& slot, double target, std::string& why) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopped_) {
@@ -961,7 +1038,7 @@ class search {
                    running_.end());
   }
 
-  // One trial's rung: admitted, run in its budget's scope, its metric read from its controller.
+  /// One trial's rung: admitted, run in its budget's scope, its metric read from its controller.
   void run_trial(detail::trial_slot& slot, std::size_t bracket, std::size_t rung, double target,
                  const trial_function& f, const context& ctx, bool& ran) {
     trial_record& rec = result_.trials[slot.index];  // this trial's record: no other task touches it
@@ -1013,7 +1090,7 @@ class search {
     release(slot);
   }
 
-  // a better than b: a value beats none, NaN is none.
+  /// a better than b: a value beats none, NaN is none.
   [[nodiscard]] bool better(const std::optional<double>& a, const std::optional<double>& b) const noexcept {
     const bool ha = a && !std::isnan(*a), hb = b && !std::isnan(*b);
     if (ha != hb) return ha;
@@ -1080,8 +1157,8 @@ class search {
     update_best();
   }
 
-  // The best trial by its latest metric; the states of trials that can neither run again nor be
-  // the best are freed (a search over hundreds of models keeps a handful in memory).
+  /// The best trial by its latest metric; the states of trials that can neither run again nor be
+  /// the best are freed (a search over hundreds of models keeps a handful in memory).
   void update_best() {
     for (std::size_t i = 0; i < result_.trials.size(); ++i)
       if (better(result_.trials[i].metric(), result_.best ? result_.trials[*result_.best].metric() : std::nullopt))

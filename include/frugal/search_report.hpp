@@ -1,5 +1,6 @@
-// A search's report: the trials and rungs of a frugal::search_result as a JSON section beside
-// the budget tree (write_json_report(out, parent, result)) and as text tables (print_report).
+/// @file
+/// A search's report: the trials and rungs of a frugal::search_result as a JSON section beside
+/// the budget tree (write_json_report(out, parent, result)) and as text tables (print_report).
 #pragma once
 
 #include <frugal/detail/json.hpp>
@@ -118,16 +119,19 @@ inline void json_search(json_writer& w, const search_result& r) {
 }
 }  // namespace detail
 
-// report.hpp's document for the parent budget (its tree holds every trial's budget), plus:
-//   "search": {"method", "eta", "resource", "metric", "mode", "concurrency",
-//     "unit" (the least resource a trial gets), "capacity" (what the plan was fitted to),
-//     "planned_cost", "used", "parent_limit", "parent_used", "inside_budget", "completed", "stop",
-//     "best": {"trial", "config": {<name>: value}, "metric", "resource", "budget"} or null,
-//     "rungs": [{"bracket", "s", "rung", "planned_trials", "trials_run", "resource", "promoted",
-//                "best_metric", "ranking": [trial ids, best first]}],
-//     "trials": [{"id", "bracket", "budget", "config", "space_index", "metric", "error",
-//                 "rungs": [{"rung", "target", "used", "wall", "metric", "metric_carried", "stop"}]}]}
-// Missing and non-finite metrics are null.
+/// Writes report.hpp's JSON document with the search's section. Its shape: report.hpp's document
+/// for the parent budget (its tree holds every trial's budget), plus:
+/// @verbatim
+///   "search": {"method", "eta", "resource", "metric", "mode", "concurrency",
+///     "unit" (the least resource a trial gets), "capacity" (what the plan was fitted to),
+///     "planned_cost", "used", "parent_limit", "parent_used", "inside_budget", "completed", "stop",
+///     "best": {"trial", "config": {<name>: value}, "metric", "resource", "budget"} or null,
+///     "rungs": [{"bracket", "s", "rung", "planned_trials", "trials_run", "resource", "promoted",
+///                "best_metric", "ranking": [trial ids, best first]}],
+///     "trials": [{"id", "bracket", "budget", "config", "space_index", "metric", "error",
+///                 "rungs": [{"rung", "target", "used", "wall", "metric", "metric_carried", "stop"}]}]}
+/// @endverbatim
+/// Missing and non-finite metrics are null.
 inline void write_json_report(std::ostream& out, const budget& parent, const search_result& r) {
   detail::json_writer w(out);
   w.begin_object();
@@ -138,13 +142,14 @@ inline void write_json_report(std::ostream& out, const budget& parent, const sea
   out << '\n';
 }
 
+/// write_json_report(out, parent, r) into a string.
 [[nodiscard]] inline std::string json_report(const budget& parent, const search_result& r) {
   std::ostringstream s;
   write_json_report(s, parent, r);
   return s.str();
 }
 
-// The search as text: what it spent and why it ended, the rungs, the trials, the best.
+/// The search as text: what it spent and why it ended, the rungs, the trials, the best.
 inline void print_report(std::ostream& out, const search_result& r) {
   const bool wall = r.resource == "wall";
   out << "search: " << to_string(r.method) << ", eta " << r.eta << ", " << r.trials.size() << " trials over "

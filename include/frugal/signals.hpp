@@ -1,55 +1,58 @@
-// Signals -> clean stops: an opt-in installer of async-signal-safe handlers (default SIGTERM,
-// SIGINT, SIGUSR1) that turns the first signal into a controller stop (stop_reason::signal) and,
-// given a deadline_watchdog, arms the hard deadline at signal + grace; a second signal kills.
-//
-//   frugal::budget run{"train", limits};
-//   tbb::task_group_context ctx;
-//   frugal::deadline_watchdog watchdog{run, ctx};
-//   frugal::signal_stop signals{watchdog, std::chrono::seconds(60)};  // after the watchdog
-//   frugal::controller ctl{run};
-//   signals.bind(ctl);  // ctl.stop_on(signals.stop_flag(), stop_reason::signal, signal_stop::describe)
-//   ctl.cancel_on(watchdog.stop_flag(), frugal::stop_reason::deadline, [&] { return watchdog.describe(); });
-//   while (!ctl.should_stop()) { ...step (parallel_for with ctx)...; if (ctl.end_step(s).stops()) break; }
-//   ctl.end_run();  save_checkpoint();  // then exit 0
-//
-// What happens. The first signal sets stop_flag() (a lock-free atomic: all a handler may do):
-// should_stop() is true at once, and the next checkpoint decides stop, "stop (signal): SIGTERM
-// received", which no callback can veto. With a watchdog, a thread woken through a self-pipe
-// (the handler only write()s one byte) arms it at signal time + grace: a step that would not end
-// in time is cancelled (decision `cancelled`, "the deadline watchdog fired: the 60 s grace after
-// SIGTERM ran out; ..."), and the loop still gets to save. A second signal -- any of the set --
-// restores the default action and re-raises it: the process dies at once, and its exit status
-// names the signal (a second Ctrl-C, or the scheduler's SIGTERM after its early warning).
-//
-// Grace is required with a watchdog: no default fits both a warning minutes ahead (SLURM's
-// --signal) and a SIGTERM followed by SIGKILL 10-30 s later (docker stop, Kubernetes, SLURM's
-// KillWait). Choose grace = warning - time to save a checkpoint - a margin. Without a watchdog
-// (signal_stop{}) the stop waits for the next checkpoint, however long the step takes.
-//
-// SLURM. At the time limit SLURM sends SIGTERM to the job's processes and SIGKILL KillWait
-// seconds later (`scontrol show config | grep KillWait`, often 30 s). Ask for a warning ahead:
-//
-//   #SBATCH --time=04:00:00
-//   #SBATCH --signal=B:USR1@120      # SIGUSR1 to the batch shell ~120 s before the limit
-//   exec ./train --out "$RUN_DIR" --resume    # exec: the program becomes the batch shell
-//
-// `B:` signals only the batch shell: without `exec`, bash would get it and, while it waits for a
-// foreground child, run no trap until the child ends. Without `B:` SLURM signals the job steps
-// (`srun ./train ...`) and not the shell. SLURM may send the warning up to a minute early.
-// The flow: SIGUSR1 -> the next checkpoint decides stop (signal) -> the loop breaks, saves its
-// checkpoint and report with frugal::write_file_atomically (<frugal/durable_file.hpp>: old or
-// new, never half a file) and exits 0 -> the next job (`sbatch --dependency=afterany:<id>`, or
-// `#SBATCH --requeue` with `scontrol requeue`) starts with --resume from the checkpoint. If the
-// program is still running at the limit, SLURM's SIGTERM is the second signal: killed at once,
-// the checkpoint on disk still whole. With grace 60 s, a stuck step is cancelled ~60 s after the
-// warning, leaving ~60 s to save.
-//
-// Rules. Only one signal_stop may be alive at a time (the handlers and their state are
-// process-wide): a second throws std::logic_error. The destructor restores the previous
-// handlers (sigaction). A signal the process ignores (SIG_IGN: SIGINT in a script's background
-// job, SIGHUP under nohup) stays ignored, as the shell asked. Handlers use SA_RESTART, so reads
-// in flight are not broken by the signal. The handler allocates nothing, takes no lock and
-// calls no stdio: lock-free atomics, write(), sigaction() and raise() only. POSIX only.
+/// @file
+/// Signals -> clean stops: an opt-in installer of async-signal-safe handlers (default SIGTERM,
+/// SIGINT, SIGUSR1) that turns the first signal into a controller stop (stop_reason::signal) and,
+/// given a deadline_watchdog, arms the hard deadline at signal + grace; a second signal kills.
+///
+///   frugal::budget run{"train", limits};
+///   tbb::task_group_context ctx;
+///   frugal::deadline_watchdog watchdog{run, ctx};
+///   frugal::signal_stop signals{watchdog, std::chrono::seconds(60)};  // after the watchdog
+///   frugal::controller ctl{run};
+///   signals.bind(ctl);  // ctl.stop_on(signals.stop_flag(), stop_reason::signal, signal_stop::describe)
+///   ctl.cancel_on(watchdog.stop_flag(), frugal::stop_reason::deadline, [&] { return watchdog.describe(); });
+///   while (!ctl.should_stop()) { ...step (parallel_for with ctx)...; if (ctl.end_step(s).stops()) break; }
+///   ctl.end_run();  save_checkpoint();  // then exit 0
+///
+/// What happens. The first signal sets stop_flag() (a lock-free atomic: all a handler may do):
+/// should_stop() is true at once, and the next checkpoint decides stop, "stop (signal): SIGTERM
+/// received", which no callback can veto. With a watchdog, a thread woken through a self-pipe
+/// (the handler only write()s one byte) arms it at signal time + grace: a step that would not end
+/// in time is cancelled (decision `cancelled`, "the deadline watchdog fired: the 60 s grace after
+/// SIGTERM ran out; ..."), and the loop still gets to save. A second signal -- any of the set --
+/// restores the default action and re-raises it: the process dies at once, and its exit status
+/// names the signal (a second Ctrl-C, or the scheduler's SIGTERM after its early warning).
+///
+/// Grace is required with a watchdog: no default fits both a warning minutes ahead (SLURM's
+/// --signal) and a SIGTERM followed by SIGKILL 10-30 s later (docker stop, Kubernetes, SLURM's
+/// KillWait). Choose grace = warning - time to save a checkpoint - a margin. Without a watchdog
+/// (signal_stop{}) the stop waits for the next checkpoint, however long the step takes.
+///
+/// SLURM. At the time limit SLURM sends SIGTERM to the job's processes and SIGKILL KillWait
+/// seconds later (`scontrol show config | grep KillWait`, often 30 s). Ask for a warning ahead:
+///
+/// @verbatim
+///   #SBATCH --time=04:00:00
+///   #SBATCH --signal=B:USR1@120      # SIGUSR1 to the batch shell ~120 s before the limit
+///   exec ./train --out "$RUN_DIR" --resume    # exec: the program becomes the batch shell
+/// @endverbatim
+///
+/// `B:` signals only the batch shell: without `exec`, bash would get it and, while it waits for a
+/// foreground child, run no trap until the child ends. Without `B:` SLURM signals the job steps
+/// (`srun ./train ...`) and not the shell. SLURM may send the warning up to a minute early.
+/// The flow: SIGUSR1 -> the next checkpoint decides stop (signal) -> the loop breaks, saves its
+/// checkpoint and report with frugal::write_file_atomically (<frugal/durable_file.hpp>: old or
+/// new, never half a file) and exits 0 -> the next job (`sbatch --dependency=afterany:<id>`, or
+/// `#SBATCH --requeue` with `scontrol requeue`) starts with --resume from the checkpoint. If the
+/// program is still running at the limit, SLURM's SIGTERM is the second signal: killed at once,
+/// the checkpoint on disk still whole. With grace 60 s, a stuck step is cancelled ~60 s after the
+/// warning, leaving ~60 s to save.
+///
+/// Rules. Only one signal_stop may be alive at a time (the handlers and their state are
+/// process-wide): a second throws std::logic_error. The destructor restores the previous
+/// handlers (sigaction). A signal the process ignores (SIG_IGN: SIGINT in a script's background
+/// job, SIGHUP under nohup) stays ignored, as the shell asked. Handlers use SA_RESTART, so reads
+/// in flight are not broken by the signal. The handler allocates nothing, takes no lock and
+/// calls no stdio: lock-free atomics, write(), sigaction() and raise() only. POSIX only.
 #pragma once
 
 #include <frugal/controller.hpp>
@@ -77,7 +80,7 @@
 
 namespace frugal {
 
-// "SIGTERM", "SIGINT", ...; "signal 42" for one without a name here.
+/// "SIGTERM", "SIGINT", ...; "signal 42" for one without a name here.
 [[nodiscard]] inline std::string signal_name(int sig) {
   switch (sig) {
     case SIGHUP: return "SIGHUP";
@@ -179,19 +182,21 @@ inline const char* unsuitable(int sig) noexcept {
 
 }  // namespace detail::signals_impl
 
-// Installs the handlers while alive (RAII); see the top of this file.
+/// Installs the handlers while alive (RAII); see the top of this file.
 class signal_stop {
  public:
-  // SIGTERM (scheduler's end, kill, docker stop), SIGINT (Ctrl-C), SIGUSR1 (SLURM's warning).
+  /// SIGTERM (scheduler's end, kill, docker stop), SIGINT (Ctrl-C), SIGUSR1 (SLURM's warning).
   [[nodiscard]] static std::vector<int> default_signals() { return {SIGTERM, SIGINT, SIGUSR1}; }
 
-  // Stops at the next checkpoint; no watchdog.
+  /// Stops at the next checkpoint; no watchdog.
   signal_stop() : signal_stop(default_signals()) {}
+  /// Stops at the next checkpoint on any of `signals`; no watchdog.
   explicit signal_stop(std::vector<int> signals) { install(std::move(signals)); }
-  // Also arms `watchdog` at the first signal + `grace` (>= 0). The watchdog must outlive this
-  // object: construct it first.
+  /// Also arms `watchdog` at the first signal + `grace` (>= 0). The watchdog must outlive this
+  /// object: construct it first.
   signal_stop(deadline_watchdog& watchdog, std::chrono::nanoseconds grace)
       : signal_stop(watchdog, grace, default_signals()) {}
+  /// As above, on `signals`; throws std::invalid_argument when grace < 0.
   signal_stop(deadline_watchdog& watchdog, std::chrono::nanoseconds grace, std::vector<int> signals)
       : watchdog_(&watchdog), grace_(grace) {
     if (grace < std::chrono::nanoseconds::zero())
@@ -210,24 +215,25 @@ class signal_stop {
   signal_stop(const signal_stop&) = delete;
   signal_stop& operator=(const signal_stop&) = delete;
 
-  // Binds the controller: ctl.stop_on(stop_flag(), stop_reason::signal, describe). The flag is
-  // static, so it outlives any controller.
+  /// Binds the controller: ctl.stop_on(stop_flag(), stop_reason::signal, describe). The flag is
+  /// static, so it outlives any controller.
   void bind(controller& ctl) const { ctl.stop_on(stop_flag(), stop_reason::signal, &signal_stop::describe); }
 
-  // Set (release) by the first signal since this object was made.
+  /// Set (release) by the first signal since this object was made.
   [[nodiscard]] static const std::atomic<bool>& stop_flag() noexcept { return detail::signals_impl::stop_flag; }
+  /// Whether a signal has arrived since this object was made (reads stop_flag()).
   [[nodiscard]] static bool received() noexcept { return stop_flag().load(std::memory_order_acquire); }
-  // The first signal's number (0 before one arrived).
+  /// The first signal's number (0 before one arrived).
   [[nodiscard]] static int signal_number() noexcept {
     return received() ? detail::signals_impl::first_signal.load(std::memory_order_relaxed) : 0;
   }
-  // "SIGTERM received" ("" before): the words of the controller's "stop (signal): ..." decision.
+  /// "SIGTERM received" ("" before): the words of the controller's "stop (signal): ..." decision.
   [[nodiscard]] static std::string describe() {
     const int sig = signal_number();
     return sig == 0 ? std::string() : signal_name(sig) + " received";
   }
 
-  // The signals handled: those asked for, less the ones the process ignores.
+  /// The signals handled: those asked for, less the ones the process ignores.
   [[nodiscard]] std::vector<int> handled_signals() const {
     std::vector<int> out;
     for (const auto& h : handled_) out.push_back(h.sig);
@@ -333,8 +339,8 @@ class signal_stop {
     wake_read_ = wake_write_ = -1;
   }
 
-  // The waker thread: blocks on the pipe; on the first signal arms the watchdog at signal time +
-  // grace (it may lock and allocate; the handler may not).
+  /// The waker thread: blocks on the pipe; on the first signal arms the watchdog at signal time +
+  /// grace (it may lock and allocate; the handler may not).
   void wait_for_signal() noexcept {
     namespace s = detail::signals_impl;
     for (;;) {

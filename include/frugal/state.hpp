@@ -1,6 +1,7 @@
-// The state of a run that survives its process: the budget tree's usage and the controller's
-// counters, models, rules, early stopping and stop, as plain structs; capture() and restore().
-// Dependency-free: <frugal/state_json.hpp> reads and writes them as a JSON document.
+/// @file
+/// The state of a run that survives its process: the budget tree's usage and the controller's
+/// counters, models, rules, early stopping and stop, as plain structs; capture() and restore().
+/// Dependency-free: <frugal/state_json.hpp> reads and writes them as a JSON document.
 #pragma once
 
 #include <frugal/budget.hpp>
@@ -30,20 +31,24 @@
 
 namespace frugal {
 
-// The version of the state document this frugal writes, and the newest it reads.
+/// The version of the state document this frugal writes, and the newest it reads.
 inline constexpr int state_version = 1;
 
-// A state refused: what() names where it came from (a file, or "run state" for one built in
-// memory), the field's path and the problem:
-//   frugal: state file 'run/state.json': controller.steps: expected a non-negative integer, got "abc"
+/// A state refused: what() names where it came from (a file, or "run state" for one built in
+/// memory), the field's path and the problem:
+///   frugal: state file 'run/state.json': controller.steps: expected a non-negative integer, got "abc"
 class state_error : public std::invalid_argument {
  public:
+  /// A refusal of `field` (a path such as "controller.steps"; "" for the whole document) of the
+  /// state from `source` ("" for one in memory), for `problem`.
   state_error(std::string source, std::string field, const std::string& problem)
       : std::invalid_argument(text(source, field, problem)), source_(std::move(source)), field_(std::move(field)) {}
-  // The file's name as given ("" for a state in memory) and the field's path ("" when the
-  // document as a whole is refused: not JSON, empty).
+  ///@{
+  /// The file's name as given ("" for a state in memory) and the field's path ("" when the
+  /// document as a whole is refused: not JSON, empty).
   [[nodiscard]] const std::string& source() const noexcept { return source_; }
   [[nodiscard]] const std::string& field() const noexcept { return field_; }
+  ///@}
 
  private:
   static std::string text(const std::string& source, const std::string& field, const std::string& problem) {
@@ -57,144 +62,215 @@ class state_error : public std::invalid_argument {
 
 // --- the state, as plain data. Field names are the document's keys (state_json.hpp). ---
 
-// forecast.hpp's cost_stats: its recent observations, so that forecasts continue exactly.
+/// forecast.hpp's cost_stats: its recent observations, so that forecasts continue exactly.
 struct cost_stats_state {
-  std::uint64_t count = 0;                        // observations ever added
-  double last = 0;                                // the last one
-  std::uint64_t outliers = 0;                     // excluded as outliers so far
-  std::optional<std::uint64_t> outlier_counted;   // the number (from 0) of the one last counted
-  std::vector<double> recent;                     // the last min(count, window), oldest first
+  std::uint64_t count = 0;                        ///< observations ever added
+  double last = 0;                                ///< the last one
+  std::uint64_t outliers = 0;                     ///< excluded as outliers so far
+  std::optional<std::uint64_t> outlier_counted;   ///< the number (from 0) of the one last counted
+  std::vector<double> recent;                     ///< the last min(count, window), oldest first
 };
 
-// forecast.hpp's cost_model: one cost_stats per batch size, with its recency.
+/// forecast.hpp's cost_model: one cost_stats per batch size, with its recency.
 struct cost_model_state {
+  /// One batch size's statistics.
   struct size_entry {
+    /// The batch size (0: unknown).
     std::size_t batch = 0;
-    std::uint64_t last_used = 0;  // the model's tick when it was last observed
+    std::uint64_t last_used = 0;  ///< the model's tick when it was last observed
+    /// Its cost statistics.
     cost_stats_state stats;
   };
+  /// The model's recency counter, advanced by every observation.
   std::uint64_t tick = 0;
+  /// The batch sizes remembered (at most cost_model::max_sizes).
   std::vector<size_entry> sizes;
 };
 
-// memory_model.hpp's memory_model: the peaks measured per size.
+/// memory_model.hpp's memory_model: the peaks measured per size.
 struct memory_model_state {
+  /// One size's peaks.
   struct size_entry {
+    /// The size (samples, or a stage's chunk size).
     std::size_t size = 0;
+    /// The model's tick when it was last recorded.
     std::uint64_t last_used = 0;
-    std::vector<double> peaks;  // the last ones measured, oldest first
+    std::vector<double> peaks;  ///< the last ones measured, oldest first
   };
+  /// The model's recency counter.
   std::uint64_t tick = 0;
+  /// The size of the last run added, recorded or not (memory_model::last_run()).
   std::size_t last_run = 0;
+  /// The lowest heap level at which a run started, in bytes; none when never given.
   std::optional<double> base_hint;
+  /// The sizes remembered (at most memory_model::max_sizes).
   std::vector<size_entry> sizes;
 };
 
-// A resource the controller forecasts (the wall, the peak heap and every limited one).
+/// A resource the controller forecasts (the wall, the peak heap and every limited one).
 struct resource_state {
+  /// The resource or user unit.
   std::string name;
-  std::optional<double> limit;  // when saved; none: unlimited. Thresholds carry over only under the same limit
-  double last_cost = 0;         // the last step's cost (a consumable)
-  double height = 0;            // a level at the last step
-  double seen = 0;              // a level: the highest the steps reached
-  bool crossed = false;         // a level above its limit at the last checkpoint
+  std::optional<double> limit;  ///< when saved; none: unlimited. Thresholds carry over only under the same limit
+  double last_cost = 0;         ///< the last step's cost (a consumable)
+  double height = 0;            ///< a level at the last step
+  double seen = 0;              ///< a level: the highest the steps reached
+  bool crossed = false;         ///< a level above its limit at the last checkpoint
+  /// The index of the next soft threshold to fire (approaching_event).
   std::size_t next_threshold = 0;
+  /// Whether exhausted_event has fired for it.
   bool exhausted_fired = false;
-  std::array<bool, 3> overrun{};  // by forecast_horizon: next_step, epoch_end, planned_work
-  cost_model_state step;          // a step's cost over batch sizes
-  memory_model_state memory;      // a level: a step's peak over batch sizes
-  cost_stats_state epoch_end;     // the work after an epoch's last step
+  std::array<bool, 3> overrun{};  ///< by forecast_horizon: next_step, epoch_end, planned_work
+  cost_model_state step;          ///< a step's cost over batch sizes
+  memory_model_state memory;      ///< a level: a step's peak over batch sizes
+  cost_stats_state epoch_end;     ///< the work after an epoch's last step
+  /// Times: the epoch end's cost over the steps' cost per sample then.
   cost_stats_state end_in_step_rate;
 };
 
-// A stage sized by controller::chunk_size(): its memory model per level.
+/// A stage sized by controller::chunk_size(): its memory model per level.
 struct sized_stage_state {
+  /// The stage's name.
   std::string name;
+  /// The size chunk_size() gave last.
   std::size_t last = 0;
+  /// Chunks measured so far.
   std::uint64_t chunks = 0;
+  /// (level, its model) per limited level.
   std::vector<std::pair<std::string, memory_model_state>> models;
 };
 
-// A pruning or quantization rule: when it fired, whether it still fires, the measurement of its
-// last action's effect. Matched to the new process's rules by name.
+/// A pruning or quantization rule: when it fired, whether it still fires, the measurement of its
+/// last action's effect. Matched to the new process's rules by name.
 struct compression_rule_state {
+  /// The rule's name.
   std::string rule;
-  std::optional<std::uint64_t> fired;  // the step it last fired at
+  std::optional<std::uint64_t> fired;  ///< the step it last fired at
+  /// The rule no longer fires: its action did not lower what it watches.
   bool disabled = false;
+  /// Its last action's effect is being measured.
   bool measuring = false;
+  /// The step at which the effect is judged.
   std::uint64_t measure_until = 0;
-  std::size_t record = 0;                       // its action's index in history.compressions
-  std::vector<std::string> resources;           // the resources measured
-  std::vector<std::vector<double>> per_sample;   // their costs per sample since the action
-  int bits = 0;                                 // quantize: the width now (0 for prune rules)
+  std::size_t record = 0;                       ///< its action's index in history.compressions
+  std::vector<std::string> resources;           ///< the resources measured
+  std::vector<std::vector<double>> per_sample;   ///< their costs per sample since the action
+  int bits = 0;                                 ///< quantize: the width now (0 for prune rules)
 };
 
-// An early_stopping's progress, matched to the new process's stoppers by metric: its patience
-// continues where it was.
+/// An early_stopping's progress, matched to the new process's stoppers by metric: its patience
+/// continues where it was.
 struct early_stopping_state {
+  /// The metric watched: matches the stopper.
   std::string metric;
+  /// early_stopping::best().
   std::optional<double> best;
+  /// early_stopping::best_epoch().
   std::optional<std::uint64_t> best_epoch;
+  /// early_stopping::wait(): counted updates since the last improvement.
   std::size_t wait = 0;
+  /// early_stopping::updates().
   std::uint64_t updates = 0;
+  /// early_stopping::last().
   std::optional<double> last;
+  /// early_stopping::stopped().
   bool stopped = false;
+  /// early_stopping::verdict().
   early_stop_verdict verdict = early_stop_verdict::no_improvement;
 };
 
+/// Whether the controller had decided a stop, and why.
 struct stop_state {
+  /// A stop was decided.
   bool stopped = false;
+  /// Its cause.
   frugal::stop_reason reason = frugal::stop_reason::none;
+  /// Its reasons in words.
   std::string message;
 };
 
+/// The batch-size knob.
 struct batch_state {
-  std::size_t size = 0;  // 0: the controller did not manage the batch
+  std::size_t size = 0;  ///< 0: the controller did not manage the batch
+  /// Gradient-accumulation steps per update.
   std::size_t accumulation = 1;
+  /// Steps since the batch size last changed.
   std::uint64_t steps_since_change = 0;
+  /// Batch-size changes so far.
   std::uint64_t changes = 0;
-  std::size_t last = 0;      // the last step's batch
-  std::size_t previous = 0;  // the one before
+  std::size_t last = 0;      ///< the last step's batch
+  std::size_t previous = 0;  ///< the one before
+  /// The memory probe (controller::probe_memory) is under way.
   bool probing_memory = false;
 };
 
+/// A controller's progress: counters, the knob, the stop, the forecasts' history, the rules' state
+/// and the history.
 struct controller_state {
+  /// controller::steps().
   std::uint64_t steps = 0;
+  /// controller::epochs().
   std::uint64_t epochs = 0;
+  /// controller::steps_in_epoch().
   std::uint64_t steps_in_epoch = 0;
+  /// Samples processed in the run.
   std::uint64_t samples = 0;
+  /// Samples processed in the current epoch.
   std::uint64_t samples_in_epoch = 0;
+  /// False once a step's samples were unknown (then epoch sizes are not learnt from samples).
   bool samples_known = true;
+  /// Steps of the first complete epoch (0 before one ended).
   std::uint64_t learned_steps_per_epoch = 0;
+  /// Samples of the first complete epoch (0 before one ended, or unknown).
   std::uint64_t learned_epoch_samples = 0;
+  /// The kind of the last checkpoint.
   checkpoint last_checkpoint = checkpoint::step;
+  /// An end_epoch decision was made in the current epoch.
   bool epoch_ending = false;
+  /// The batch-size knob.
   batch_state batch;
+  /// The stop, if decided.
   stop_state stop;
+  /// Every forecast resource.
   std::vector<resource_state> resources;
+  /// Every stage sized by chunk_size().
   std::vector<sized_stage_state> stages;
+  /// The pruning rules, in the options' order.
   std::vector<compression_rule_state> prune_rules;
+  /// The quantization rules, in the options' order.
   std::vector<compression_rule_state> quantize_rules;
+  /// The early stoppers, in the options' order.
   std::vector<early_stopping_state> early_stopping;
-  controller_history history;  // in full: a resumed run's report tells the whole story
+  controller_history history;  ///< in full: a resumed run's report tells the whole story
 };
 
-// A budget and its children: the usage (inclusive, as used() reads it) and the stages. The
-// limits are recorded, for people and tools; restore() does not apply them.
+/// A budget and its children: the usage (inclusive, as used() reads it) and the stages. The
+/// limits are recorded, for people and tools; restore() does not apply them.
 struct budget_state {
+  /// The budget's name (children are matched by it).
   std::string name;
+  /// Its limits when saved (not applied by restore()).
   frugal::limits limits;
+  /// Everything it had used, inclusive, in each resource's unit.
   usage used;
+  /// Its stages.
   std::vector<stage_stats> stages;
+  /// Its children.
   std::vector<budget_state> children;
 };
 
+/// The state of a run: its budget tree and its controller, as saved at a checkpoint and restored by
+/// a later process.
 struct run_state {
+  /// The document's version (state_version when written).
   int version = state_version;
-  std::string frugal_version = version_string;  // the writer's; for people
+  std::string frugal_version = version_string;  ///< the writer's; for people
+  /// When it was saved (system clock).
   std::chrono::system_clock::time_point saved_at{};
-  std::chrono::duration<double> downtime{0};  // between processes, over the resumes before this save
+  std::chrono::duration<double> downtime{0};  ///< between processes, over the resumes before this save
+  /// The budget tree.
   budget_state budget;
+  /// The controller.
   controller_state controller;
 };
 
@@ -730,12 +806,12 @@ inline carried_usage to_carried(const budget_state& s) {
 
 }  // namespace detail
 
-// Refuses a state no run could have left (a state_error naming the field); restore() calls it.
+/// Refuses a state no run could have left (a state_error naming the field); restore() calls it.
 inline void check(const run_state& s) { detail::state_checker({}).check(s); }
 
-// The state of a run now: the budget tree (usage, stages, limits as recorded) and the controller
-// watching it, stamped with the wall-clock time. Take it at a checkpoint -- after end_epoch or
-// the stop, with no step's scope open -- so that it describes whole steps.
+/// The state of a run now: the budget tree (usage, stages, limits as recorded) and the controller
+/// watching it, stamped with the wall-clock time. Take it at a checkpoint -- after end_epoch or
+/// the stop, with no step's scope open -- so that it describes whole steps.
 [[nodiscard]] inline run_state capture(const budget& run, const controller& ctl) {
   if (&ctl.watched() != &run)
     throw std::invalid_argument("frugal::capture: the controller watches budget '" + ctl.watched().path() + "', not '" +
@@ -748,21 +824,21 @@ inline void check(const run_state& s) { detail::state_checker({}).check(s); }
   return s;
 }
 
-// Continues a run in a new process: `run` carries the saved usage (budget::carry: every reading
-// continues from it), `ctl` (made on `run` in this process, with its options) takes the saved
-// counters, models, rules, early stopping and stop. Call it after making both, before the first
-// step and before any scope on `run` opens.
-//
-//   - Limits are this process's: the document records the earlier ones, and a resume under
-//     different limits is allowed (the thresholds' events then start over).
-//   - The time between the processes -- now minus saved_at on the system clock, 0 if the clock
-//     went back -- is not charged: it adds to budget::downtime().
-//   - The saved stop: see state_access::load (the run's own verdicts hold, a budget's stop is
-//     judged again under the limits now, a stop from outside -- a signal -- is lifted).
-//
-// Throws before changing anything: state_error for a state check() refuses, std::invalid_argument
-// when `ctl` does not watch `run` or the root's name differs from the state's, std::logic_error
-// when `run` already ran or was restored, or `ctl` already ran.
+/// Continues a run in a new process: `run` carries the saved usage (budget::carry: every reading
+/// continues from it), `ctl` (made on `run` in this process, with its options) takes the saved
+/// counters, models, rules, early stopping and stop. Call it after making both, before the first
+/// step and before any scope on `run` opens.
+///
+///   - Limits are this process's: the document records the earlier ones, and a resume under
+///     different limits is allowed (the thresholds' events then start over).
+///   - The time between the processes -- now minus saved_at on the system clock, 0 if the clock
+///     went back -- is not charged: it adds to budget::downtime().
+///   - The saved stop: see state_access::load (the run's own verdicts hold, a budget's stop is
+///     judged again under the limits now, a stop from outside -- a signal -- is lifted).
+///
+/// Throws before changing anything: state_error for a state check() refuses, std::invalid_argument
+/// when `ctl` does not watch `run` or the root's name differs from the state's, std::logic_error
+/// when `run` already ran or was restored, or `ctl` already ran.
 inline void restore(budget& run, controller& ctl, const run_state& s) {
   check(s);
   if (s.budget.name != run.name())

@@ -1,19 +1,20 @@
-// The state document: a run's state (state.hpp) as versioned, human-readable JSON, saved
-// atomically and read back with every field checked. Needs nlohmann_json (CMake: frugal::state_json).
-//
-//   frugal::save_state(dir / "state.json", run, ctl);     // at each epoch's end and at the stop
-//   ...                                                   // a new process, same budget and options:
-//   if (std::filesystem::exists(dir / "state.json")) frugal::resume(dir / "state.json", run, ctl);
-//
-// The document: {"format": "frugal-state", "version": 1, "frugal_version", "saved_at" (UTC, for
-// people), "saved_at_unix_ns" (what is read), "downtime" (seconds), "budget": {...},
-// "controller": {...}} -- the keys are state.hpp's field names. Numbers are written so they read
-// back exactly (nlohmann_json writes the shortest text that round-trips a double); a non-finite
-// metric is written as the string "nan", "inf" or "-inf". A document that is not JSON, cut short,
-// not a frugal state ("format"), of a newer version, or with a field missing, of the wrong type or
-// out of range is refused with a frugal::state_error naming the file and the field's path:
-//   frugal: state file 'run/state.json': controller.steps: expected a non-negative integer, got "abc"
-// and nothing is changed: the whole document is read and checked before anything is applied.
+/// @file
+/// The state document: a run's state (state.hpp) as versioned, human-readable JSON, saved
+/// atomically and read back with every field checked. Needs nlohmann_json (CMake: frugal::state_json).
+///
+///   frugal::save_state(dir / "state.json", run, ctl);     // at each epoch's end and at the stop
+///   ...                                                   // a new process, same budget and options:
+///   if (std::filesystem::exists(dir / "state.json")) frugal::resume(dir / "state.json", run, ctl);
+///
+/// The document: {"format": "frugal-state", "version": 1, "frugal_version", "saved_at" (UTC, for
+/// people), "saved_at_unix_ns" (what is read), "downtime" (seconds), "budget": {...},
+/// "controller": {...}} -- the keys are state.hpp's field names. Numbers are written so they read
+/// back exactly (nlohmann_json writes the shortest text that round-trips a double); a non-finite
+/// metric is written as the string "nan", "inf" or "-inf". A document that is not JSON, cut short,
+/// not a frugal state ("format"), of a newer version, or with a field missing, of the wrong type or
+/// out of range is refused with a frugal::state_error naming the file and the field's path:
+///   frugal: state file 'run/state.json': controller.steps: expected a non-negative integer, got "abc"
+/// and nothing is changed: the whole document is read and checked before anything is applied.
 #pragma once
 
 #include <frugal/budget.hpp>
@@ -623,7 +624,7 @@ class reader {
 
 }  // namespace detail::state_json
 
-// The state as the document described at the top of this header (indented, keys in a fixed order).
+/// The state as the document described at the top of this header (indented, keys in a fixed order).
 [[nodiscard]] inline std::string to_json(const run_state& s) {
   using detail::state_json::json;
   const std::int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(s.saved_at.time_since_epoch()).count();
@@ -639,21 +640,21 @@ class reader {
   return doc.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
-// Reads a document (see the top of this header); `source_name` (the file) is named in errors.
-// Refuses, with a state_error naming the source and the field, anything but a whole, valid
-// document of a version this frugal reads.
+/// Reads a document (see the top of this header); `source_name` (the file) is named in errors.
+/// Refuses, with a state_error naming the source and the field, anything but a whole, valid
+/// document of a version this frugal reads.
 [[nodiscard]] inline run_state from_json(std::string_view text, std::string_view source_name) {
   return detail::state_json::reader(std::string(source_name)).document(text);
 }
 
-// Writes the run's state (capture()) to `path` atomically (durable_file.hpp): a crash or a kill
-// leaves the old document or the new, never part of one. Failures are io_error.
+/// Writes the run's state (capture()) to `path` atomically (durable_file.hpp): a crash or a kill
+/// leaves the old document or the new, never part of one. Failures are io_error.
 inline void save_state(const std::filesystem::path& path, const budget& run, const controller& ctl) {
   write_file_atomically(path, to_json(capture(run, ctl)));
 }
 
-// Reads a state document. A file that cannot be read is an io_error ("frugal: cannot read state
-// file '<path>': <the system's words>"); one that is not a valid document a state_error.
+/// Reads a state document. A file that cannot be read is an io_error ("frugal: cannot read state
+/// file '<path>': <the system's words>"); one that is not a valid document a state_error.
 [[nodiscard]] inline run_state load_state(const std::filesystem::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   const auto failed = [&](int err) {
@@ -677,8 +678,8 @@ inline void save_state(const std::filesystem::path& path, const budget& run, con
   return from_json(text, path.string());
 }
 
-// load_state + restore: continues the saved run in this process (see restore() in state.hpp for
-// what carries over and what must hold). Nothing changes when it throws.
+/// load_state + restore: continues the saved run in this process (see restore() in state.hpp for
+/// what carries over and what must hold). Nothing changes when it throws.
 inline void resume(const std::filesystem::path& path, budget& run, controller& ctl) { restore(run, ctl, load_state(path)); }
 
 }  // namespace frugal

@@ -1,5 +1,6 @@
-// oneTBB integration: parallel loops whose worker threads charge the scope that started them.
-// The caller's innermost scope travels to each task through frugal::attach.
+/// @file
+/// oneTBB integration: parallel loops whose worker threads charge the scope that started them.
+/// The caller's innermost scope travels to each task through frugal::attach.
 #pragma once
 
 #include <frugal/scope.hpp>
@@ -15,8 +16,8 @@
 
 namespace frugal {
 
-// Wraps f so that, wherever it runs, it continues the scope open here and now. For
-// tbb::task_group::run, std::thread and the like:  tg.run(frugal::carry_scope([&] { ... }));
+/// Wraps f so that, wherever it runs, it continues the scope open here and now. For
+/// tbb::task_group::run, std::thread and the like:  tg.run(frugal::carry_scope([&] { ... }));
 template <class F>
 [[nodiscard]] auto carry_scope(F f) {
   return [ctx = current_context(), f = std::move(f)](auto&&... args) -> decltype(auto) {
@@ -44,21 +45,21 @@ void attached_parallel_for(const Range& range, const Body& body, Extra&&... extr
 }
 }  // namespace detail
 
-// tbb::parallel_for, with every chunk charged to the caller's innermost scope.
+/// tbb::parallel_for, with every chunk charged to the caller's innermost scope.
 template <class Range, class Body>
 void parallel_for(const Range& range, const Body& body) {
   detail::attached_parallel_for(range, body);
 }
 
-// The same with a partitioner, or bound to a tbb::task_group_context (which a
-// deadline_watchdog cancels at the wall limit).
+/// The same with a partitioner, or bound to a tbb::task_group_context (which a
+/// deadline_watchdog cancels at the wall limit).
 template <class Range, class Body, class PartitionerOrContext,
           std::enable_if_t<!std::is_integral_v<Range>, int> = 0>
 void parallel_for(const Range& range, const Body& body, PartitionerOrContext&& extra) {
   detail::attached_parallel_for(range, body, std::forward<PartitionerOrContext>(extra));
 }
 
-// The index form: f(i) for i in [first, last), chunked so the attach costs once per chunk.
+/// The index form: f(i) for i in [first, last), chunked so the attach costs once per chunk.
 template <class Index, class Function, std::enable_if_t<std::is_integral_v<Index>, int> = 0>
 void parallel_for(Index first, Index last, const Function& f) {
   frugal::parallel_for(tbb::blocked_range<Index>(first, last), [&](const tbb::blocked_range<Index>& r) {
@@ -66,7 +67,7 @@ void parallel_for(Index first, Index last, const Function& f) {
   });
 }
 
-// tbb::parallel_reduce (functional form), every chunk charged to the caller's innermost scope.
+/// tbb::parallel_reduce (functional form), every chunk charged to the caller's innermost scope.
 template <class Range, class Value, class RealBody, class Reduction>
 [[nodiscard]] Value parallel_reduce(const Range& range, const Value& identity, const RealBody& body,
                                     const Reduction& reduction) {

@@ -1,5 +1,6 @@
-// Opt-in tracing of scopes as Chrome trace events ("complete" events per thread), bounded in
-// memory, written as JSON that Perfetto UI and chrome://tracing open.
+/// @file
+/// Opt-in tracing of scopes as Chrome trace events ("complete" events per thread), bounded in
+/// memory, written as JSON that Perfetto UI and chrome://tracing open.
 #pragma once
 
 #include <frugal/clock.hpp>
@@ -16,12 +17,12 @@
 
 namespace frugal {
 
-// Starts recording every scope that closes, on every thread, up to max_events events (memory
-// is reserved in chunks of 1024 events of 64 bytes; later events are dropped and counted).
-// Closing a scope never throws nor terminates because of tracing: an event whose memory cannot
-// be allocated is dropped and counted too.
-// Starting again discards the previous recording: call it, and clear_trace(), while no scope
-// is open on another thread.
+/// Starts recording every scope that closes, on every thread, up to max_events events (memory
+/// is reserved in chunks of 1024 events of 64 bytes; later events are dropped and counted).
+/// Closing a scope never throws nor terminates because of tracing: an event whose memory cannot
+/// be allocated is dropped and counted too.
+/// Starting again discards the previous recording: call it, and clear_trace(), while no scope
+/// is open on another thread.
 inline void start_tracing(std::size_t max_events = std::size_t{1} << 18) {
   if (max_events == 0)
     throw std::invalid_argument("frugal::start_tracing: max_events must be > 0, got 0");
@@ -42,16 +43,21 @@ inline void start_tracing(std::size_t max_events = std::size_t{1} << 18) {
   detail::trace_enabled.store(true, std::memory_order_release);
 }
 
-// Stops recording; what was recorded stays until the next start_tracing() or clear_trace().
+/// Stops recording; what was recorded stays until the next start_tracing() or clear_trace().
 inline void stop_tracing() noexcept { detail::trace_enabled.store(false, std::memory_order_release); }
 
+/// Whether events are being recorded (between start_tracing() and stop_tracing()).
 [[nodiscard]] inline bool tracing() noexcept { return detail::trace_enabled.load(std::memory_order_relaxed); }
 
+/// How much the trace holds: read by trace_statistics().
 struct trace_stats {
+  /// Events recorded, over every thread.
   std::size_t events = 0;
-  std::size_t dropped = 0;  // past max_events, or memory for them could not be allocated
+  std::size_t dropped = 0;  ///< past max_events, or memory for them could not be allocated
 };
 
+/// Counts the events recorded and dropped since the last start_tracing() or clear_trace(); takes
+/// the tracer's lock.
 [[nodiscard]] inline trace_stats trace_statistics() {
   detail::trace_state& t = detail::tracer();
   std::lock_guard<std::mutex> lock(t.mutex);
@@ -62,7 +68,7 @@ struct trace_stats {
   return s;
 }
 
-// Frees the recording. Like start_tracing(): only while no scope is open on another thread.
+/// Frees the recording. Like start_tracing(): only while no scope is open on another thread.
 inline void clear_trace() {
   stop_tracing();
   detail::trace_state& t = detail::tracer();
@@ -75,10 +81,10 @@ inline void clear_trace() {
   t.forgotten = 0;
 }
 
-// The recording as a Chrome trace JSON object: one "X" (complete) event per scope, name = the
-// stage, cat = the budget, ts/dur in microseconds since start_tracing(), tid = frugal's thread
-// number, args = FLOPs and allocations charged inside. Safe while recording continues: events
-// appended meanwhile may or may not be included.
+/// The recording as a Chrome trace JSON object: one "X" (complete) event per scope, name = the
+/// stage, cat = the budget, ts/dur in microseconds since start_tracing(), tid = frugal's thread
+/// number, args = FLOPs and allocations charged inside. Safe while recording continues: events
+/// appended meanwhile may or may not be included.
 inline void write_chrome_trace(std::ostream& out) {
   detail::trace_state& t = detail::tracer();
   const detail::bookkeeping own_allocations;

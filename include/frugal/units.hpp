@@ -1,5 +1,6 @@
-// Resources frugal can budget, strict parsers and human formatters for their quantities,
-// and `limits`: the set of caps (builtin resources plus named user units) a budget enforces.
+/// @file
+/// Resources frugal can budget, strict parsers and human formatters for their quantities,
+/// and `limits`: the set of caps (builtin resources plus named user units) a budget enforces.
 #pragma once
 
 #include <frugal/process_memory.hpp>
@@ -20,20 +21,24 @@
 
 namespace frugal {
 
-// peak_bytes is the highest live heap (the allocation hooks measure it); rss_bytes the highest
-// resident set of the process, read from /proc only when asked (budget::used(), reports).
+/// peak_bytes is the highest live heap (the allocation hooks measure it); rss_bytes the highest
+/// resident set of the process, read from /proc only when asked (budget::used(), reports).
 enum class resource : unsigned char { wall, cpu, flops, allocations, alloc_bytes, peak_bytes, rss_bytes };
 
+/// How many builtin resources there are: the size of `resource`.
 inline constexpr std::size_t resource_count = 7;
 
+/// Every builtin resource, in enum order (the order reports list them in).
 inline constexpr std::array<resource, resource_count> all_resources = {
     resource::wall,        resource::cpu,         resource::flops,     resource::allocations,
     resource::alloc_bytes, resource::peak_bytes,  resource::rss_bytes,
 };
 
-// Longer names are almost certainly a bug (a pasted value, a path) and would bloat reports.
+/// Longer names are almost certainly a bug (a pasted value, a path) and would bloat reports.
 inline constexpr std::size_t max_unit_name_length = 63;
 
+/// The resource's name as limits and reports spell it ("wall", "peak_bytes", ...); "unknown" for an
+/// out-of-range value.
 [[nodiscard]] constexpr std::string_view to_string(resource r) noexcept {
   switch (r) {
     case resource::wall: return "wall";
@@ -48,6 +53,7 @@ inline constexpr std::size_t max_unit_name_length = 63;
   return "unknown";
 }
 
+/// The resource named `name` (as to_string() spells it); empty for any other name (a user unit).
 [[nodiscard]] inline std::optional<resource> resource_from_name(std::string_view name) noexcept {
   for (resource r : all_resources) {
     if (to_string(r) == name) return r;
@@ -55,13 +61,14 @@ inline constexpr std::size_t max_unit_name_length = 63;
   return std::nullopt;
 }
 
-// Two kinds of resource, and every aggregate over resources says which it covers.
-// A consumable is spent and can run out: its fraction used drives "budget used", schedules and
-// exhausted(). A level is a height that must stay under a ceiling (the peak heap, the resident
-// set): crossing it is its own state, answered by a smaller batch, never by decaying the learning
-// rate. User units are always consumables.
+/// Two kinds of resource, and every aggregate over resources says which it covers.
+/// A consumable is spent and can run out: its fraction used drives "budget used", schedules and
+/// exhausted(). A level is a height that must stay under a ceiling (the peak heap, the resident
+/// set): crossing it is its own state, answered by a smaller batch, never by decaying the learning
+/// rate. User units are always consumables.
 enum class resource_kind : unsigned char { consumable, level };
 
+/// "consumable" or "level"; "unknown" for an out-of-range value.
 [[nodiscard]] constexpr std::string_view to_string(resource_kind k) noexcept {
   switch (k) {
     case resource_kind::consumable: return "consumable";
@@ -70,6 +77,7 @@ enum class resource_kind : unsigned char { consumable, level };
   return "unknown";
 }
 
+/// peak_bytes and rss_bytes are levels; every other builtin is a consumable.
 [[nodiscard]] constexpr resource_kind kind_of_resource(resource r) noexcept {
   switch (r) {
     case resource::peak_bytes:
@@ -83,13 +91,19 @@ enum class resource_kind : unsigned char { consumable, level };
   return resource_kind::consumable;
 }
 
+/// Whether `r` is a level (a height under a ceiling).
 [[nodiscard]] constexpr bool is_level(resource r) noexcept { return kind_of_resource(r) == resource_kind::level; }
+/// Whether `r` is a consumable (spent, can run out).
 [[nodiscard]] constexpr bool is_consumable(resource r) noexcept {
   return kind_of_resource(r) == resource_kind::consumable;
 }
 
+/// What a resource's amounts measure: seconds (duration), a number (count) or bytes; decides how
+/// they are parsed and formatted.
 enum class quantity_kind { duration, count, bytes };
 
+/// wall and cpu are durations; alloc_bytes, peak_bytes and rss_bytes are bytes; flops and
+/// allocations counts.
 [[nodiscard]] constexpr quantity_kind kind_of(resource r) noexcept {
   switch (r) {
     case resource::wall:
@@ -345,16 +359,16 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
 [[nodiscard]] inline bool is_whole(double v) noexcept { return std::isfinite(v) && v == std::floor(v); }
 }  // namespace detail::units_impl
 
-// The text forms of quantities, as limits::parse() and the parse_* functions read them. Numbers
-// are unsigned decimals (digits, an optional fraction, an optional exponent: "2.5e12", ".5",
-// "5."); no sign, inf, nan, hex or digit separators. Whitespace around tokens is ignored.
-// - Durations: number+unit terms, units h, m, s, ms, us (or µs), ns, largest first, each at most
-//   once: "1h30m", "1.5s", "250ms", "1s500ms", ".5s". A fraction is allowed in any term, but a
-//   number right after a unit must start with a digit: "1s.5ms" is an error (for 1.5s or 1s5ms?).
-// - Byte sizes (peak_bytes, alloc_bytes): whole bytes once the unit is applied (parse_bytes).
-// - Builtin counts (flops, allocations): whole numbers, in any notation ("2.5e12"; not "1.5").
-// - User units: any non-negative number, fractions included: they are charged as doubles.
-// Errors are std::invalid_argument naming the field and quoting the text.
+/// The text forms of quantities, as limits::parse() and the parse_* functions read them. Numbers
+/// are unsigned decimals (digits, an optional fraction, an optional exponent: "2.5e12", ".5",
+/// "5."); no sign, inf, nan, hex or digit separators. Whitespace around tokens is ignored.
+/// - Durations: number+unit terms, units h, m, s, ms, us (or µs), ns, largest first, each at most
+///   once: "1h30m", "1.5s", "250ms", "1s500ms", ".5s". A fraction is allowed in any term, but a
+///   number right after a unit must start with a digit: "1s.5ms" is an error (for 1.5s or 1s5ms?).
+/// - Byte sizes (peak_bytes, alloc_bytes): whole bytes once the unit is applied (parse_bytes).
+/// - Builtin counts (flops, allocations): whole numbers, in any notation ("2.5e12"; not "1.5").
+/// - User units: any non-negative number, fractions included: they are charged as doubles.
+/// Errors are std::invalid_argument naming the field and quoting the text.
 [[nodiscard]] inline double parse_duration(std::string_view text, std::string_view field = "duration") {
   namespace d = detail::units_impl;
   constexpr std::string_view kind = "duration";
@@ -415,10 +429,10 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
   return total;
 }
 
-// A byte size: a number and an optional unit (B; decimal kB = KB, MB, GB, TB; binary KiB, MiB,
-// GiB, TiB), e.g. "512MiB", "1.5 KiB", "8GB", "1e9". The size must be a whole number of bytes
-// once the unit is applied: "1.5KiB" (1536) and "1.1kB" (1100) are fine, "0.5" and "0.1KiB"
-// (102.4 B) are errors. Decimal units shift the decimal point, so "1.1kB" is exactly 1100.
+/// A byte size: a number and an optional unit (B; decimal kB = KB, MB, GB, TB; binary KiB, MiB,
+/// GiB, TiB), e.g. "512MiB", "1.5 KiB", "8GB", "1e9". The size must be a whole number of bytes
+/// once the unit is applied: "1.5KiB" (1536) and "1.1kB" (1100) are fine, "0.5" and "0.1KiB"
+/// (102.4 B) are errors. Decimal units shift the decimal point, so "1.1kB" is exactly 1100.
 [[nodiscard]] inline double parse_bytes(std::string_view text, std::string_view field = "bytes") {
   namespace d = detail::units_impl;
   constexpr std::string_view kind = "bytes";
@@ -452,9 +466,9 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
   return value;
 }
 
-// A non-negative number with nothing after it: "950", "2.5e12", "1e6", "0.25". Fractions are
-// read here because user units (charged with add_units(name, double)) may be fractional;
-// parse_quantity() and limits::parse() require the builtin counts (flops, allocations) whole.
+/// A non-negative number with nothing after it: "950", "2.5e12", "1e6", "0.25". Fractions are
+/// read here because user units (charged with add_units(name, double)) may be fractional;
+/// parse_quantity() and limits::parse() require the builtin counts (flops, allocations) whole.
 [[nodiscard]] inline double parse_count(std::string_view text, std::string_view field = "count") {
   namespace d = detail::units_impl;
   constexpr std::string_view kind = "count";
@@ -467,8 +481,8 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
   return num.value;
 }
 
-// A limit for a builtin resource, in the text form limits::parse() reads. Counts of FLOPs and
-// allocations must be whole numbers: "2.5e12" is fine (it is whole), "1.5" and "1e-3" are errors.
+/// A limit for a builtin resource, in the text form limits::parse() reads. Counts of FLOPs and
+/// allocations must be whole numbers: "2.5e12" is fine (it is whole), "1.5" and "1e-3" are errors.
 [[nodiscard]] inline double parse_quantity(resource r, std::string_view text) {
   switch (kind_of(r)) {
     case quantity_kind::duration: return parse_duration(text, to_string(r));
@@ -484,10 +498,10 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
   return n;
 }
 
-// A memory level's limit taken from the cgroup (what `peak_bytes=auto` and `rss_bytes=auto` in
-// limits::parse() mean): the cgroup's limit minus what it counts beyond the level, read now, under
-// `root` (a fake tree in tests). See auto_peak_bytes_limit() and auto_rss_bytes_limit() in
-// <frugal/process_memory.hpp>; errors name "<resource>=auto" and the file behind the reason.
+/// A memory level's limit taken from the cgroup (what `peak_bytes=auto` and `rss_bytes=auto` in
+/// limits::parse() mean): the cgroup's limit minus what it counts beyond the level, read now, under
+/// `root` (a fake tree in tests). See auto_peak_bytes_limit() and auto_rss_bytes_limit() in
+/// <frugal/process_memory.hpp>; errors name "<resource>=auto" and the file behind the reason.
 [[nodiscard]] inline double auto_limit(resource r, std::string_view root = "/") {
   switch (r) {
     case resource::peak_bytes: return static_cast<double>(auto_peak_bytes_limit(root));
@@ -503,8 +517,8 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
                               "(their limit comes from the cgroup)");
 }
 
-// Below one second: 3 significant digits in ns/us/ms/s ("850 ns", "12.3 us", "450 ms", "1.50 s").
-// From one minute on, whole units read better than decimals: "2m 05s", then "1h 30m".
+/// Below one second: 3 significant digits in ns/us/ms/s ("850 ns", "12.3 us", "450 ms", "1.50 s").
+/// From one minute on, whole units read better than decimals: "2m 05s", then "1h 30m".
 [[nodiscard]] inline std::string format_duration(double seconds) {
   namespace d = detail::units_impl;
   if (std::isnan(seconds)) return "nan";
@@ -529,8 +543,8 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
   return std::to_string(h) + "h " + (m < 10 ? "0" : "") + std::to_string(m) + "m";
 }
 
-// Binary units, because memory limits are usually reasoned about in powers of two. Values stay
-// in a unit until they reach 1024 of it, so 1000-1023 show 4 digits ("1000 KiB"), like `ls -h`.
+/// Binary units, because memory limits are usually reasoned about in powers of two. Values stay
+/// in a unit until they reach 1024 of it, so 1000-1023 show 4 digits ("1000 KiB"), like `ls -h`.
 [[nodiscard]] inline std::string format_bytes(double bytes) {
   namespace d = detail::units_impl;
   if (std::isnan(bytes)) return "nan";
@@ -546,9 +560,9 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
   return d::sci3(bytes) + " B";
 }
 
-// Plain below 1000 ("950", "12.5"), then SI suffixes "12.3k" and "4.56M", then scientific from
-// 1e9 on ("2.50e12"): FLOP counts are conventionally written that way, and it avoids the
-// G-vs-B ("billion") ambiguity of larger suffixes.
+/// Plain below 1000 ("950", "12.5"), then SI suffixes "12.3k" and "4.56M", then scientific from
+/// 1e9 on ("2.50e12"): FLOP counts are conventionally written that way, and it avoids the
+/// G-vs-B ("billion") ambiguity of larger suffixes.
 [[nodiscard]] inline std::string format_count(double n) {
   namespace d = detail::units_impl;
   if (std::isnan(n)) return "nan";
@@ -563,6 +577,8 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
   return d::sci3(n);
 }
 
+/// `value` in `r`'s units, formatted for people: format_duration, format_bytes or format_count by
+/// kind_of(r).
 [[nodiscard]] inline std::string format_quantity(resource r, double value) {
   switch (kind_of(r)) {
     case quantity_kind::duration: return format_duration(value);
@@ -572,24 +588,36 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
   return format_count(value);
 }
 
+/// The caps a budget enforces: any builtin resource (seconds, counts, bytes) and named user units.
+/// A cap is finite and >= 0 (whole for counts and bytes); unset means unlimited. The setters throw
+/// std::invalid_argument for a bad value or unit name and return *this, to chain.
 class limits {
  public:
   limits() = default;
 
+  /// Caps wall time (any std::chrono duration, >= 0).
   template <class Rep, class Period>
   limits& wall(std::chrono::duration<Rep, Period> d) {
     return set(resource::wall, std::chrono::duration<double>(d).count());
   }
+  /// Caps CPU time of the threads working for the budget (any std::chrono duration, >= 0).
   template <class Rep, class Period>
   limits& cpu(std::chrono::duration<Rep, Period> d) {
     return set(resource::cpu, std::chrono::duration<double>(d).count());
   }
+  /// Caps FLOPs at n (whole, >= 0).
   limits& flops(double n) { return set(resource::flops, n); }
+  /// Caps heap allocations at n (whole, >= 0).
   limits& allocations(double n) { return set(resource::allocations, n); }
+  /// Caps requested heap bytes, summed over all allocations (whole, >= 0).
   limits& alloc_bytes(double bytes) { return set(resource::alloc_bytes, bytes); }
+  /// Caps the live heap's level, in usable bytes (whole, >= 0).
   limits& peak_bytes(double bytes) { return set(resource::peak_bytes, bytes); }
+  /// Caps the process's resident set, in bytes (whole, >= 0).
   limits& rss_bytes(double bytes) { return set(resource::rss_bytes, bytes); }
 
+  /// Caps user unit `name` at n (finite, >= 0; fractional allowed); replaces an earlier cap of that
+  /// unit. Throws for an invalid name.
   limits& units(std::string name, double n) {
     if (auto problem = detail::units_impl::unit_name_problem(name)) {
       throw std::invalid_argument("frugal: units: invalid unit name '" + name + "': " + *problem);
@@ -605,6 +633,8 @@ class limits {
     return *this;
   }
 
+  /// Caps `r` at `value`, in its units (seconds, count, bytes); throws std::invalid_argument for an
+  /// unknown resource, a negative or non-finite value, or a fraction of a count or byte.
   limits& set(resource r, double value) {
     auto index = static_cast<std::size_t>(r);
     if (index >= resource_count) {
@@ -621,13 +651,14 @@ class limits {
     return *this;
   }
 
+  /// The cap on `r`; empty when unlimited.
   [[nodiscard]] std::optional<double> get(resource r) const noexcept {
     auto index = static_cast<std::size_t>(r);
     if (index >= resource_count) return std::nullopt;
     return builtin_[index];
   }
 
-  // Builtin names resolve too, so get("wall") means what it says instead of silently missing.
+  /// Builtin names resolve too, so get("wall") means what it says instead of silently missing.
   [[nodiscard]] std::optional<double> get(std::string_view unit) const noexcept {
     if (auto r = resource_from_name(unit)) return get(*r);
     for (const auto& entry : units_) {
@@ -636,21 +667,26 @@ class limits {
     return std::nullopt;
   }
 
+  /// Whether `r` is capped.
   [[nodiscard]] bool has(resource r) const noexcept { return get(r).has_value(); }
 
+  /// The user-unit caps, (name, cap) in the order they were first set.
   [[nodiscard]] const std::vector<std::pair<std::string, double>>& unit_limits() const noexcept {
     return units_;
   }
 
+  /// Whether nothing is capped.
   [[nodiscard]] bool empty() const noexcept {
     return units_.empty() &&
            std::none_of(builtin_.begin(), builtin_.end(), [](const auto& v) { return v.has_value(); });
   }
 
-  // "wall=1h30m,flops=2.5e12,peak_bytes=512MiB,samples=1e6". A memory level may be "auto"
-  // (peak_bytes=auto, rss_bytes=auto): its limit is taken from the cgroup now (auto_limit()),
-  // read under `root` ("/", or a fake tree in tests), and is a number from then on, which is what
-  // to_string() writes.
+  ///@{
+  /// "wall=1h30m,flops=2.5e12,peak_bytes=512MiB,samples=1e6". A memory level may be "auto"
+  /// (peak_bytes=auto, rss_bytes=auto): its limit is taken from the cgroup now (auto_limit()),
+  /// read under `root` ("/", or a fake tree in tests), and is a number from then on, which is what
+  /// to_string() writes. Throws std::invalid_argument naming the first bad entry (unknown or
+  /// repeated key, empty key or value, bad number or suffix, negative value).
   [[nodiscard]] static limits parse(std::string_view text) { return parse(text, "/"); }
 
   [[nodiscard]] static limits parse(std::string_view text, std::string_view root) {
@@ -700,9 +736,10 @@ class limits {
     }
     return out;
   }
+  ///@}
 
-  // Builtins in enum order, then user units in insertion order. Numbers use the shortest text
-  // that reads back to the identical double, so parse(to_string()) == *this exactly.
+  /// Builtins in enum order, then user units in insertion order. Numbers use the shortest text
+  /// that reads back to the identical double, so parse(to_string()) == *this exactly.
   [[nodiscard]] std::string to_string() const {
     namespace d = detail::units_impl;
     std::string out;
@@ -723,7 +760,8 @@ class limits {
     return out;
   }
 
-  // User units compare as a set: the order they were added in does not change the budget.
+  /// Same caps. User units compare as a set: the order they were added in does not change the
+  /// budget.
   friend bool operator==(const limits& a, const limits& b) {
     if (a.builtin_ != b.builtin_ || a.units_.size() != b.units_.size()) return false;
     for (const auto& [name, v] : a.units_) {
@@ -732,6 +770,7 @@ class limits {
     }
     return true;
   }
+  /// Not operator==.
   friend bool operator!=(const limits& a, const limits& b) { return !(a == b); }
 
  private:

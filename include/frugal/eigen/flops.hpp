@@ -1,5 +1,6 @@
-// FLOP counts of Eigen expressions, derived from the expression's type and runtime sizes
-// (frugal::flops_of), and assignments that evaluate an expression and charge its count.
+/// @file
+/// FLOP counts of Eigen expressions, derived from the expression's type and runtime sizes
+/// (frugal::flops_of), and assignments that evaluate an expression and charge its count.
 #pragma once
 
 #include <Eigen/Core>
@@ -9,9 +10,9 @@
 #include <type_traits>
 #include <utility>
 
-// FLOPs charged per coefficient for a transcendental function (exp, log, tanh, pow, sin,
-// logistic, ...). One, as PyTorch's FlopCounterMode and most papers count them; hardware
-// spends 10-40 instructions on each, so a budget dominated by them may set a larger weight.
+/// FLOPs charged per coefficient for a transcendental function (exp, log, tanh, pow, sin,
+/// logistic, ...). One, as PyTorch's FlopCounterMode and most papers count them; hardware
+/// spends 10-40 instructions on each, so a budget dominated by them may set a larger weight.
 #ifndef FRUGAL_TRANSCENDENTAL_FLOPS
 #define FRUGAL_TRANSCENDENTAL_FLOPS 1
 #endif
@@ -59,16 +60,18 @@ namespace frugal {
 //
 // or wrap a lambda: x.unaryExpr(frugal::with_flops<3>([](double v) { return v * v * v + 1; })).
 
-// Per-coefficient FLOPs of an Eigen functor, as a static constexpr std::uint64_t value.
-// Specialise it for your own functors; without a specialisation a functor has no cost.
+/// Per-coefficient FLOPs of an Eigen functor, as a static constexpr std::uint64_t value.
+/// Specialise it for your own functors; without a specialisation a functor has no cost.
 template <class Functor, class Enable = void>
 struct op_cost {};
 
-// FLOPs of an expression node, given how many of its coefficients are read. Specialise it
-// for expression types frugal does not know (see above).
+/// FLOPs of an expression node, given how many of its coefficients are read. Specialise it
+/// for expression types frugal does not know (see above).
 template <class Expr, class Enable = void>
 struct flop_counter {
+  /// False: an expression type without a rule is not counted.
   static constexpr bool counted = false;
+  /// Does not compile (a static_assert names the type): specialise flop_counter for it.
   static std::uint64_t count(const Expr&, std::uint64_t) {
     static_assert(sizeof(Expr) == 0,
                   "frugal::flop_counter: no FLOP rule for this Eigen expression type (named in the "
@@ -80,16 +83,19 @@ struct flop_counter {
   }
 };
 
-// Whether flops_of accepts Expr: every node and functor in it has a rule.
+/// Whether flops_of accepts Expr: every node and functor in it has a rule.
 template <class Expr>
 inline constexpr bool is_counted_v = flop_counter<std::remove_cv_t<std::remove_reference_t<Expr>>>::counted;
 
-// A functor with a declared cost, for unaryExpr/binaryExpr/redux:
-// x.unaryExpr(frugal::with_flops<2>(f)). f may be a lambda, a function object or a function pointer.
+/// A functor with a declared cost, for unaryExpr/binaryExpr/redux:
+/// x.unaryExpr(frugal::with_flops<2>(f)). f may be a lambda, a function object or a function pointer.
 template <class F, std::uint64_t Flops>
 class flop_functor {
  public:
+  /// Wraps `f`; every call is charged Flops per coefficient by flops_of (the call itself charges
+  /// nothing).
   explicit flop_functor(F f) : f_(std::move(f)) {}
+  /// Calls f with the arguments, as Eigen's functors are called.
   template <class... Args>
   auto operator()(Args&&... args) const -> decltype(std::declval<const F&>()(std::forward<Args>(args)...)) {
     return f_(std::forward<Args>(args)...);
@@ -98,6 +104,7 @@ class flop_functor {
  private:
   F f_;
 };
+/// `f` declared to cost Flops FLOPs per call: x.unaryExpr(frugal::with_flops<2>(f)).
 template <std::uint64_t Flops, class F>
 [[nodiscard]] flop_functor<F, Flops> with_flops(F f) {
   return flop_functor<F, Flops>(std::move(f));
@@ -249,25 +256,25 @@ FRUGAL_DETAIL_OP_COST(scalar_pow_op, transcendental);
 FRUGAL_DETAIL_OP_COST(scalar_hypot_op, transcendental);
 #undef FRUGAL_DETAIL_OP_COST
 
-// Functors with non-type template parameters, one by one.
+/// Functors with non-type template parameters, one by one.
 template <class L, class R, int P>
 struct op_cost<Eigen::internal::scalar_min_op<L, R, P>> : detail::fixed_cost<1> {};
 template <class L, class R, int P>
 struct op_cost<Eigen::internal::scalar_max_op<L, R, P>> : detail::fixed_cost<1> {};
 template <class L, class R, Eigen::internal::ComparisonName C>
 struct op_cost<Eigen::internal::scalar_cmp_op<L, R, C>> : detail::fixed_cost<1> {};
-// |a - b| is a subtraction and an absolute value.
+/// |a - b| is a subtraction and an absolute value.
 template <class L, class R>
 struct op_cost<Eigen::internal::scalar_absolute_difference_op<L, R>> : detail::fixed_cost<2> {};
 template <class S>
 struct op_cost<Eigen::internal::scalar_cube_op<S>> : detail::fixed_cost<2> {};
 template <class S, bool C, bool I>
 struct op_cost<Eigen::internal::scalar_sign_op<S, C, I>> : detail::fixed_cost<1> {};
-// Complex conjugation negates the imaginary part; for real scalars it is the identity.
+/// Complex conjugation negates the imaginary part; for real scalars it is the identity.
 template <class S>
 struct op_cost<Eigen::internal::scalar_conjugate_op<S>> : detail::fixed_cost<(Eigen::NumTraits<S>::IsComplex ? 1 : 0)> {
 };
-// Logic on booleans is not floating-point work (the comparisons that made them are counted).
+/// Logic on booleans is not floating-point work (the comparisons that made them are counted).
 template <>
 struct op_cost<Eigen::internal::scalar_boolean_and_op> : detail::fixed_cost<0> {};
 template <>
@@ -338,7 +345,7 @@ struct member_cost<Eigen::internal::member_redux<Op, S>> {
 // Expression nodes.
 // ---------------------------------------------------------------------------------------------
 
-// Leaves: matrices, arrays (and classes derived from them), maps, refs, generated constants.
+/// Leaves: matrices, arrays (and classes derived from them), maps, refs, generated constants.
 template <class E>
 struct flop_counter<E, std::enable_if_t<std::is_base_of_v<Eigen::PlainObjectBase<E>, E>>> : detail::leaf {};
 template <class P, int O, class S>
@@ -350,7 +357,7 @@ struct flop_counter<Eigen::CwiseNullaryOp<F, P>> : detail::leaf {};
 template <class S, int N, int M>
 struct flop_counter<Eigen::DiagonalMatrix<S, N, M>> : detail::leaf {};
 
-// Views that move coefficients: free, and they pass the demand through.
+/// Views that move coefficients: free, and they pass the demand through.
 template <class X>
 struct flop_counter<Eigen::Transpose<X>> : detail::pass_through<Eigen::Transpose<X>> {};
 template <class X, int R, int C, bool P>
@@ -371,56 +378,75 @@ template <class X, class R, class C>
 struct flop_counter<Eigen::IndexedView<X, R, C>> : detail::pass_through<Eigen::IndexedView<X, R, C>> {};
 template <class X, int R, int C, int O>
 struct flop_counter<Eigen::Reshaped<X, R, C, O>> : detail::pass_through<Eigen::Reshaped<X, R, C, O>> {};
-// Eigen evaluates a costly replicated expression once; count_node caps the demand at its size.
+/// Eigen evaluates a costly replicated expression once; count_node caps the demand at its size.
 template <class X, int R, int C>
 struct flop_counter<Eigen::Replicate<X, R, C>> : detail::pass_through<Eigen::Replicate<X, R, C>> {};
 
-// d.asDiagonal(): the vector's coefficients, each read once.
+/// d.asDiagonal(): the vector's coefficients, each read once.
 template <class V>
 struct flop_counter<Eigen::DiagonalWrapper<V>> {
+  /// Whether flops_of accepts the node: every node and functor below it has a rule.
   static constexpr bool counted =
       is_counted_v<detail::bare_t<decltype(std::declval<const Eigen::DiagonalWrapper<V>&>().diagonal())>>;
+  /// FLOPs of reading `demand` of the node's coefficients, its operands' included. A read of the
+  /// diagonal matrix reads one vector coefficient.
   static std::uint64_t count(const Eigen::DiagonalWrapper<V>& e, std::uint64_t demand) {
     return detail::count_node(e.diagonal(), demand);
   }
 };
 
+/// x.unaryExpr(f), -x, x.abs(), x.exp(), ...: the functor's cost (op_cost) per coefficient read,
+/// plus the operand's.
 template <class F, class X>
 struct flop_counter<Eigen::CwiseUnaryOp<F, X>> {
+  /// The node type.
   using expr = Eigen::CwiseUnaryOp<F, X>;
+  /// Whether flops_of accepts the node: every node and functor below it has a rule.
   static constexpr bool counted = detail::op_known_v<F> && is_counted_v<detail::nested_t<expr>>;
+  /// op_cost<F> * demand, plus the operand's FLOPs for the same demand.
   static std::uint64_t count(const expr& e, std::uint64_t demand) {
     return detail::op_flops<F>() * demand + detail::count_node(e.nestedExpression(), demand);
   }
 };
 
+/// a + b, a.cwiseProduct(b), a.binaryExpr(b, f), ...: the functor's cost per coefficient read, plus
+/// both operands'.
 template <class F, class L, class R>
 struct flop_counter<Eigen::CwiseBinaryOp<F, L, R>> {
+  /// The node type.
   using expr = Eigen::CwiseBinaryOp<F, L, R>;
+  /// Whether flops_of accepts the node: every node and functor below it has a rule.
   static constexpr bool counted = detail::op_known_v<F> && is_counted_v<decltype(std::declval<const expr&>().lhs())> &&
                                   is_counted_v<decltype(std::declval<const expr&>().rhs())>;
+  /// op_cost<F> * demand, plus both operands' FLOPs for the same demand.
   static std::uint64_t count(const expr& e, std::uint64_t demand) {
     return detail::op_flops<F>() * demand + detail::count_node(e.lhs(), demand) + detail::count_node(e.rhs(), demand);
   }
 };
 
-// cond.select(a, b): the condition's work, and both branches' (an upper bound when both branches
-// compute: Eigen reads one of them per coefficient; in the usual case they are plain or constant).
+/// cond.select(a, b): the condition's work, and both branches' (an upper bound when both branches
+/// compute: Eigen reads one of them per coefficient; in the usual case they are plain or constant).
 template <class C, class T, class E>
 struct flop_counter<Eigen::Select<C, T, E>> {
+  /// Whether flops_of accepts the node: every node and functor below it has a rule.
   static constexpr bool counted = is_counted_v<C> && is_counted_v<T> && is_counted_v<E>;
+  /// FLOPs of reading `demand` of the node's coefficients, its operands' included.
   static std::uint64_t count(const Eigen::Select<C, T, E>& e, std::uint64_t demand) {
     return detail::count_node(e.conditionMatrix(), demand) + detail::count_node(e.thenMatrix(), demand) +
            detail::count_node(e.elseMatrix(), demand);
   }
 };
 
-// x.colwise().sum() and friends: each output coefficient reduces one column (row) of x.
+/// x.colwise().sum() and friends: each output coefficient reduces one column (row) of x.
 template <class X, class Member, int Direction>
 struct flop_counter<Eigen::PartialReduxExpr<X, Member, Direction>> {
+  /// The node type.
   using expr = Eigen::PartialReduxExpr<X, Member, Direction>;
+  /// Whether flops_of accepts the node: every node and functor below it has a rule.
   static constexpr bool counted = detail::member_cost<Member>::known && detail::member_cost<Member>::ops_known &&
                                   is_counted_v<detail::nested_t<expr>>;
+  /// Per output coefficient read, the reduction of n = rows (colwise) or cols (rowwise) of x, plus
+  /// x's FLOPs for demand * n coefficients.
   static std::uint64_t count(const expr& e, std::uint64_t demand) {
     static_assert(detail::member_cost<Member>::known,
                   "frugal::flop_counter: this colwise()/rowwise() reduction (named in the 'In "
@@ -432,14 +458,26 @@ struct flop_counter<Eigen::PartialReduxExpr<X, Member, Direction>> {
   }
 };
 
+/// A * B: dense x dense costs 2*M*N*K when materialised (PyTorch's convention: a multiply-add is 2
+/// FLOPs), 2*K per coefficient read for a lazy product; a diagonal x dense product costs 1 per
+/// coefficient read.
 template <class L, class R, int Option>
 struct flop_counter<Eigen::Product<L, R, Option>> {
+  /// The node type.
   using expr = Eigen::Product<L, R, Option>;
+  /// The left operand's expression type.
   using lhs_t = detail::bare_t<decltype(std::declval<const expr&>().lhs())>;
+  /// The right operand's expression type.
   using rhs_t = detail::bare_t<decltype(std::declval<const expr&>().rhs())>;
+  /// Whether both operands are dense (matrix or array expressions).
   static constexpr bool dense = detail::dense_product_v<lhs_t, rhs_t>;
+  /// Whether one operand is a diagonal matrix and the other dense.
   static constexpr bool diagonal = detail::diagonal_product_v<lhs_t, rhs_t>;
+  /// Whether flops_of accepts the node: every node and functor below it has a rule. Triangular,
+  /// self-adjoint, permutation and sparse products are not.
   static constexpr bool counted = (dense || diagonal) && is_counted_v<lhs_t> && is_counted_v<rhs_t>;
+  /// The product's FLOPs (see above) plus its operands'; does not compile for a product that is not
+  /// counted.
   static std::uint64_t count(const expr& e, std::uint64_t demand) {
     static_assert(dense || diagonal,
                   "frugal::flop_counter: only dense x dense and diagonal x dense products are counted; "
@@ -456,11 +494,14 @@ struct flop_counter<Eigen::Product<L, R, Option>> {
   }
 };
 
-// Eigen computes only the diagonal of a product: 2*K per diagonal coefficient.
+/// Eigen computes only the diagonal of a product: 2*K per diagonal coefficient.
 template <class L, class R, int I>
 struct flop_counter<Eigen::Diagonal<const Eigen::Product<L, R, Eigen::DefaultProduct>, I>> {
+  /// The product whose diagonal is taken.
   using product = Eigen::Product<L, R, Eigen::DefaultProduct>;
+  /// Whether the product is a counted dense one.
   static constexpr bool counted = flop_counter<product>::counted && flop_counter<product>::dense;
+  /// 2*K per diagonal coefficient read, plus the operands' FLOPs.
   static std::uint64_t count(const Eigen::Diagonal<const product, I>& e, std::uint64_t demand) {
     static_assert(flop_counter<product>::dense, "frugal::flop_counter: diagonal of a non-dense product");
     return detail::lazy_product(e.nestedExpression(), demand);
@@ -471,17 +512,17 @@ struct flop_counter<Eigen::Diagonal<const Eigen::Product<L, R, Eigen::DefaultPro
 // Counting.
 // ---------------------------------------------------------------------------------------------
 
-// FLOPs of evaluating expr once, in full: compile-time rules on runtime sizes; evaluates nothing.
+/// FLOPs of evaluating expr once, in full: compile-time rules on runtime sizes; evaluates nothing.
 template <class Derived>
 [[nodiscard]] std::uint64_t flops_of(const Eigen::EigenBase<Derived>& expr) {
   return detail::count_full(expr.derived());
 }
 
-// Scalar reductions of an expression: the expression's own FLOPs plus these.
+/// Scalar reductions of an expression: the expression's own FLOPs plus these.
 enum class reduction { sum, mean, prod, min_coeff, max_coeff, squared_norm, norm };
 
-// FLOPs to reduce n values: n-1 for sum, prod, min/max; sum + 1 division for mean;
-// n squares + (n-1) adds for squared_norm, + 1 square root for norm. Zero values: zero FLOPs.
+/// FLOPs to reduce n values: n-1 for sum, prod, min/max; sum + 1 division for mean;
+/// n squares + (n-1) adds for squared_norm, + 1 square root for norm. Zero values: zero FLOPs.
 [[nodiscard]] constexpr std::uint64_t reduction_flops(reduction r, std::uint64_t n) noexcept {
   if (n == 0) return 0;
   switch (r) {
@@ -500,12 +541,14 @@ enum class reduction { sum, mean, prod, min_coeff, max_coeff, squared_norm, norm
   return 0;
 }
 
+/// FLOPs of evaluating expr once and reducing its rows * cols values with `r` (reduction_flops).
 template <class Derived>
 [[nodiscard]] std::uint64_t flops_of(const Eigen::DenseBase<Derived>& expr, reduction r) {
   return flops_of(expr) + reduction_flops(r, detail::size_of(expr.rows(), expr.cols()));
 }
 
-// Counted scalar reductions: evaluate as Eigen does and charge the current scope.
+///@{
+/// Counted scalar reductions: evaluate as Eigen does and charge the current scope.
 template <class Derived>
 [[nodiscard]] auto sum(const Eigen::DenseBase<Derived>& x) {
   const std::uint64_t n = flops_of(x, reduction::sum);
@@ -555,7 +598,8 @@ template <class Derived>
   add_flops(n);
   return r;
 }
-// 2n, as x.transpose() * y counts (a 1 x 1 product); the exact count is 2n-1.
+///@}
+/// 2n, as x.transpose() * y counts (a 1 x 1 product); the exact count is 2n-1.
 template <class A, class B>
 [[nodiscard]] auto dot(const Eigen::MatrixBase<A>& x, const Eigen::MatrixBase<B>& y) {
   const std::uint64_t n = 2 * static_cast<std::uint64_t>(x.size()) + flops_of(x) + flops_of(y);
@@ -570,7 +614,7 @@ template <class A, class B>
 // A destination given as a temporary view (H.col(0), H.block(...)) is returned by value.
 // ---------------------------------------------------------------------------------------------
 
-// dst = expr
+/// dst = expr
 template <class Dst, class Expr>
 Dst& assign(Dst& dst, const Expr& expr) {
   const std::uint64_t n = flops_of(expr);
@@ -578,13 +622,15 @@ Dst& assign(Dst& dst, const Expr& expr) {
   add_flops(n);
   return dst;
 }
+/// The same for a destination given as a temporary view (H.col(0), H.block(...)), returned by
+/// value.
 template <class Dst, class Expr, std::enable_if_t<!std::is_lvalue_reference_v<Dst>, int> = 0>
 Dst assign(Dst&& dst, const Expr& expr) {
   assign(dst, expr);
   return std::move(dst);
 }
 
-// dst.noalias() = expr: the caller promises expr does not read dst (no temporary).
+/// dst.noalias() = expr: the caller promises expr does not read dst (no temporary).
 template <class Dst, class Expr>
 Dst& assign_noalias(Dst& dst, const Expr& expr) {
   const std::uint64_t n = flops_of(expr);
@@ -592,13 +638,15 @@ Dst& assign_noalias(Dst& dst, const Expr& expr) {
   add_flops(n);
   return dst;
 }
+/// The same for a destination given as a temporary view (H.col(0), H.block(...)), returned by
+/// value.
 template <class Dst, class Expr, std::enable_if_t<!std::is_lvalue_reference_v<Dst>, int> = 0>
 Dst assign_noalias(Dst&& dst, const Expr& expr) {
   assign_noalias(dst, expr);
   return std::move(dst);
 }
 
-// dst += expr: expr's FLOPs plus one add per coefficient of dst.
+/// dst += expr: expr's FLOPs plus one add per coefficient of dst.
 template <class Dst, class Expr>
 Dst& add_assign(Dst& dst, const Expr& expr) {
   const std::uint64_t n = flops_of(expr) + detail::size_of(expr.rows(), expr.cols());
@@ -606,13 +654,15 @@ Dst& add_assign(Dst& dst, const Expr& expr) {
   add_flops(n);
   return dst;
 }
+/// The same for a destination given as a temporary view (H.col(0), H.block(...)), returned by
+/// value.
 template <class Dst, class Expr, std::enable_if_t<!std::is_lvalue_reference_v<Dst>, int> = 0>
 Dst add_assign(Dst&& dst, const Expr& expr) {
   add_assign(dst, expr);
   return std::move(dst);
 }
 
-// dst.noalias() += expr (gradient accumulation: dW.noalias() += dY * X.transpose()).
+/// dst.noalias() += expr (gradient accumulation: dW.noalias() += dY * X.transpose()).
 template <class Dst, class Expr>
 Dst& add_assign_noalias(Dst& dst, const Expr& expr) {
   const std::uint64_t n = flops_of(expr) + detail::size_of(expr.rows(), expr.cols());
@@ -620,13 +670,15 @@ Dst& add_assign_noalias(Dst& dst, const Expr& expr) {
   add_flops(n);
   return dst;
 }
+/// The same for a destination given as a temporary view (H.col(0), H.block(...)), returned by
+/// value.
 template <class Dst, class Expr, std::enable_if_t<!std::is_lvalue_reference_v<Dst>, int> = 0>
 Dst add_assign_noalias(Dst&& dst, const Expr& expr) {
   add_assign_noalias(dst, expr);
   return std::move(dst);
 }
 
-// dst -= expr
+/// dst -= expr
 template <class Dst, class Expr>
 Dst& sub_assign(Dst& dst, const Expr& expr) {
   const std::uint64_t n = flops_of(expr) + detail::size_of(expr.rows(), expr.cols());
@@ -634,13 +686,15 @@ Dst& sub_assign(Dst& dst, const Expr& expr) {
   add_flops(n);
   return dst;
 }
+/// The same for a destination given as a temporary view (H.col(0), H.block(...)), returned by
+/// value.
 template <class Dst, class Expr, std::enable_if_t<!std::is_lvalue_reference_v<Dst>, int> = 0>
 Dst sub_assign(Dst&& dst, const Expr& expr) {
   sub_assign(dst, expr);
   return std::move(dst);
 }
 
-// dst.noalias() -= expr
+/// dst.noalias() -= expr
 template <class Dst, class Expr>
 Dst& sub_assign_noalias(Dst& dst, const Expr& expr) {
   const std::uint64_t n = flops_of(expr) + detail::size_of(expr.rows(), expr.cols());
@@ -648,6 +702,8 @@ Dst& sub_assign_noalias(Dst& dst, const Expr& expr) {
   add_flops(n);
   return dst;
 }
+/// The same for a destination given as a temporary view (H.col(0), H.block(...)), returned by
+/// value.
 template <class Dst, class Expr, std::enable_if_t<!std::is_lvalue_reference_v<Dst>, int> = 0>
 Dst sub_assign_noalias(Dst&& dst, const Expr& expr) {
   sub_assign_noalias(dst, expr);

@@ -1,5 +1,6 @@
-// Named training ops on Eigen (dense layer forward/backward, ReLU, softmax + cross-entropy,
-// SGD, Adam) that charge their FLOPs, and each op's FLOPs as a function of its shapes.
+/// @file
+/// Named training ops on Eigen (dense layer forward/backward, ReLU, softmax + cross-entropy,
+/// SGD, Adam) that charge their FLOPs, and each op's FLOPs as a function of its shapes.
 #pragma once
 
 #include <Eigen/Core>
@@ -12,51 +13,56 @@
 
 namespace frugal {
 
-// Layout: one sample per column (Eigen is column-major). A dense layer with `in` inputs and
-// `out` outputs has W (out x in), b (out), X (in x batch), Y = W X + b 1' (out x batch).
-//
-// FLOPs follow <frugal/eigen/flops.hpp>: a product is 2*M*N*K (a MAC is 2 FLOPs), every other
-// scalar operation 1, a transcendental FRUGAL_TRANSCENDENTAL_FLOPS (T, default 1).
+/// Layout: one sample per column (Eigen is column-major). A dense layer with `in` inputs and
+/// `out` outputs has W (out x in), b (out), X (in x batch), Y = W X + b 1' (out x batch).
+///
+/// FLOPs follow <frugal/eigen/flops.hpp>: a product is 2*M*N*K (a MAC is 2 FLOPs), every other
+/// scalar operation 1, a transcendental FRUGAL_TRANSCENDENTAL_FLOPS (T, default 1).
 struct dense_shape {
+  /// Inputs (features per sample): W's columns.
   std::uint64_t in = 0;
+  /// Outputs (units): W's rows and b's length.
   std::uint64_t out = 0;
+  /// Whether the layer adds a bias b.
   bool bias = true;
 
+  /// Entries of W: in * out.
   [[nodiscard]] constexpr std::uint64_t weights() const noexcept { return in * out; }
+  /// Trainable parameters: in * out, plus out with a bias.
   [[nodiscard]] constexpr std::uint64_t parameters() const noexcept { return in * out + (bias ? out : 0); }
 
-  // Y = W X (2*out*in*batch) + b 1' (out*batch).
+  /// Y = W X (2*out*in*batch) + b 1' (out*batch).
   [[nodiscard]] constexpr std::uint64_t forward_flops(std::uint64_t batch) const noexcept {
     return 2 * out * in * batch + (bias ? out * batch : 0);
   }
-  // Two products: dW = dY X' (2*out*batch*in) and, unless this is the first layer,
-  // dX = W' dY (2*in*out*batch); plus db = dY 1 (out*(batch-1) adds).
+  /// Two products: dW = dY X' (2*out*batch*in) and, unless this is the first layer,
+  /// dX = W' dY (2*in*out*batch); plus db = dY 1 (out*(batch-1) adds).
   [[nodiscard]] constexpr std::uint64_t backward_flops(std::uint64_t batch, bool input_grad = true) const noexcept {
     return 2 * out * batch * in + (input_grad ? 2 * in * out * batch : 0) + (bias && batch > 0 ? out * (batch - 1) : 0);
   }
 };
 
-// max(x, 0): one comparison per coefficient.
+/// max(x, 0): one comparison per coefficient.
 [[nodiscard]] constexpr std::uint64_t relu_flops(std::uint64_t n) noexcept { return n; }
-// dx = x > 0 ? dy : 0: one comparison per coefficient.
+/// dx = x > 0 ? dy : 0: one comparison per coefficient.
 [[nodiscard]] constexpr std::uint64_t relu_backward_flops(std::uint64_t n) noexcept { return n; }
 
-// Softmax + mean cross-entropy over `batch` columns of `classes` logits, with the gradient
-// d(loss)/d(logits). Per column: max (C-1), subtract it (C), exp (C*T), sum (C-1), divide (C),
-// log of the sum (T), loss term log(s) - (z_y - max) (1), accumulate it (1; one fewer overall),
-// p_y - 1 (1), divide the gradient by the batch (C). Then the mean (1 division):
-//   batch * (5*C + 1 + (C+1)*T).
+/// Softmax + mean cross-entropy over `batch` columns of `classes` logits, with the gradient
+/// d(loss)/d(logits). Per column: max (C-1), subtract it (C), exp (C*T), sum (C-1), divide (C),
+/// log of the sum (T), loss term log(s) - (z_y - max) (1), accumulate it (1; one fewer overall),
+/// p_y - 1 (1), divide the gradient by the batch (C). Then the mean (1 division):
+///   batch * (5*C + 1 + (C+1)*T).
 [[nodiscard]] constexpr std::uint64_t softmax_cross_entropy_flops(std::uint64_t classes, std::uint64_t batch) noexcept {
   return batch * (5 * classes + 1 + (classes + 1) * static_cast<std::uint64_t>(FRUGAL_TRANSCENDENTAL_FLOPS));
 }
 
-// p -= lr * g: 2 per parameter.
+/// p -= lr * g: 2 per parameter.
 [[nodiscard]] constexpr std::uint64_t sgd_flops(std::uint64_t parameters) noexcept { return 2 * parameters; }
-// v = momentum * v + g; p -= lr * v: 4 per parameter.
+/// v = momentum * v + g; p -= lr * v: 4 per parameter.
 [[nodiscard]] constexpr std::uint64_t sgd_momentum_flops(std::uint64_t parameters) noexcept { return 4 * parameters; }
-// m = b1 m + (1-b1) g (3); v = b2 v + (1-b2) g^2 (4); p -= a_t m / (sqrt(v) + e_t) (5): 12 per
-// parameter. The bias corrections fold into a_t and e_t (Kingma & Ba, end of section 2),
-// computed once per call in double and not counted.
+/// m = b1 m + (1-b1) g (3); v = b2 v + (1-b2) g^2 (4); p -= a_t m / (sqrt(v) + e_t) (5): 12 per
+/// parameter. The bias corrections fold into a_t and e_t (Kingma & Ba, end of section 2),
+/// computed once per call in double and not counted.
 [[nodiscard]] constexpr std::uint64_t adam_flops(std::uint64_t parameters) noexcept { return 12 * parameters; }
 
 namespace detail {
@@ -79,7 +85,7 @@ inline void require_finite_nonnegative(const char* op, const char* field, double
 [[nodiscard]] constexpr std::uint64_t count(Eigen::Index n) noexcept { return static_cast<std::uint64_t>(n); }
 }  // namespace detail
 
-// y = w x + b 1'. y is resized if it is a Matrix; it must not alias w, x or b.
+/// y = w x + b 1'. y is resized if it is a Matrix; it must not alias w, x or b.
 template <class W, class B, class X, class Y>
 void dense_forward(const Eigen::MatrixBase<W>& w, const Eigen::MatrixBase<B>& b, const Eigen::MatrixBase<X>& x,
                    Eigen::MatrixBase<Y>& y) {
@@ -90,7 +96,7 @@ void dense_forward(const Eigen::MatrixBase<W>& w, const Eigen::MatrixBase<B>& b,
   add_flops(dense_shape{detail::count(w.cols()), detail::count(w.rows()), true}.forward_flops(detail::count(x.cols())));
 }
 
-// y = w x, a layer without bias.
+/// y = w x, a layer without bias.
 template <class W, class X, class Y>
 void dense_forward(const Eigen::MatrixBase<W>& w, const Eigen::MatrixBase<X>& x, Eigen::MatrixBase<Y>& y) {
   detail::require_equal("dense_forward", "x.rows()", x.rows(), "w.cols()", w.cols());
@@ -99,8 +105,8 @@ void dense_forward(const Eigen::MatrixBase<W>& w, const Eigen::MatrixBase<X>& x,
       dense_shape{detail::count(w.cols()), detail::count(w.rows()), false}.forward_flops(detail::count(x.cols())));
 }
 
-// Gradients of y = w x + b 1' given dy = d(loss)/dy: dw = dy x', db = dy 1, dx = w' dy.
-// Outputs are overwritten (not accumulated) and must not alias the inputs.
+/// Gradients of y = w x + b 1' given dy = d(loss)/dy: dw = dy x', db = dy 1, dx = w' dy.
+/// Outputs are overwritten (not accumulated) and must not alias the inputs.
 template <class W, class X, class DY, class DW, class DB, class DX>
 void dense_backward(const Eigen::MatrixBase<W>& w, const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<DY>& dy,
                     Eigen::MatrixBase<DW>& dw, Eigen::MatrixBase<DB>& db, Eigen::MatrixBase<DX>& dx) {
@@ -114,7 +120,7 @@ void dense_backward(const Eigen::MatrixBase<W>& w, const Eigen::MatrixBase<X>& x
                                                                                                true));
 }
 
-// The first layer: no gradient with respect to its input (one product).
+/// The first layer: no gradient with respect to its input (one product).
 template <class W, class X, class DY, class DW, class DB>
 void dense_backward(const Eigen::MatrixBase<W>& w, const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<DY>& dy,
                     Eigen::MatrixBase<DW>& dw, Eigen::MatrixBase<DB>& db) {
@@ -127,7 +133,7 @@ void dense_backward(const Eigen::MatrixBase<W>& w, const Eigen::MatrixBase<X>& x
                                                                                                false));
 }
 
-// y = max(x, 0). y may be x.
+/// y = max(x, 0). y may be x.
 template <class X, class Y>
 void relu(const Eigen::MatrixBase<X>& x, Eigen::MatrixBase<Y>& y) {
   using scalar = typename X::Scalar;
@@ -135,8 +141,8 @@ void relu(const Eigen::MatrixBase<X>& x, Eigen::MatrixBase<Y>& y) {
   add_flops(relu_flops(detail::count(x.size())));
 }
 
-// dx = dy where x > 0, else 0 (x: the ReLU's input or output; both are positive at the same
-// coefficients). dx may be dy.
+/// dx = dy where x > 0, else 0 (x: the ReLU's input or output; both are positive at the same
+/// coefficients). dx may be dy.
 template <class X, class DY, class DX>
 void relu_backward(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<DY>& dy, Eigen::MatrixBase<DX>& dx) {
   detail::require_equal("relu_backward", "dy.rows()", dy.rows(), "x.rows()", x.rows());
@@ -146,10 +152,10 @@ void relu_backward(const Eigen::MatrixBase<X>& x, const Eigen::MatrixBase<DY>& d
   add_flops(relu_backward_flops(detail::count(x.size())));
 }
 
-// Mean cross-entropy of softmax(logits) against labels (one class index per column), and its
-// gradient with respect to the logits, softmax(logits) - onehot(labels), divided by the batch.
-// Numerically stable (the column's maximum is subtracted before exp). labels: anything with
-// size() and operator[] (std::vector<int>, Eigen::VectorXi). grad must not alias logits.
+/// Mean cross-entropy of softmax(logits) against labels (one class index per column), and its
+/// gradient with respect to the logits, softmax(logits) - onehot(labels), divided by the batch.
+/// Numerically stable (the column's maximum is subtracted before exp). labels: anything with
+/// size() and operator[] (std::vector<int>, Eigen::VectorXi). grad must not alias logits.
 template <class Z, class Labels, class G>
 [[nodiscard]] typename Z::Scalar softmax_cross_entropy(const Eigen::MatrixBase<Z>& logits, const Labels& labels,
                                                        Eigen::MatrixBase<G>& grad) {
@@ -190,7 +196,7 @@ template <class Z, class Labels, class G>
   return loss / scalar(static_cast<double>(batch));
 }
 
-// p -= lr * g.
+/// p -= lr * g.
 template <class P, class G>
 void sgd_update(Eigen::MatrixBase<P>& p, const Eigen::MatrixBase<G>& g, double lr) {
   detail::require_finite_nonnegative("sgd_update", "lr", lr);
@@ -201,7 +207,7 @@ void sgd_update(Eigen::MatrixBase<P>& p, const Eigen::MatrixBase<G>& g, double l
   add_flops(sgd_flops(detail::count(p.size())));
 }
 
-// v = momentum * v + g; p -= lr * v (PyTorch's SGD with momentum, no dampening).
+/// v = momentum * v + g; p -= lr * v (PyTorch's SGD with momentum, no dampening).
 template <class P, class G, class V>
 void sgd_momentum_update(Eigen::MatrixBase<P>& p, const Eigen::MatrixBase<G>& g, Eigen::MatrixBase<V>& v, double lr,
                          double momentum) {
@@ -217,15 +223,20 @@ void sgd_momentum_update(Eigen::MatrixBase<P>& p, const Eigen::MatrixBase<G>& g,
   add_flops(sgd_momentum_flops(detail::count(p.size())));
 }
 
+/// Adam's hyperparameters (Kingma and Ba, 2015), with the paper's defaults.
 struct adam_options {
+  /// Step size (alpha).
   double lr = 1e-3;
+  /// Decay rate of the first-moment estimate m.
   double beta1 = 0.9;
+  /// Decay rate of the second-moment estimate v.
   double beta2 = 0.999;
+  /// Added to sqrt(v hat) in the denominator, against division by zero.
   double eps = 1e-8;
 };
 
-// One Adam step (step = 1, 2, ...) on p with gradient g and moment estimates m, v (same shape
-// as p, zero before the first step).
+/// One Adam step (step = 1, 2, ...) on p with gradient g and moment estimates m, v (same shape
+/// as p, zero before the first step).
 template <class P, class G, class M, class V>
 void adam_update(Eigen::MatrixBase<P>& p, const Eigen::MatrixBase<G>& g, Eigen::MatrixBase<M>& m,
                  Eigen::MatrixBase<V>& v, std::int64_t step, const adam_options& o = {}) {

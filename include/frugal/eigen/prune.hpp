@@ -1,5 +1,6 @@
-// Unstructured magnitude pruning of Eigen weight matrices: per-layer or global masks to a target
-// sparsity, masks that keep pruned weights at zero, and conversion to Eigen::SparseMatrix.
+/// @file
+/// Unstructured magnitude pruning of Eigen weight matrices: per-layer or global masks to a target
+/// sparsity, masks that keep pruned weights at zero, and conversion to Eigen::SparseMatrix.
 #pragma once
 
 #include <frugal/eigen/flops.hpp>
@@ -31,16 +32,17 @@ namespace frugal {
 // Structured pruning (<frugal/eigen/structured_prune.hpp>) removes whole units and shrinks the
 // dense products themselves.
 
-// Which weights of one (out x in) matrix survive: a 0/1 matrix of the weights' scalar type, so
-// apply() is one coefficient-wise product that can run after every optimizer step.
+/// Which weights of one (out x in) matrix survive: a 0/1 matrix of the weights' scalar type, so
+/// apply() is one coefficient-wise product that can run after every optimizer step.
 template <class Scalar>
 class basic_prune_mask {
  public:
+  /// The 0/1 matrix, column-major, the weights' shape (out x in).
   using matrix_type = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
 
   basic_prune_mask() = default;
 
-  // keep(i, j) is 1 where the weight survives and 0 where it is pruned.
+  /// keep(i, j) is 1 where the weight survives and 0 where it is pruned.
   explicit basic_prune_mask(matrix_type keep) : keep_(std::move(keep)) {
     if (keep_.size() == 0)
       detail::bad_argument("prune_mask", "keep must not be empty, got " + std::to_string(keep_.rows()) + " x " +
@@ -56,7 +58,7 @@ class basic_prune_mask {
       }
   }
 
-  // A mask that keeps every weight of a rows x cols matrix.
+  /// A mask that keeps every weight of a rows x cols matrix.
   [[nodiscard]] static basic_prune_mask keep_all(Eigen::Index rows, Eigen::Index cols) {
     if (rows <= 0 || cols <= 0)
       detail::bad_argument("prune_mask::keep_all", "rows and cols must be > 0, got " + std::to_string(rows) + " x " +
@@ -64,36 +66,45 @@ class basic_prune_mask {
     return basic_prune_mask(matrix_type::Ones(rows, cols));
   }
 
+  /// Rows of the masked matrix (outputs).
   [[nodiscard]] Eigen::Index rows() const noexcept { return keep_.rows(); }
+  /// Columns of the masked matrix (inputs).
   [[nodiscard]] Eigen::Index cols() const noexcept { return keep_.cols(); }
+  /// Weights covered: rows() * cols().
   [[nodiscard]] std::uint64_t size() const noexcept { return static_cast<std::uint64_t>(keep_.size()); }
+  /// Weights that survive.
   [[nodiscard]] std::uint64_t kept() const noexcept { return kept_; }
+  /// Weights pruned: size() - kept().
   [[nodiscard]] std::uint64_t pruned() const noexcept { return size() - kept_; }
-  // Fraction of the weights pruned (0 for an empty mask).
+  /// Fraction of the weights pruned (0 for an empty mask).
   [[nodiscard]] double sparsity() const noexcept {
     return size() == 0 ? 0.0 : static_cast<double>(pruned()) / static_cast<double>(size());
   }
+  /// Whether weight (i, j) survives; i and j must be in range (not checked).
   [[nodiscard]] bool keeps(Eigen::Index i, Eigen::Index j) const { return keep_(i, j) != Scalar(0); }
+  /// The 0/1 matrix itself.
   [[nodiscard]] const matrix_type& values() const noexcept { return keep_; }
 
-  // w = w .* keep: pruned weights become (and, applied after every update, stay) zero. Apply it
-  // to the weights after each optimizer step, and to momentum / Adam moments if they should not
-  // carry a pruned weight's history. Charges one FLOP per weight.
+  /// w = w .* keep: pruned weights become (and, applied after every update, stay) zero. Apply it
+  /// to the weights after each optimizer step, and to momentum / Adam moments if they should not
+  /// carry a pruned weight's history. Charges one FLOP per weight.
   template <class W>
   void apply(Eigen::MatrixBase<W>& w) const {
     detail::require_equal("prune_mask::apply", "w.rows()", w.rows(), "mask rows", keep_.rows());
     detail::require_equal("prune_mask::apply", "w.cols()", w.cols(), "mask cols", keep_.cols());
     frugal::assign(w.derived(), w.derived().cwiseProduct(keep_));
   }
-  // For a temporary view: mask.apply(W.block(...)).
+  /// For a temporary view: mask.apply(W.block(...)).
   template <class W>
   void apply(Eigen::MatrixBase<W>&& w) const {
     apply(w);
   }
 
+  /// Same shape and same weights kept.
   friend bool operator==(const basic_prune_mask& a, const basic_prune_mask& b) {
     return a.keep_.rows() == b.keep_.rows() && a.keep_.cols() == b.keep_.cols() && a.keep_ == b.keep_;
   }
+  /// Not operator==.
   friend bool operator!=(const basic_prune_mask& a, const basic_prune_mask& b) { return !(a == b); }
 
  private:
@@ -101,6 +112,7 @@ class basic_prune_mask {
   std::uint64_t kept_ = 0;
 };
 
+/// The mask for float weights, the common case.
 using prune_mask = basic_prune_mask<float>;
 
 namespace detail {
@@ -218,9 +230,9 @@ template <class T>
 
 }  // namespace detail
 
-// The mask that prunes floor(sparsity * size) weights of w, those of smallest magnitude
-// (sparsity in [0, 1); at least one weight survives). Ties: of equal magnitudes the one with the
-// smaller column-major index survives. Deterministic; O(size) expected time. Charges nothing.
+/// The mask that prunes floor(sparsity * size) weights of w, those of smallest magnitude
+/// (sparsity in [0, 1); at least one weight survives). Ties: of equal magnitudes the one with the
+/// smaller column-major index survives. Deterministic; O(size) expected time. Charges nothing.
 template <class W>
 [[nodiscard]] basic_prune_mask<typename W::Scalar> magnitude_prune(const Eigen::MatrixBase<W>& w, double sparsity) {
   using scalar = typename W::Scalar;
@@ -229,8 +241,8 @@ template <class W>
   return std::move(detail::magnitude_prune_layers<scalar>("magnitude_prune", one, sparsity, nullptr).front());
 }
 
-// Iterative pruning: as above, and every weight `previous` pruned stays pruned (they rank below
-// all others). sparsity must prune at least as many weights as previous already does.
+/// Iterative pruning: as above, and every weight `previous` pruned stays pruned (they rank below
+/// all others). sparsity must prune at least as many weights as previous already does.
 template <class W>
 [[nodiscard]] basic_prune_mask<typename W::Scalar> magnitude_prune(const Eigen::MatrixBase<W>& w, double sparsity,
                                                                    const basic_prune_mask<typename W::Scalar>& previous) {
@@ -241,15 +253,20 @@ template <class W>
   return std::move(detail::magnitude_prune_layers<scalar>("magnitude_prune", one, sparsity, &prev).front());
 }
 
-// One threshold for all layers: prunes floor(sparsity * total weights) of smallest magnitude
-// across the layers, so layers of small weights lose more. Ties: earlier layer, then smaller
-// column-major index, survives. Returns one mask per layer, in order.
-//   auto masks = frugal::global_magnitude_prune({W1, W2, W3}, 0.8);   // float; <double> for double
+/// One threshold for all layers: prunes floor(sparsity * total weights) of smallest magnitude
+/// across the layers, so layers of small weights lose more. Ties: earlier layer, then smaller
+/// column-major index, survives. Returns one mask per layer, in order.
+/// @verbatim
+///   auto masks = frugal::global_magnitude_prune({W1, W2, W3}, 0.8);   // float; <double> for double
+/// @endverbatim
 template <class Scalar = float>
 [[nodiscard]] std::vector<basic_prune_mask<Scalar>> global_magnitude_prune(
     const std::vector<detail::matrix_ref<Scalar>>& layers, double sparsity) {
   return detail::magnitude_prune_layers<Scalar>("global_magnitude_prune", detail::pointers(layers), sparsity, nullptr);
 }
+/// Iterative global pruning: as above, and every weight `previous` (one mask per layer, same
+/// shapes) pruned stays pruned. sparsity must prune at least as many weights as they already do;
+/// throws std::invalid_argument otherwise.
 template <class Scalar = float>
 [[nodiscard]] std::vector<basic_prune_mask<Scalar>> global_magnitude_prune(
     const std::vector<detail::matrix_ref<Scalar>>& layers, double sparsity,
@@ -261,11 +278,12 @@ template <class Scalar = float>
 // Sparse conversion.
 // ---------------------------------------------------------------------------------------------
 
+/// Pruned weights as a row-major sparse matrix (to_sparse's result).
 template <class Scalar>
 using sparse_weights = Eigen::SparseMatrix<Scalar, Eigen::RowMajor>;
 
-// The kept weights of w as a row-major sparse matrix: the mask's pattern, so nnz == mask.kept()
-// (a kept weight that happens to be zero is stored too, and the FLOP count stays predictable).
+/// The kept weights of w as a row-major sparse matrix: the mask's pattern, so nnz == mask.kept()
+/// (a kept weight that happens to be zero is stored too, and the FLOP count stays predictable).
 template <class W>
 [[nodiscard]] sparse_weights<typename W::Scalar> to_sparse(const Eigen::MatrixBase<W>& w,
                                                            const basic_prune_mask<typename W::Scalar>& mask) {
@@ -281,7 +299,7 @@ template <class W>
   return s;
 }
 
-// The nonzero weights of w (exact zeros dropped) as a row-major sparse matrix.
+/// The nonzero weights of w (exact zeros dropped) as a row-major sparse matrix.
 template <class W>
 [[nodiscard]] sparse_weights<typename W::Scalar> to_sparse(const Eigen::MatrixBase<W>& w) {
   using scalar = typename W::Scalar;
@@ -295,13 +313,13 @@ template <class W>
   return s;
 }
 
-// S X for S with nnz stored entries and X with n columns: one multiply and one add per stored
-// entry per column, the 2*M*N*K convention with K*M replaced by nnz.
+/// S X for S with nnz stored entries and X with n columns: one multiply and one add per stored
+/// entry per column, the 2*M*N*K convention with K*M replaced by nnz.
 [[nodiscard]] constexpr std::uint64_t sparse_product_flops(std::uint64_t nnz, std::uint64_t n) noexcept {
   return 2 * nnz * n;
 }
 
-// y = s x, charging sparse_product_flops(nnz, x.cols()). y must not alias x.
+/// y = s x, charging sparse_product_flops(nnz, x.cols()). y must not alias x.
 template <class S, class X, class Y>
 void sparse_product(const Eigen::SparseMatrix<S, Eigen::RowMajor>& s, const Eigen::MatrixBase<X>& x,
                     Eigen::MatrixBase<Y>& y) {
@@ -310,7 +328,7 @@ void sparse_product(const Eigen::SparseMatrix<S, Eigen::RowMajor>& s, const Eige
   add_flops(sparse_product_flops(static_cast<std::uint64_t>(s.nonZeros()), detail::count(x.cols())));
 }
 
-// y = s x + b 1', the sparse twin of dense_forward: 2*nnz*N + rows*N FLOPs.
+/// y = s x + b 1', the sparse twin of dense_forward: 2*nnz*N + rows*N FLOPs.
 template <class S, class B, class X, class Y>
 void sparse_forward(const Eigen::SparseMatrix<S, Eigen::RowMajor>& s, const Eigen::MatrixBase<B>& b,
                     const Eigen::MatrixBase<X>& x, Eigen::MatrixBase<Y>& y) {
@@ -322,36 +340,40 @@ void sparse_forward(const Eigen::SparseMatrix<S, Eigen::RowMajor>& s, const Eige
             detail::count(s.rows()) * detail::count(x.cols()));
 }
 
-// The sparsity from which a sparse product beat the dense one in benchmarks/compression_bench
-// (256 x 784 weights times 784 x 128 activations, float, Eigen 3.4, GCC 12 -O2, 2-vCPU VM).
-// Default x86-64 flags (SSE2): sparse took 6.0x the dense time at 50 %, 2.5x at 80 %, 1.4x at
-// 90 %, 1.14x at 92 %, 0.71x at 95 %: about 93 %. With AVX2 + FMA (measured with -march=native,
-// AVX-512) dense gains more: 1.8x at 95 %, 0.61x at 98 %: about 97 %. Below it, keep the dense
-// matrix and the mask.
+/// The sparsity from which a sparse product beat the dense one in benchmarks/compression_bench
+/// (256 x 784 weights times 784 x 128 activations, float, Eigen 3.4, GCC 12 -O2, 2-vCPU VM).
+/// Default x86-64 flags (SSE2): sparse took 6.0x the dense time at 50 %, 2.5x at 80 %, 1.4x at
+/// 90 %, 1.14x at 92 %, 0.71x at 95 %: about 93 %. With AVX2 + FMA (measured with -march=native,
+/// AVX-512) dense gains more: 1.8x at 95 %, 0.61x at 98 %: about 97 %. Below it, keep the dense
+/// matrix and the mask.
 #if defined(__AVX2__) && defined(__FMA__)
 inline constexpr double measured_sparse_crossover = 0.97;
 #else
 inline constexpr double measured_sparse_crossover = 0.93;
 #endif
 
-// Whether a sparse product is likely to beat the dense one at this sparsity, by the crossover
-// measured above. Shapes, compiler flags (AVX/FMA speed up dense far more than sparse) and
-// machines move it: time_dense_vs_sparse measures yours.
+/// Whether a sparse product is likely to beat the dense one at this sparsity, by the crossover
+/// measured above. Shapes, compiler flags (AVX/FMA speed up dense far more than sparse) and
+/// machines move it: time_dense_vs_sparse measures yours.
 [[nodiscard]] constexpr bool sparse_likely_pays(double sparsity) noexcept { return sparsity >= measured_sparse_crossover; }
 
-// Dense W X against sparse S X on the caller's own matrices: best of `repetitions` runs each.
+/// Dense W X against sparse S X on the caller's own matrices: best of `repetitions` runs each.
 struct sparse_timing {
+  /// Best time of one dense product W X, in seconds.
   double dense_seconds = 0;
+  /// Best time of one sparse product S X, in seconds.
   double sparse_seconds = 0;
-  std::uint64_t dense_flops = 0;   // per product, 2*M*N*K
-  std::uint64_t sparse_flops = 0;  // per product, 2*nnz*N
+  std::uint64_t dense_flops = 0;   ///< per product, 2*M*N*K
+  std::uint64_t sparse_flops = 0;  ///< per product, 2*nnz*N
+  /// dense_seconds / sparse_seconds (> 1: sparse is faster); 0 when sparse_seconds is 0.
   [[nodiscard]] double speedup() const noexcept { return sparse_seconds > 0 ? dense_seconds / sparse_seconds : 0.0; }
+  /// Whether the sparse product was faster.
   [[nodiscard]] bool pays() const noexcept { return sparse_seconds < dense_seconds; }
 };
 
-// Times y = w x and y = s x (s: to_sparse of the pruned w) with std::chrono::steady_clock,
-// which a frugal::manual_clock does not replace: this is a real measurement. The products it
-// runs are charged to the current scope like any other.
+/// Times y = w x and y = s x (s: to_sparse of the pruned w) with std::chrono::steady_clock,
+/// which a frugal::manual_clock does not replace: this is a real measurement. The products it
+/// runs are charged to the current scope like any other.
 template <class W, class S, class X>
 [[nodiscard]] sparse_timing time_dense_vs_sparse(const Eigen::MatrixBase<W>& w,
                                                  const Eigen::SparseMatrix<S, Eigen::RowMajor>& s,

@@ -1,5 +1,6 @@
-// Symmetric int8 quantization of Eigen weight matrices (per tensor or per output channel): quantize,
-// dequantize, fake-quantize for quantization-aware fine-tuning, and the counted quantized product.
+/// @file
+/// Symmetric int8 quantization of Eigen weight matrices (per tensor or per output channel): quantize,
+/// dequantize, fake-quantize for quantization-aware fine-tuning, and the counted quantized product.
 #pragma once
 
 #include <frugal/eigen/flops.hpp>
@@ -29,26 +30,29 @@
 
 namespace frugal {
 
-// A weight w of a group (the whole tensor, or one output channel = one row of W) with scale
-// s = max|w in group| / 127 is stored as q = round(w / s) in [-127, 127] (half away from zero;
-// -128 is never used, so the range is symmetric), and read back as q * s. Hence
-//   |w - q * s| <= s / 2                    for every weight (plus float rounding of q * s),
-// one byte per weight plus one float per group: a float matrix shrinks by 4x (per tensor) or
-// 4 * in / (in + 4) (per channel). An all-zero group gets s = 0 and reads back as zeros.
+/// A weight w of a group (the whole tensor, or one output channel = one row of W) with scale
+/// s = max|w in group| / 127 is stored as q = round(w / s) in [-127, 127] (half away from zero;
+/// -128 is never used, so the range is symmetric), and read back as q * s. Hence
+///   |w - q * s| <= s / 2                    for every weight (plus float rounding of q * s),
+/// one byte per weight plus one float per group: a float matrix shrinks by 4x (per tensor) or
+/// 4 * in / (in + 4) (per channel). An all-zero group gets s = 0 and reads back as zeros.
 enum class quant_granularity {
-  per_tensor,   // one scale for the matrix
-  per_channel,  // one scale per output channel (row of W): a row of small weights keeps its precision
+  per_tensor,   ///< one scale for the matrix
+  per_channel,  ///< one scale per output channel (row of W): a row of small weights keeps its precision
 };
 
+/// The largest magnitude of a quantized value: int8 values lie in [-127, 127] (symmetric, -128
+/// unused).
 inline constexpr int quant_max = 127;
 
-// An int8 weight matrix (out x in, rows contiguous) and its float scales.
+/// An int8 weight matrix (out x in, rows contiguous) and its float scales.
 class quantized_matrix {
  public:
+  /// The int8 values: out x in, row-major.
   using values_type = Eigen::Matrix<std::int8_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
   quantized_matrix() = default;
-  // values in [-127, 127]; scales finite and >= 0, one (per_tensor) or values.rows() (per_channel).
+  /// values in [-127, 127]; scales finite and >= 0, one (per_tensor) or values.rows() (per_channel).
   quantized_matrix(values_type values, Eigen::VectorXf scales, quant_granularity granularity)
       : values_(std::move(values)), scales_(std::move(scales)), granularity_(granularity) {
     constexpr const char* op = "quantized_matrix";
@@ -70,16 +74,21 @@ class quantized_matrix {
                                        std::to_string(static_cast<int>(values_(i, j))));
   }
 
+  /// Output channels (rows of W).
   [[nodiscard]] Eigen::Index rows() const noexcept { return values_.rows(); }
+  /// Input features (columns of W).
   [[nodiscard]] Eigen::Index cols() const noexcept { return values_.cols(); }
+  /// One scale for the matrix, or one per row.
   [[nodiscard]] quant_granularity granularity() const noexcept { return granularity_; }
+  /// The int8 values; a weight reads back as value * scale of its row.
   [[nodiscard]] const values_type& values() const noexcept { return values_; }
+  /// The scales: one (per_tensor) or rows() (per_channel), each finite and >= 0.
   [[nodiscard]] const Eigen::VectorXf& scales() const noexcept { return scales_; }
-  // The scale of row i.
+  /// The scale of row i.
   [[nodiscard]] float scale(Eigen::Index i) const noexcept {
     return scales_(granularity_ == quant_granularity::per_tensor ? 0 : i);
   }
-  // Storage: one byte per weight, four per scale.
+  /// Storage: one byte per weight, four per scale.
   [[nodiscard]] std::uint64_t bytes() const noexcept {
     return static_cast<std::uint64_t>(values_.size()) + sizeof(float) * static_cast<std::uint64_t>(scales_.size());
   }
@@ -90,17 +99,17 @@ class quantized_matrix {
   quant_granularity granularity_ = quant_granularity::per_channel;
 };
 
-// Bytes of a float matrix of this shape, to compare with quantized_matrix::bytes().
+/// Bytes of a float matrix of this shape, to compare with quantized_matrix::bytes().
 [[nodiscard]] constexpr std::uint64_t float_bytes(std::uint64_t rows, std::uint64_t cols) noexcept {
   return sizeof(float) * rows * cols;
 }
 
-// FLOPs of quantizing n weights in `groups` groups: |w| and the running max (2 per weight), one
-// division per group for its scale, w * (1/s) and the rounding (2 per weight).
+/// FLOPs of quantizing n weights in `groups` groups: |w| and the running max (2 per weight), one
+/// division per group for its scale, w * (1/s) and the rounding (2 per weight).
 [[nodiscard]] constexpr std::uint64_t quantize_flops(std::uint64_t n, std::uint64_t groups) noexcept {
   return 4 * n + groups;
 }
-// q * s: one per weight (the int8 -> float conversion is a cast: free, as in flops.hpp).
+/// q * s: one per weight (the int8 -> float conversion is a cast: free, as in flops.hpp).
 [[nodiscard]] constexpr std::uint64_t dequantize_flops(std::uint64_t n) noexcept { return n; }
 
 namespace detail {
@@ -198,7 +207,7 @@ inline Eigen::MatrixXf dequantize_by_column(const Eigen::Matrix<std::int8_t, Eig
 }
 }  // namespace detail
 
-// Quantizes w (float, out x in). Rejects empty and non-finite matrices. Charges quantize_flops.
+/// Quantizes w (float, out x in). Rejects empty and non-finite matrices. Charges quantize_flops.
 template <class W>
 [[nodiscard]] quantized_matrix quantize(const Eigen::MatrixBase<W>& w,
                                         quant_granularity granularity = quant_granularity::per_channel) {
@@ -207,15 +216,15 @@ template <class W>
   return quantized_matrix(std::move(q), std::move(scales), granularity);
 }
 
-// q * s for every weight: the float matrix the int8 one stands for. Charges dequantize_flops.
+/// q * s for every weight: the float matrix the int8 one stands for. Charges dequantize_flops.
 [[nodiscard]] inline Eigen::MatrixXf dequantize(const quantized_matrix& q) {
   return detail::dequantize_by_column(q.values(), q.scales());
 }
 
-// dequantize(quantize(w)): the weights a quantized model will use, in float, for
-// quantization-aware fine-tuning. Run the forward pass with fake_quantize(W) and apply the
-// gradient to the float W unchanged (the straight-through estimator): with max-scaling no weight
-// is clipped, so the estimator's pass-through is exact everywhere. fake_quantize is idempotent.
+/// dequantize(quantize(w)): the weights a quantized model will use, in float, for
+/// quantization-aware fine-tuning. Run the forward pass with fake_quantize(W) and apply the
+/// gradient to the float W unchanged (the straight-through estimator): with max-scaling no weight
+/// is clipped, so the estimator's pass-through is exact everywhere. fake_quantize is idempotent.
 template <class W>
 [[nodiscard]] Eigen::MatrixXf fake_quantize(const Eigen::MatrixBase<W>& w,
                                             quant_granularity granularity = quant_granularity::per_channel) {
@@ -227,16 +236,17 @@ template <class W>
 // The quantized product y = W x, W int8 (m x k), x float (k x n), y float (m x n).
 // ---------------------------------------------------------------------------------------------
 
+/// How quantized_product computes y = W x (W int8, m x k; x float, k x n; y float, m x n).
 enum class quantized_product_mode {
-  // The mode measured faster for this build and this many columns: resolve_product_mode.
+  /// The mode measured faster for this build and this many columns: resolve_product_mode.
   automatic,
-  // Each column of x is quantized too (symmetric, its own scale t = max|x| / 127); the int8 dot
-  // products accumulate exactly in int32 (SSE2 int16 multiply-adds) and y = s_i * t_j * acc.
-  // Error: the weights' and the inputs'.
+  /// Each column of x is quantized too (symmetric, its own scale t = max|x| / 127); the int8 dot
+  /// products accumulate exactly in int32 (SSE2 int16 multiply-adds) and y = s_i * t_j * acc.
+  /// Error: the weights' and the inputs'.
   int32_accumulate,
-  // Weights are dequantized on the fly and x stays float: from 4 columns on, a panel of rows at
-  // a time into a float buffer for Eigen's float product; below, converted in registers inside
-  // the dot products. Float accumulation. Error: the weights' only.
+  /// Weights are dequantized on the fly and x stays float: from 4 columns on, a panel of rows at
+  /// a time into a float buffer for Eigen's float product; below, converted in registers inside
+  /// the dot products. Float accumulation. Error: the weights' only.
   dequantize,
 };
 
@@ -248,13 +258,13 @@ inline constexpr bool fma_build = false;
 #endif
 }  // namespace detail
 
-// What `automatic` means, from benchmarks/compression_bench (256 x 784 int8 weights, 1 and 128
-// columns, GCC 12 -O2, 2-vCPU VM; times relative to the float product in the same run):
-// - default x86-64 flags (SSE2): int32_accumulate always (0.87x float at 1 column, 0.62x at 128;
-//   dequantize: 2.5x and 1.05x);
-// - AVX2 + FMA (measured with -march=native, AVX-512): int32_accumulate below 4 columns (1.22x
-//   float, dequantize 3.4x) and dequantize from 4 (1.14x float, int32_accumulate 3.1x): Eigen's
-//   FMA kernels outrun the SSE2 integer ones, and int8 then saves bytes, not time.
+/// What `automatic` means, from benchmarks/compression_bench (256 x 784 int8 weights, 1 and 128
+/// columns, GCC 12 -O2, 2-vCPU VM; times relative to the float product in the same run):
+/// - default x86-64 flags (SSE2): int32_accumulate always (0.87x float at 1 column, 0.62x at 128;
+///   dequantize: 2.5x and 1.05x);
+/// - AVX2 + FMA (measured with -march=native, AVX-512): int32_accumulate below 4 columns (1.22x
+///   float, dequantize 3.4x) and dequantize from 4 (1.14x float, int32_accumulate 3.1x): Eigen's
+///   FMA kernels outrun the SSE2 integer ones, and int8 then saves bytes, not time.
 [[nodiscard]] constexpr quantized_product_mode resolve_product_mode(quantized_product_mode mode,
                                                                     std::uint64_t columns) noexcept {
   if (mode != quantized_product_mode::automatic) return mode;
@@ -262,11 +272,11 @@ inline constexpr bool fma_build = false;
                                            : quantized_product_mode::int32_accumulate;
 }
 
-// FLOPs (arithmetic operations, integer ones counted like float ones) of the quantized product.
-// int32_accumulate: 2*m*n*k multiply-adds; quantizing x: |x|, max, x * (1/t), round (4*k*n) and
-// one division per column (n); the output scaling s_i * t_j * acc (2*m*n).
-// dequantize: 2*m*n*k; from 4 columns on, q * s once per weight per call (m*k, the panels);
-// below, the sums are scaled instead (m*n: each weight is converted in registers per column).
+/// FLOPs (arithmetic operations, integer ones counted like float ones) of the quantized product.
+/// int32_accumulate: 2*m*n*k multiply-adds; quantizing x: |x|, max, x * (1/t), round (4*k*n) and
+/// one division per column (n); the output scaling s_i * t_j * acc (2*m*n).
+/// dequantize: 2*m*n*k; from 4 columns on, q * s once per weight per call (m*k, the panels);
+/// below, the sums are scaled instead (m*n: each weight is converted in registers per column).
 [[nodiscard]] constexpr std::uint64_t quantized_product_flops(std::uint64_t m, std::uint64_t n, std::uint64_t k,
                                                               quantized_product_mode mode) noexcept {
   if (resolve_product_mode(mode, n) == quantized_product_mode::int32_accumulate)
@@ -617,9 +627,9 @@ void require_product(const char* op, const quantized_matrix& q, const Eigen::Mat
 }
 }  // namespace detail
 
-// y = W x with W quantized. y is resized if it is a Matrix and must not alias x. Charges
-// quantized_product_flops. Keeps a per-thread scratch buffer between calls (int32_accumulate:
-// 2 bytes per element of x; dequantize: at most 256 KiB of dequantized rows).
+/// y = W x with W quantized. y is resized if it is a Matrix and must not alias x. Charges
+/// quantized_product_flops. Keeps a per-thread scratch buffer between calls (int32_accumulate:
+/// 2 bytes per element of x; dequantize: at most 256 KiB of dequantized rows).
 template <class X, class Y>
 void quantized_product(const quantized_matrix& w, const Eigen::MatrixBase<X>& x, Eigen::MatrixBase<Y>& y,
                        quantized_product_mode mode = quantized_product_mode::automatic) {
@@ -631,7 +641,7 @@ void quantized_product(const quantized_matrix& w, const Eigen::MatrixBase<X>& x,
   add_flops(quantized_product_flops(detail::count(w.rows()), detail::count(x.cols()), detail::count(w.cols()), mode));
 }
 
-// y = W x + b 1', the quantized twin of dense_forward (b stays float): adds rows * cols FLOPs.
+/// y = W x + b 1', the quantized twin of dense_forward (b stays float): adds rows * cols FLOPs.
 template <class B, class X, class Y>
 void quantized_forward(const quantized_matrix& w, const Eigen::MatrixBase<B>& b, const Eigen::MatrixBase<X>& x,
                        Eigen::MatrixBase<Y>& y, quantized_product_mode mode = quantized_product_mode::automatic) {
@@ -642,16 +652,16 @@ void quantized_forward(const quantized_matrix& w, const Eigen::MatrixBase<B>& b,
   add_flops(detail::count(w.rows()) * detail::count(x.cols()));
 }
 
-// A bound on |y_ij - (W x)_ij| for the quantized product of the float W that q came from, per
-// output, in double. With s_i the row's weight scale, t_j = max|x_j| / 127 the column's input
-// scale and W^ = dequantize(q):
-//   dequantize:        s_i/2 * ||x_j||_1
-//   int32_accumulate:  s_i/2 * ||x_j||_1 + t_j (1/2 + 2^-15) * ||W^_i||_1
-// because W^ x^ - W x = (W^ - W) x + W^ (x^ - x), every |W^ - W| <= s/2 and every
-// |x^ - x| <= t (1/2 + 2^-15) (x is quantized in float: see detail::quantize_column).
-// Plus float rounding, u = 2^-24: dequantize's float accumulation over k terms and the rounding of
-// q * s, (k+1)u / (1 - (k+1)u) * sum_k |W^_ik| |x_kj|; int32_accumulate's integer sums are exact
-// and only the final scaling rounds, 4u * sum_k |W^_ik| (|x_kj| + t_j (1/2 + 2^-15)). Charges nothing.
+/// A bound on |y_ij - (W x)_ij| for the quantized product of the float W that q came from, per
+/// output, in double. With s_i the row's weight scale, t_j = max|x_j| / 127 the column's input
+/// scale and W^ = dequantize(q):
+///   dequantize:        s_i/2 * ||x_j||_1
+///   int32_accumulate:  s_i/2 * ||x_j||_1 + t_j (1/2 + 2^-15) * ||W^_i||_1
+/// because W^ x^ - W x = (W^ - W) x + W^ (x^ - x), every |W^ - W| <= s/2 and every
+/// |x^ - x| <= t (1/2 + 2^-15) (x is quantized in float: see detail::quantize_column).
+/// Plus float rounding, u = 2^-24: dequantize's float accumulation over k terms and the rounding of
+/// q * s, (k+1)u / (1 - (k+1)u) * sum_k |W^_ik| |x_kj|; int32_accumulate's integer sums are exact
+/// and only the final scaling rounds, 4u * sum_k |W^_ik| (|x_kj| + t_j (1/2 + 2^-15)). Charges nothing.
 template <class X>
 [[nodiscard]] Eigen::MatrixXd quantized_product_error_bound(const quantized_matrix& w, const Eigen::MatrixBase<X>& x,
                                                             quantized_product_mode mode = quantized_product_mode::automatic) {

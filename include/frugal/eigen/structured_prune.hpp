@@ -1,5 +1,6 @@
-// Structured pruning of hidden units between two dense layers: scores, the units to remove, and
-// the smaller dense matrices (and optimizer state) that compute exactly what the zeroed units do.
+/// @file
+/// Structured pruning of hidden units between two dense layers: scores, the units to remove, and
+/// the smaller dense matrices (and optimizer state) that compute exactly what the zeroed units do.
 #pragma once
 
 #include <frugal/eigen/ops.hpp>
@@ -25,32 +26,35 @@ namespace frugal {
 // product after removal is smaller, so the FLOPs (2*in + 2*out + 2 per unit per sample forward,
 // dense_shape's formulas) and the time really drop.
 
-// How a unit's importance is scored (smallest scores are removed first).
+/// How a unit's importance is scored (smallest scores are removed first).
 enum class unit_importance {
-  // ||(W1 row j, b1(j), W2 column j)||_2: the L2 norm of everything the unit touches.
+  /// ||(W1 row j, b1(j), W2 column j)||_2: the L2 norm of everything the unit touches.
   l2_norm,
-  // ||(W1 row j, b1(j))||_2 * ||W2 column j||_2: unchanged when a unit's incoming weights are
-  // scaled by a > 0 and its outgoing by 1/a, which leaves a ReLU network's function unchanged.
+  /// ||(W1 row j, b1(j))||_2 * ||W2 column j||_2: unchanged when a unit's incoming weights are
+  /// scaled by a > 0 and its outgoing by 1/a, which leaves a ReLU network's function unchanged.
   l2_product,
 };
 
-// Which hidden units survive, in their original order, and how to shrink per-unit state the
-// same way (SGD momentum, Adam moments, gradient accumulators, masks of the two layers).
+/// Which hidden units survive, in their original order, and how to shrink per-unit state the
+/// same way (SGD momentum, Adam moments, gradient accumulators, masks of the two layers).
 class unit_selection {
  public:
   unit_selection() = default;
 
+  /// Hidden units before the selection.
   [[nodiscard]] Eigen::Index units_before() const noexcept { return before_; }
+  /// Hidden units kept: kept().size().
   [[nodiscard]] Eigen::Index units_after() const noexcept { return static_cast<Eigen::Index>(kept_.size()); }
-  // Original indices of the kept units, ascending: new unit r was unit kept()[r].
+  /// Original indices of the kept units, ascending: new unit r was unit kept()[r].
   [[nodiscard]] const std::vector<Eigen::Index>& kept() const noexcept { return kept_; }
-  // Original indices of the removed units, ascending.
+  /// Original indices of the removed units, ascending.
   [[nodiscard]] const std::vector<Eigen::Index>& removed() const noexcept { return removed_; }
+  /// removed().size() / units_before(), in [0, 1]; 0 when there were no units.
   [[nodiscard]] double fraction_removed() const noexcept {
     return before_ == 0 ? 0.0 : static_cast<double>(removed_.size()) / static_cast<double>(before_);
   }
 
-  // State shaped like W1 (units x in): the kept rows.
+  /// State shaped like W1 (units x in): the kept rows.
   template <class M>
   [[nodiscard]] Eigen::Matrix<typename M::Scalar, Eigen::Dynamic, Eigen::Dynamic> incoming(const Eigen::MatrixBase<M>& m) const {
     detail::require_equal("unit_selection::incoming", "m.rows()", m.rows(), "units_before()", before_);
@@ -58,7 +62,7 @@ class unit_selection {
     for (Eigen::Index k = 0; k < units_after(); ++k) r.row(k) = m.row(kept_[static_cast<std::size_t>(k)]);
     return r;
   }
-  // State shaped like b1 (units): the kept entries.
+  /// State shaped like b1 (units): the kept entries.
   template <class V>
   [[nodiscard]] Eigen::Matrix<typename V::Scalar, Eigen::Dynamic, 1> bias(const Eigen::MatrixBase<V>& v) const {
     if (v.rows() != 1 && v.cols() != 1)
@@ -69,7 +73,7 @@ class unit_selection {
     for (Eigen::Index k = 0; k < units_after(); ++k) r(k) = v(kept_[static_cast<std::size_t>(k)]);
     return r;
   }
-  // State shaped like W2 (out x units): the kept columns.
+  /// State shaped like W2 (out x units): the kept columns.
   template <class M>
   [[nodiscard]] Eigen::Matrix<typename M::Scalar, Eigen::Dynamic, Eigen::Dynamic> outgoing(const Eigen::MatrixBase<M>& m) const {
     detail::require_equal("unit_selection::outgoing", "m.cols()", m.cols(), "units_before()", before_);
@@ -110,9 +114,9 @@ void require_hidden_layer(const char* op, const Eigen::MatrixBase<W1>& w1, const
 }
 }  // namespace detail
 
-// Removes the k units of smallest score (scores: one finite value per unit). Ties: of equal
-// scores the unit with the larger index goes first, so earlier units survive (the same rule as
-// magnitude_prune). 0 <= k < units.
+/// Removes the k units of smallest score (scores: one finite value per unit). Ties: of equal
+/// scores the unit with the larger index goes first, so earlier units survive (the same rule as
+/// magnitude_prune). 0 <= k < units.
 template <class S>
 [[nodiscard]] unit_selection select_units_to_remove(const Eigen::MatrixBase<S>& scores, Eigen::Index k) {
   constexpr const char* op = "select_units_to_remove";
@@ -146,7 +150,7 @@ template <class S>
   return s;
 }
 
-// A selection that removes exactly the given units (any order, no duplicates) of a layer.
+/// A selection that removes exactly the given units (any order, no duplicates) of a layer.
 [[nodiscard]] inline unit_selection units_removed(Eigen::Index units, std::vector<Eigen::Index> removed) {
   constexpr const char* op = "units_removed";
   detail::require_unit_count(op, units, static_cast<Eigen::Index>(removed.size()));
@@ -171,7 +175,7 @@ template <class S>
   return s;
 }
 
-// Each hidden unit's score (a vector of w1.rows() entries), computed in double.
+/// Each hidden unit's score (a vector of w1.rows() entries), computed in double.
 template <class W1, class B1, class W2>
 [[nodiscard]] Eigen::VectorXd hidden_unit_scores(const Eigen::MatrixBase<W1>& w1, const Eigen::MatrixBase<B1>& b1,
                                                  const Eigen::MatrixBase<W2>& w2,
@@ -184,17 +188,17 @@ template <class W1, class B1, class W2>
   return (in + out).cwiseSqrt();
 }
 
-// The two layers with units removed. b2 is not here: it does not change.
+/// The two layers with units removed. b2 is not here: it does not change.
 template <class Scalar>
 struct pruned_hidden_layer {
-  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> w1;  // units_after x in
-  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> b1;               // units_after
-  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> w2;  // out x units_after
-  unit_selection selection;                                  // shrink optimizer state with it
+  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> w1;  ///< units_after x in
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> b1;               ///< units_after
+  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> w2;  ///< out x units_after
+  unit_selection selection;                                  ///< shrink optimizer state with it
 };
 
-// Removes the units `selection` names: smaller dense matrices computing exactly what the
-// original computes with those units zeroed.
+/// Removes the units `selection` names: smaller dense matrices computing exactly what the
+/// original computes with those units zeroed.
 template <class W1, class B1, class W2>
 [[nodiscard]] pruned_hidden_layer<typename W1::Scalar> prune_hidden_units(const Eigen::MatrixBase<W1>& w1,
                                                                           const Eigen::MatrixBase<B1>& b1,
@@ -206,7 +210,7 @@ template <class W1, class B1, class W2>
   return {selection.incoming(w1), selection.bias(b1), selection.outgoing(w2), selection};
 }
 
-// Removes the k least important units (0 <= k < units), scored by `importance`.
+/// Removes the k least important units (0 <= k < units), scored by `importance`.
 template <class W1, class B1, class W2>
 [[nodiscard]] pruned_hidden_layer<typename W1::Scalar> prune_hidden_units(
     const Eigen::MatrixBase<W1>& w1, const Eigen::MatrixBase<B1>& b1, const Eigen::MatrixBase<W2>& w2, Eigen::Index k,
@@ -216,8 +220,8 @@ template <class W1, class B1, class W2>
   return prune_hidden_units(w1, b1, w2, select_units_to_remove(hidden_unit_scores(w1, b1, w2, importance), k));
 }
 
-// Removes the k units of smallest user score (one finite score per unit, e.g. a running mean of
-// |activation| * ||W2 column||, or a Taylor estimate of the loss change).
+/// Removes the k units of smallest user score (one finite score per unit, e.g. a running mean of
+/// |activation| * ||W2 column||, or a Taylor estimate of the loss change).
 template <class W1, class B1, class W2, class S>
 [[nodiscard]] pruned_hidden_layer<typename W1::Scalar> prune_hidden_units(const Eigen::MatrixBase<W1>& w1,
                                                                           const Eigen::MatrixBase<B1>& b1,
