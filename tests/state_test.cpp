@@ -9,10 +9,8 @@
 #include <frugal/report.hpp>
 #include <frugal/scope.hpp>
 #include <frugal/state.hpp>
-#ifndef FRUGAL_STATE_TEST_NO_JSON
 #include <frugal/state_json.hpp>
 #include <nlohmann/json.hpp>
-#endif
 
 #include <gtest/gtest.h>
 
@@ -72,13 +70,9 @@ frugal::run_state first_process(const std::function<void(frugal::budget&, frugal
   return frugal::capture(run, ctl);
 }
 
-// What a state goes through between processes: the document where there is one.
+// What a state goes through between processes: the document.
 frugal::run_state through_the_document(const frugal::run_state& s) {
-#ifndef FRUGAL_STATE_TEST_NO_JSON
   return frugal::from_json(frugal::to_json(s), "memory.json");
-#else
-  return s;
-#endif
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -516,7 +510,6 @@ TEST(State, DowntimeIsTheGapBetweenTheProcessesAndIsNotCharged) {
   EXPECT_EQ(frugal::capture(run, ctl).downtime, run.downtime());
 }
 
-#ifndef FRUGAL_STATE_TEST_NO_JSON
 // The reports say what a resumed run carries and how long it was down: the JSON report's
 // "resumed" (null for a run of one process) and a line under the text report's table.
 TEST(State, TheReportsShowTheCarriedUsageAndTheDowntime) {
@@ -545,7 +538,6 @@ TEST(State, TheReportsShowTheCarriedUsageAndTheDowntime) {
   EXPECT_NE(text.find("resumed: 4.00 s of the wall used in earlier processes; "), std::string::npos) << text;
   EXPECT_NE(text.find("between them (downtime, not charged)"), std::string::npos) << text;
 }
-#endif
 
 TEST(State, ASavedAtInTheFutureAddsNoDowntime) {
   frugal::run_state s = first_process();
@@ -620,8 +612,6 @@ TEST(State, CheckRefusesAnInconsistentStateNamingTheField) {
 
 // ---------------------------------------------------------------------------------------------
 // The document.
-
-#ifndef FRUGAL_STATE_TEST_NO_JSON
 
 using ojson = nlohmann::ordered_json;
 
@@ -838,6 +828,5 @@ TEST(StateJson, SaveThenLoadRoundTripsAndAFailedSaveKeepsTheOldFile) {
   EXPECT_EQ(names, std::vector<std::string>{"state.json"});  // no temporary file left
 }
 
-#endif  // FRUGAL_STATE_TEST_NO_JSON
 
 }  // namespace
