@@ -1,12 +1,16 @@
 # ctest example.fashion_mnist: runs the example on a FLOP budget (deterministic, a few seconds
 # even under sanitizers) and checks what it promises:
 #   - frugal::controller stops it for the FLOP limit, never past it, and not early (the next
-#     step and the final evaluation would not have fitted);
+#     step, an epoch's end and the final test evaluation would not have fitted);
 #   - report.json parses, its limits are the ones given, and its totals equal the sums of its
-#     stages (FLOPs exactly: train = epoch = step + eval, step = forward + backward + update);
-#   - epochs.csv has its header and one row per evaluation;
+#     stages (FLOPs exactly: train = epoch + the final test, epoch = step + validation, step =
+#     forward + backward + update);
+#   - the test set is evaluated once, at the run's end (its stage has one call);
+#   - epochs.csv has its header and one row per evaluation, the test accuracy in the last only;
 #   - trace.json (once the library records traces) is Chrome trace event JSON;
-#   - the test accuracy is above a floor.
+#   - the test accuracy is above a floor;
+#   - with --test-every-epoch, the test set is evaluated at every epoch's end, inside the epochs,
+#     and every row of epochs.csv has its test accuracy.
 # cmake -DEXE=<fashion_mnist> -DDATA=<dir> -DWORK=<scratch dir> [-DTHREADS=2] [-DEXPECT_TRACE=ON]
 #       -P check_run.cmake
 cmake_minimum_required(VERSION 3.20)
@@ -112,9 +116,15 @@ foreach(stage forward backward update)
   endif()
 endforeach()
 
+stage_field(test_calls test calls budget children 0)
+if(NOT test_calls EQUAL 1)
+  fail("report.json: the test set was evaluated ${test_calls} times, expected once (at the run's end)")
+endif()
+
 math(EXPR step_parts "${forward_flops} + ${backward_flops} + ${update_flops}")
 math(EXPR eval_parts "${validation_flops} + ${test_flops}")
-math(EXPR epoch_parts "${step_flops} + ${eval_used}")
+math(EXPR epoch_parts "${step_flops} + ${validation_flops}")
+math(EXPR train_parts "${epoch_flops} + ${test_flops}")
 if(NOT step_flops EQUAL step_parts)
   fail("report.json: step FLOPs ${step_flops} != forward + backward + update = ${step_parts}")
 endif()
@@ -122,18 +132,20 @@ if(NOT eval_used EQUAL eval_parts)
   fail("report.json: train/eval used ${eval_used} FLOPs != validation + test = ${eval_parts}")
 endif()
 if(NOT epoch_flops EQUAL epoch_parts)
-  fail("report.json: epoch FLOPs ${epoch_flops} != step + eval = ${epoch_parts}")
+  fail("report.json: epoch FLOPs ${epoch_flops} != step + validation = ${epoch_parts}")
 endif()
-if(NOT used EQUAL epoch_flops)
-  fail("report.json: train used ${used} FLOPs != its outermost stage (epoch) ${epoch_flops}")
+if(NOT used EQUAL train_parts)
+  fail("report.json: train used ${used} FLOPs != its epochs and the final test (${epoch_flops} + ${test_flops})")
 endif()
 
-# Not early either: one more step and one more evaluation would have crossed the limit.
+# Not early either: at the last epoch's end, one more step, an epoch's end (a validation) and
+# the final test evaluation would have crossed the limit.
 math(EXPR next_step "${step_flops} / ${step_calls}")
-math(EXPR next_eval "${eval_used} / ${validation_calls}")
-math(EXPR would_use "${used} + ${next_step} + ${next_eval}")
+math(EXPR next_validation "${validation_flops} / ${validation_calls}")
+math(EXPR would_use "${epoch_flops} + ${next_step} + ${next_validation} + ${test_flops}")
 if(NOT would_use GREATER limit)
-  fail("stopped early: ${used} used + a step (${next_step}) + an evaluation (${next_eval}) fits in ${limit}")
+  fail("stopped early: ${epoch_flops} used + a step (${next_step}) + a validation (${next_validation}) + the "
+       "test (${test_flops}) fits in ${limit}")
 endif()
 
 # --- epochs.csv --------------------------------------------------------------------------------
@@ -155,6 +167,16 @@ list(GET last 9 last_accuracy)
 if(NOT last_accuracy MATCHES "^${accuracy}")
   fail("epochs.csv: last test_accuracy ${last_accuracy} is not the reported ${accuracy}")
 endif()
+# The other rows: no test accuracy (an empty last field).
+if(last_row GREATER 1)
+  math(EXPR before_last "${last_row} - 1")
+  foreach(i RANGE 1 ${before_last})
+    list(GET csv ${i} row)
+    if(NOT row MATCHES ",$")
+      fail("epochs.csv: row ${i} '${row}' has a test accuracy; the test set is evaluated at the run's end only")
+    endif()
+  endforeach()
+endif()
 
 # --- stages.csv: the library's CSV writer, one row per stage of the tree ----------------------
 file(STRINGS "${WORK}/stages.csv" stages_csv)
@@ -166,8 +188,8 @@ string(REPLACE ";" "\n" stages_text "${stages_csv}")
 if(NOT "\n${stages_text}" MATCHES "\ntrain,step,${step_calls},[^,]*,[^,]*,${step_flops},")
   fail("stages.csv: no row 'train,step,${step_calls},...,${step_flops},...'")
 endif()
-if(NOT "\n${stages_text}" MATCHES "\ntrain/eval,test,${validation_calls},[^,]*,[^,]*,${test_flops},")
-  fail("stages.csv: no row 'train/eval,test,${validation_calls},...,${test_flops},...'")
+if(NOT "\n${stages_text}" MATCHES "\ntrain/eval,test,1,[^,]*,[^,]*,${test_flops},")
+  fail("stages.csv: no row 'train/eval,test,1,...,${test_flops},...'")
 endif()
 
 # --- trace.json ---------------------------------------------------------------------------------
@@ -223,4 +245,43 @@ if(EXPECT_TRACE)
   endif()
 endif()
 
-message(STATUS "example.fashion_mnist: ok (frugal ${version}, ${used} of ${limit} FLOPs, test accuracy ${accuracy})")
+# --- --test-every-epoch: the test set at every epoch's end, inside the epochs -----------------
+set(default_accuracy "${accuracy}")
+frugal_run_example(--budget "flops=${flop_limit}" --epochs 50 --hidden 64 --batch 128 --seed 1 --trace-events 0
+                   --test-every-epoch)
+if(NOT out MATCHES "stopped: stop \\(forecast\\): flops: [^\n]* used of [^\n]*, one step and an epoch end forecast")
+  fail("--test-every-epoch: did not stop for the FLOP limit")
+endif()
+if(NOT out MATCHES "\ntest accuracy: ([0-9]\\.[0-9][0-9][0-9][0-9])\n?$")
+  fail("--test-every-epoch: no last line 'test accuracy: 0.XXXX' on stdout")
+endif()
+set(accuracy "${CMAKE_MATCH_1}")
+file(READ "${WORK}/report.json" report)
+json(used budget used flops)
+if(used GREATER limit)
+  fail("--test-every-epoch: used ${used} FLOPs, more than the limit ${limit}")
+endif()
+stage_field(epoch_flops epoch flops budget)
+stage_field(validation_calls validation calls budget children 0)
+stage_field(test_calls test calls budget children 0)
+if(NOT test_calls EQUAL validation_calls)
+  fail("--test-every-epoch: ${test_calls} test evaluations, ${validation_calls} validations")
+endif()
+if(NOT used EQUAL epoch_flops)
+  fail("--test-every-epoch: train used ${used} FLOPs != its epochs' ${epoch_flops}")
+endif()
+file(STRINGS "${WORK}/epochs.csv" csv)
+list(LENGTH csv csv_lines)
+math(EXPR last_row "${csv_lines} - 1")
+foreach(i RANGE 1 ${last_row})
+  list(GET csv ${i} row)
+  if(NOT row MATCHES ",[0-9]\\.[0-9]+$")
+    fail("--test-every-epoch: epochs.csv row ${i} '${row}' has no test accuracy")
+  endif()
+endforeach()
+if(NOT row MATCHES ",${accuracy}[0-9]*$")
+  fail("--test-every-epoch: epochs.csv: last test_accuracy is not the reported ${accuracy}: '${row}'")
+endif()
+
+message(STATUS "example.fashion_mnist: ok (frugal ${version}, ${limit} FLOPs: test accuracy ${default_accuracy}; "
+               "${accuracy} with --test-every-epoch, ${test_calls} test evaluations)")

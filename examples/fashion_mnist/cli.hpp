@@ -1,5 +1,8 @@
-// Command line of the Fashion-MNIST example: every option, its default, its check. A bad value
-// throws std::invalid_argument naming the option and the value (main exits with status 2).
+// Command line of the Fashion-MNIST example, with CLI11 (<CLI/CLI.hpp>, Debian's libcli11-dev):
+// every option, its default, its check, and --help. A bad value is CLI11's ValidationError
+// "--batch: invalid value '0': must be in [1, 55000]" (CLI11 puts the option's name before the
+// check's words); parse_options() turns any CLI11 parse error into std::invalid_argument with
+// CLI11's message, and main exits with status 2.
 #pragma once
 
 #include "idx.hpp"
@@ -8,9 +11,12 @@
 
 #include <frugal/units.hpp>
 
+#include <CLI/CLI.hpp>
+
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -44,197 +50,285 @@ struct options {
   bool trace_events_given = false;       // --trace-events on the command line
   std::string checkpoint_dir;            // "": no checkpoints
   bool resume = false;
+  bool test_every_epoch = false;         // else the test set is evaluated once, at the run's end
 };
-
-[[nodiscard]] inline std::string help_text(std::string_view program) {
-  std::string h;
-  h += "usage: ";
-  h += program;
-  h += R"( [options]
-
-Trains an MLP on Fashion-MNIST inside a compute budget, then reports what it cost.
-
-  --budget LIMITS   what the run may use (default "wall=20s"): comma-separated key=value,
-                    keys wall, cpu (durations: 1h30m, 20s, 500ms), flops, allocations
-                    (counts: 2.5e12), alloc_bytes, peak_bytes (sizes: 512MiB, 2GB), or any
-                    user unit such as samples=1e6. "" means no limit (the epochs cap ends).
-                    frugal::controller stops training before a limit would be crossed:
-                    the next step and the final evaluation must still fit. Under a
-                    peak_bytes limit it shrinks the batch, and gradient accumulation keeps
-                    --batch samples per update.
-  --epochs N        at most N passes over the training set (default 100)
-  --batch N         samples per optimisation step (default 128)
-  --lr X            initial learning rate (default 0.1 for sgd, 0.001 for adam)
-  --schedule NAME   learning rate over the run: budget-linear (default; decays to zero at the
-                    budget's end), constant, or step (x0.1 at 50 % and 75 % of the budget)
-  --optimizer NAME  sgd (with momentum, default) or adam
-  --momentum X      SGD momentum in [0, 1) (default 0.9)
-  --hidden LIST     hidden layer sizes (default 256,128: a 784-256-128-10 network)
-  --patience N      stop when the validation loss has not improved for N epochs
-                    (default 10; 0 disables early stopping)
-  --seed N          seeds the weights and the shuffling (default 1)
-  --threads N       worker threads; each batch is split in N shards (default: one per core)
-  --data DIR        the *-ubyte.gz files (default /usr/share/datasets/fashion-mnist, from
-                    Debian's package dataset-fashion-mnist)
-  --out DIR         where the files go (default fashion_mnist_out): report.json (the budget
-                    tree and its stages), epochs.csv (one row per evaluation), stages.csv,
-                    trace.json; examples/fashion_mnist/plot.sh DIR plots epochs.csv
-  --checkpoint DIR  save the run at each epoch's end and at the stop, in DIR: state.json (the
-                    budget used and the controller's state, frugal's state document) and
-                    model-<step>.bin (weights, optimizer, data order, where the epoch stopped)
-  --resume          with --checkpoint: go on from DIR's checkpoint when it has one (else start
-                    anew), inside the same total budget: the time the job was down is not
-                    charged. The same command line works for the first run and every restart
-                    (a scheduler's requeue); --hidden, --optimizer and --data must not change.
-  --trace-events N  record at most N scopes in trace.json (Chrome trace format: open it in
-                    https://ui.perfetto.dev or chrome://tracing); 0: no trace (default 1000000;
-                    0 under a peak_bytes or rss_bytes limit: a trace grows the heap ~72 B a
-                    scope, which no batch size controls)
-  --help            this text
-
-Progress goes to stderr (a live bar on a terminal, plain lines otherwise); the report and a
-last line "test accuracy: 0.XXXX" go to stdout. Exit status: 0 done (a budget's stop
-included), 1 data, output or checkpoint error or out of memory (the message names what could
-not be allocated), 2 bad command line; after a clean stop on a signal, 128 + its number (143
-for SIGTERM, 130 for SIGINT, 138 for SIGUSR1): a scheduler sees the job was interrupted.
-)";
-  return h;
-}
 
 namespace detail {
 
-[[noreturn]] inline void bad_value(std::string_view option, std::string_view value, std::string_view why) {
-  throw std::invalid_argument(std::string(option) + ": invalid value '" + std::string(value) + "': " +
-                              std::string(why));
+// The checks. Each reads one value strictly and throws std::invalid_argument with
+// "invalid value 'TEXT': why" (CLI11 puts "--option: " before it).
+[[noreturn]] inline void bad_value(std::string_view value, std::string_view why) {
+  throw std::invalid_argument("invalid value '" + std::string(value) + "': " + std::string(why));
+}
+
+// What is wrong with `text` as an integer in [lo, hi] ("" when nothing: then it is in v).
+template <class Int>
+[[nodiscard]] std::string int_problem(std::string_view text, Int lo, Int hi, Int& v) {
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec == std::errc::result_out_of_range) return "out of range";
+  if (ec != std::errc() || ptr != text.data() + text.size() || text.empty()) return "not an integer";
+  if (v < lo || v > hi) return "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+  return {};
 }
 
 template <class Int>
-[[nodiscard]] Int parse_int(std::string_view option, std::string_view text, Int lo, Int hi) {
+[[nodiscard]] Int parse_int(std::string_view text, Int lo, Int hi) {
   Int v{};
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec == std::errc::result_out_of_range) bad_value(option, text, "out of range");
-  if (ec != std::errc() || ptr != text.data() + text.size() || text.empty()) bad_value(option, text, "not an integer");
-  if (v < lo || v > hi) bad_value(option, text, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  if (const std::string why = int_problem(text, lo, hi, v); !why.empty()) bad_value(text, why);
   return v;
 }
 
-[[nodiscard]] inline float parse_real(std::string_view option, std::string_view text, double lo, double hi,
-                                      bool lo_inclusive, bool hi_inclusive) {
+[[nodiscard]] inline float parse_real(std::string_view text, double lo, double hi, bool lo_inclusive,
+                                      bool hi_inclusive) {
   double v = 0;
   try {
-    v = frugal::parse_count(text, option);  // strict: no inf, nan, hex, sign or trailing text
+    v = frugal::parse_count(text);  // strict: no inf, nan, hex, sign or trailing text
   } catch (const std::invalid_argument&) {
-    bad_value(option, text, "not a non-negative number");
+    bad_value(text, "not a non-negative number");
   }
   const bool low_ok = lo_inclusive ? v >= lo : v > lo;
   const bool high_ok = hi_inclusive ? v <= hi : v < hi;
   if (!low_ok || !high_ok)
-    bad_value(option, text, std::string("must be in ") + (lo_inclusive ? "[" : "(") +
-                                frugal::detail::units_impl::shortest(lo) + ", " +
-                                frugal::detail::units_impl::shortest(hi) + (hi_inclusive ? "]" : ")"));
+    bad_value(text, std::string("must be in ") + (lo_inclusive ? "[" : "(") + frugal::detail::units_impl::shortest(lo) +
+                        ", " + frugal::detail::units_impl::shortest(hi) + (hi_inclusive ? "]" : ")"));
   return static_cast<float>(v);
 }
 
-[[nodiscard]] inline std::vector<int> parse_layers(std::string_view option, std::string_view text) {
+[[nodiscard]] inline std::vector<int> parse_layers(std::string_view text) {
   std::vector<int> out;
   std::size_t start = 0;
   while (start <= text.size()) {
     const std::size_t comma = text.find(',', start);
-    const std::string_view item = text.substr(start, comma == std::string_view::npos ? text.size() - start : comma - start);
-    if (item.empty()) bad_value(option, text, "expected comma-separated layer sizes such as 256,128");
-    out.push_back(parse_int<int>(option, item, 1, 65536));
+    const std::string_view item =
+        text.substr(start, comma == std::string_view::npos ? text.size() - start : comma - start);
+    if (item.empty()) bad_value(text, "expected comma-separated layer sizes such as 256,128");
+    int size = 0;
+    if (const std::string why = int_problem(item, 1, 65536, size); !why.empty())
+      bad_value(text, "layer '" + std::string(item) + "': " + why);
+    out.push_back(size);
     if (comma == std::string_view::npos) break;
     start = comma + 1;
   }
-  if (out.size() > 8) bad_value(option, text, "at most 8 hidden layers");
+  if (out.size() > 8) bad_value(text, "at most 8 hidden layers");
   return out;
+}
+
+[[nodiscard]] inline std::string parse_path(std::string_view text) {
+  if (text.empty()) bad_value(text, "empty path");
+  return std::string(text);
+}
+
+[[nodiscard]] inline frugal::limits parse_budget(std::string_view text) {
+  try {
+    return frugal::limits::parse(text);
+  } catch (const std::invalid_argument& e) {
+    bad_value(text, e.what());
+  }
+}
+
+[[nodiscard]] inline optimizer_kind parse_optimizer(std::string_view text) {
+  if (text == "sgd") return optimizer_kind::sgd;
+  if (text == "adam") return optimizer_kind::adam;
+  bad_value(text, "use sgd or adam");
+}
+
+// An option whose value `parse` reads (and checks) into `store`: the check is a CLI11
+// Validator, so a bad value is CLI11's ValidationError "--name: invalid value 'TEXT': why"
+// before anything is stored; then the option's callback stores the value read and the text
+// (an option given twice keeps its last value).
+template <class Parse, class Store>
+CLI::Option* add_checked(CLI::App& app, const std::string& name, const std::string& type, Parse parse, Store store,
+                         const std::string& description) {
+  CLI::Option* opt = app.add_option_function<std::string>(
+      name, [parse, store](const std::string& v) { store(parse(v), v); }, description);
+  opt->type_name(type);
+  opt->check(CLI::Validator(
+      [parse](std::string& v) -> std::string {
+        // CLI11 takes the next argument as the value whatever it is: "--out --resume" would
+        // write to a directory "--resume". No value here starts with "--".
+        if (v.rfind("--", 0) == 0) return "missing value (the next argument, '" + v + "', is an option)";
+        try {
+          (void)parse(v);
+        } catch (const std::invalid_argument& e) {
+          return e.what();
+        }
+        return {};
+      },
+      ""));  // no description: the option's words say what it takes
+  return opt;
+}
+
+[[nodiscard]] inline std::string join_ints(const std::vector<int>& v, const char* separator) {
+  std::string s;
+  for (const int x : v) s += (s.empty() ? "" : separator) + std::to_string(x);
+  return s;
 }
 
 }  // namespace detail
 
-// argv[1..argc) -> options. "--key value" and "--key=value" both work.
+// The options on a CLI11 app, storing into `o`; the help text's defaults are o's (a
+// default-constructed options: the same values parse_options starts from).
+inline void define_options(CLI::App& app, options& o) {
+  using detail::add_checked;
+  const options d;  // the defaults, for the words
+  app.description("Trains an MLP on Fashion-MNIST inside a compute budget, then reports what it cost.");
+  app.get_formatter()->column_width(22);
+  app.get_formatter()->label("Usage", "usage");
+  app.get_formatter()->label("OPTIONS", "options");
+  app.set_help_flag("-h,--help", "this text");
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+
+  add_checked(
+      app, "--budget", "LIMITS", detail::parse_budget,
+      [&o](const frugal::limits& l, const std::string& text) {
+        o.budget = l;
+        o.budget_text = text;  // as given, for the progress line
+      },
+      std::string("what the run may use (default \"") + default_budget +
+          "\"): comma-separated key=value,\n"
+          "keys wall, cpu (durations: 1h30m, 20s, 500ms), flops, allocations\n"
+          "(counts: 2.5e12), alloc_bytes, peak_bytes (sizes: 512MiB, 2GB), or any\n"
+          "user unit such as samples=1e6. \"\" means no limit (the epochs cap ends).\n"
+          "frugal::controller stops training before a limit would be crossed: the\n"
+          "next step, the epoch's end and the final test evaluation must still fit.\n"
+          "Under a peak_bytes limit it shrinks the batch, and gradient accumulation\n"
+          "keeps --batch samples per update.");
+  add_checked(
+      app, "--epochs", "N", [](std::string_view v) { return detail::parse_int<int>(v, 1, 1'000'000); },
+      [&o](int v, const std::string&) { o.epochs = v; },
+      "at most N passes over the training set (default " + std::to_string(d.epochs) + ")");
+  add_checked(
+      app, "--batch", "N", [](std::string_view v) { return detail::parse_int<int>(v, 1, 55'000); },
+      [&o](int v, const std::string&) { o.batch = v; },
+      "samples per optimisation step (default " + std::to_string(d.batch) + ")");
+  add_checked(
+      app, "--lr", "X", [](std::string_view v) { return detail::parse_real(v, 0, 10, false, true); },
+      [&o](float v, const std::string&) {
+        o.lr = v;
+        o.lr_given = true;
+      },
+      "initial learning rate, in (0, 10] (default 0.1 for sgd, 0.001 for adam)");
+  add_checked(
+      app, "--schedule", "NAME", [](std::string_view v) { return parse_schedule(v); },
+      [&o](schedule s, const std::string&) { o.lr_schedule = s; },
+      "learning rate over the run: budget-linear (default; decays to zero at\n"
+      "the budget's end), constant, or step (x0.1 at 50 % and 75 % of the budget)");
+  add_checked(
+      app, "--optimizer", "NAME", detail::parse_optimizer,
+      [&o](optimizer_kind k, const std::string&) { o.optimizer = k; }, "sgd (with momentum, default) or adam");
+  add_checked(
+      app, "--momentum", "X", [](std::string_view v) { return detail::parse_real(v, 0, 1, true, false); },
+      [&o](float v, const std::string&) { o.momentum = v; }, "SGD momentum in [0, 1) (default 0.9)");
+  add_checked(
+      app, "--hidden", "LIST", detail::parse_layers,
+      [&o](std::vector<int> v, const std::string&) { o.hidden = std::move(v); },
+      "hidden layer sizes, at most 8, each in [1, 65536] (default " + detail::join_ints(d.hidden, ",") +
+          ":\na 784-" + detail::join_ints(d.hidden, "-") + "-10 network)");
+  add_checked(
+      app, "--patience", "N", [](std::string_view v) { return detail::parse_int<int>(v, 0, 1'000'000); },
+      [&o](int v, const std::string&) { o.patience = v; },
+      "stop when the validation loss has not improved for N epochs\n(default " + std::to_string(d.patience) +
+          "; 0 disables early stopping)");
+  add_checked(
+      app, "--seed", "N",
+      [](std::string_view v) {
+        return detail::parse_int<std::uint64_t>(v, 0, std::numeric_limits<std::uint64_t>::max());
+      },
+      [&o](std::uint64_t v, const std::string&) { o.seed = v; },
+      "seeds the weights and the shuffling (default " + std::to_string(d.seed) + ")");
+  add_checked(
+      app, "--threads", "N", [](std::string_view v) { return detail::parse_int<int>(v, 1, 256); },
+      [&o](int v, const std::string&) { o.threads = v; },
+      "worker threads, in [1, 256]; each batch is split in N shards\n(default: one per core)");
+  add_checked(
+      app, "--data", "DIR", detail::parse_path,
+      [&o](std::string v, const std::string&) { o.data_dir = std::move(v); },
+      "the *-ubyte.gz files (default " + d.data_dir + ",\nfrom Debian's package dataset-fashion-mnist)");
+  add_checked(
+      app, "--out", "DIR", detail::parse_path, [&o](std::string v, const std::string&) { o.out_dir = std::move(v); },
+      "where the files go (default " + d.out_dir +
+          "): report.json (the budget\n"
+          "tree and its stages), epochs.csv (one row per evaluation), stages.csv,\n"
+          "trace.json; examples/fashion_mnist/plot.sh DIR plots epochs.csv");
+  app.add_flag("--test-every-epoch", o.test_every_epoch,
+               "evaluate the test set at every epoch's end too, for a test curve in\n"
+               "epochs.csv and plot.sh's plot (each costs twice a validation). By\n"
+               "default the test set is evaluated once, when the run ends, inside the\n"
+               "budget (the controller keeps room for it), and only the validation set\n"
+               "is evaluated at an epoch's end (it drives early stopping)");
+  add_checked(
+      app, "--checkpoint", "DIR", detail::parse_path,
+      [&o](std::string v, const std::string&) { o.checkpoint_dir = std::move(v); },
+      "save the run at each epoch's end and at the stop, in DIR: state.json\n"
+      "(the budget used and the controller's state, frugal's state document) and\n"
+      "model-<step>.bin (weights, optimizer, data order, where the epoch stopped)");
+  app.add_flag("--resume", o.resume,
+               "with --checkpoint: go on from DIR's checkpoint when it has one (else\n"
+               "start anew), inside the same total budget: the time the job was down is\n"
+               "not charged. The same command line works for the first run and every\n"
+               "restart (a scheduler's requeue); --hidden, --optimizer and --data must\n"
+               "not change. The test set is evaluated by the process that ends the run.");
+  add_checked(
+      app, "--trace-events", "N",
+      [](std::string_view v) { return detail::parse_int<std::size_t>(v, 0, std::size_t{1} << 30); },
+      [&o](std::size_t v, const std::string&) {
+        o.trace_events = v;
+        o.trace_events_given = true;
+      },
+      "record at most N scopes in trace.json (Chrome trace format: open it in\n"
+      "https://ui.perfetto.dev or chrome://tracing); 0: no trace (default " +
+          std::to_string(d.trace_events) +
+          ";\n0 under a peak_bytes or rss_bytes limit: a trace grows the heap ~72 B a\n"
+          "scope, which no batch size controls)");
+  app.footer(
+      "Progress goes to stderr (a live bar on a terminal, plain lines otherwise); the report and a\n"
+      "last line \"test accuracy: 0.XXXX\" go to stdout. Exit status: 0 done (a budget's stop\n"
+      "included), 1 data, output or checkpoint error or out of memory (the message names what could\n"
+      "not be allocated), 2 bad command line; after a clean stop on a signal, 128 + its number (143\n"
+      "for SIGTERM, 130 for SIGINT, 138 for SIGUSR1): a scheduler sees the job was interrupted.");
+}
+
+// The --help text, CLI11's (the same app parse_options reads).
+[[nodiscard]] inline std::string help_text(std::string_view program) {
+  options o;
+  CLI::App app;
+  app.name(std::string(program));
+  define_options(app, o);
+  return app.help();
+}
+
+// argv[1..argc) -> options. "--key value" and "--key=value" both work; -h or --help sets
+// options::help (main prints help_text() and exits 0). Any other CLI11 parse error (a bad
+// value, a missing one, an unknown option, an unexpected argument, --resume without
+// --checkpoint) throws std::invalid_argument with CLI11's message.
 [[nodiscard]] inline options parse_options(int argc, const char* const* argv) {
   options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      o.help = true;
-      continue;
-    }
-    if (arg == "--resume") {
-      o.resume = true;
-      continue;
-    }
-    if (arg.substr(0, 2) != "--") throw std::invalid_argument("unexpected argument '" + std::string(arg) + "'");
-    std::string_view key = arg;
-    std::string_view value;
-    bool has_value = false;
-    if (const auto eq = arg.find('='); eq != std::string_view::npos) {
-      key = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-      has_value = true;
-    }
-    static constexpr std::string_view known[] = {"--budget", "--epochs", "--batch",    "--lr",      "--schedule",
-                                                 "--optimizer", "--momentum", "--hidden", "--patience", "--seed",
-                                                 "--threads", "--data",  "--out", "--trace-events", "--checkpoint"};
-    bool is_known = false;
-    for (std::string_view k : known) is_known = is_known || k == key;
-    if (!is_known) throw std::invalid_argument("unknown option '" + std::string(key) + "' (see --help)");
-    if (!has_value) {
-      // No option takes a value that starts with "--": that is the next option.
-      if (i + 1 >= argc || std::string_view(argv[i + 1]).substr(0, 2) == "--")
-        throw std::invalid_argument(std::string(key) + ": missing value");
-      value = argv[++i];
-    }
-    if (key == "--budget") {
-      try {
-        o.budget = frugal::limits::parse(value);
-      } catch (const std::invalid_argument& e) {
-        throw std::invalid_argument("--budget: invalid value '" + std::string(value) + "': " + e.what());
-      }
-      o.budget_text = std::string(value);
-    } else if (key == "--epochs") {
-      o.epochs = detail::parse_int<int>(key, value, 1, 1'000'000);
-    } else if (key == "--batch") {
-      o.batch = detail::parse_int<int>(key, value, 1, 55'000);
-    } else if (key == "--lr") {
-      o.lr = detail::parse_real(key, value, 0, 10, false, true);
-      o.lr_given = true;
-    } else if (key == "--schedule") {
-      o.lr_schedule = parse_schedule(value);
-    } else if (key == "--optimizer") {
-      if (value == "sgd")
-        o.optimizer = optimizer_kind::sgd;
-      else if (value == "adam")
-        o.optimizer = optimizer_kind::adam;
-      else
-        detail::bad_value(key, value, "use sgd or adam");
-    } else if (key == "--momentum") {
-      o.momentum = detail::parse_real(key, value, 0, 1, true, false);
-    } else if (key == "--hidden") {
-      o.hidden = detail::parse_layers(key, value);
-    } else if (key == "--patience") {
-      o.patience = detail::parse_int<int>(key, value, 0, 1'000'000);
-    } else if (key == "--seed") {
-      o.seed = detail::parse_int<std::uint64_t>(key, value, 0, std::numeric_limits<std::uint64_t>::max());
-    } else if (key == "--threads") {
-      o.threads = detail::parse_int<int>(key, value, 1, 256);
-    } else if (key == "--data") {
-      if (value.empty()) detail::bad_value(key, value, "empty path");
-      o.data_dir = std::string(value);
-    } else if (key == "--trace-events") {
-      o.trace_events = detail::parse_int<std::size_t>(key, value, 0, std::size_t{1} << 30);
-      o.trace_events_given = true;
-    } else if (key == "--out") {
-      if (value.empty()) detail::bad_value(key, value, "empty path");
-      o.out_dir = std::string(value);
-    } else if (key == "--checkpoint") {
-      if (value.empty()) detail::bad_value(key, value, "empty path");
-      o.checkpoint_dir = std::string(value);
+  CLI::App app;
+  app.name(argc > 0 ? argv[0] : "fashion_mnist");
+  define_options(app, o);
+  // CLI11 2.1 reads "--key=" (an empty value) as "--key" and takes the next argument as the
+  // value: "--budget=" (no limit) would swallow the option after it. Passed as "--key" "", the
+  // empty value is the option's, as "--budget ''" is. (CLI11 wants the arguments reversed.)
+  std::vector<std::string> args;
+  for (int i = argc - 1; i >= 1; --i) {
+    const std::string_view a = argv[i];
+    if (a.size() > 3 && a.substr(0, 2) == "--" && a.back() == '=' && a.find('=') == a.size() - 1) {
+      args.emplace_back();
+      args.emplace_back(a.substr(0, a.size() - 1));
+    } else {
+      args.emplace_back(a);
     }
   }
-  if (o.resume && o.checkpoint_dir.empty())
-    throw std::invalid_argument("--resume: needs --checkpoint DIR (where the run to go on from is saved)");
+  try {
+    app.parse(args);
+    if (o.resume && o.checkpoint_dir.empty())
+      throw CLI::RequiresError("--resume", "--checkpoint DIR (where the run to go on from is saved)");
+  } catch (const CLI::CallForHelp&) {
+    o.help = true;
+    return o;
+  } catch (const CLI::ParseError& e) {
+    throw std::invalid_argument(e.what());
+  }
   if (!o.lr_given && o.optimizer == optimizer_kind::adam) o.lr = 0.001f;
   if (o.threads == 0) o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return o;

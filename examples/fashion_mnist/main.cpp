@@ -36,11 +36,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <new>
 #include <numeric>
 #include <optional>
@@ -64,13 +66,20 @@ void doing(const char* format, Args... args) noexcept {
 
 using fmnist::epoch_row;
 
+// One row per evaluation. A score not measured (NaN: the test set between the run's start and
+// its end, without --test-every-epoch; the validation at a stop between epochs) is an empty field.
 void write_epochs_csv(std::ostream& out, const std::vector<epoch_row>& rows) {
   out << "epoch,wall_s,fraction_used,flops,batch_size,lr,train_loss,val_loss,val_accuracy,test_accuracy\n";
+  auto score = [](double v) {
+    char b[32] = "";
+    if (!std::isnan(v)) std::snprintf(b, sizeof b, "%.6f", v);
+    return std::string(b);
+  };
   char line[320];
   for (const epoch_row& r : rows) {
-    std::snprintf(line, sizeof line, "%d,%.4f,%.6f,%.0f,%d,%.6g,%.6f,%.6f,%.6f,%.6f\n", r.epoch, r.wall_s,
-                  r.fraction_used, r.flops, r.batch, static_cast<double>(r.lr), r.train_loss, r.val_loss,
-                  r.val_accuracy, r.test_accuracy);
+    std::snprintf(line, sizeof line, "%d,%.4f,%.6f,%.0f,%d,%.6g,%.6f,%s,%s,%s\n", r.epoch, r.wall_s, r.fraction_used,
+                  r.flops, r.batch, static_cast<double>(r.lr), r.train_loss, score(r.val_loss).c_str(),
+                  score(r.val_accuracy).c_str(), score(r.test_accuracy).c_str());
     out << line;
   }
 }
@@ -222,14 +231,24 @@ int train(options opt) {
   // process at once. Exit status 128 + the signal's number (143 for SIGTERM) after a clean stop.
   frugal::signal_stop signals;
   signals.bind(ctl);
-  const double evaluation_flops = static_cast<double>(trainer.evaluation_flops(val_n + test_index.size()));
+  // The evaluations: the validation set at every epoch's end (early stopping), the test set once
+  // at the run's end (or at every epoch's end too, --test-every-epoch).
+  const double validation_flops = static_cast<double>(trainer.evaluation_flops(val_n));
+  const double test_flops = static_cast<double>(trainer.evaluation_flops(test_index.size()));
+  const double evaluation_flops = validation_flops + test_flops;
   const double first_step_flops = static_cast<double>(trainer.step_flops(batch));
-  const fmnist::evaluation_cost evaluation_cost(ctl, evaluation_flops, [&](std::size_t b) {
-    return static_cast<double>(trainer.step_flops(static_cast<Eigen::Index>(b > 0 ? b : static_cast<std::size_t>(batch))));
-  });
+  const fmnist::evaluation_cost evaluation_cost(ctl, validation_flops, test_flops, opt.test_every_epoch,
+                                                [&](std::size_t b) {
+                                                  return static_cast<double>(trainer.step_flops(static_cast<Eigen::Index>(
+                                                      b > 0 ? b : static_cast<std::size_t>(batch))));
+                                                });
   // The controller learns an evaluation's cost at the first epoch's end; until then this
-  // callback keeps room for it.
+  // callback keeps room for it (the validation and the test: the run may end in that epoch).
   ctl.add_callback("first evaluation reserve", fmnist::first_evaluation_reserve(ctl, evaluation_cost));
+  // From then on the controller keeps room for the next step and an epoch's end (a validation);
+  // this keeps room for the final test evaluation on top (policy.hpp).
+  if (!opt.test_every_epoch)
+    ctl.add_callback("final test reserve", fmnist::final_test_reserve(ctl, evaluation_cost.test_ratio()));
   // Where the loop is and what it has gathered: a new run's start, or what --resume reads back.
   fmnist::training_progress prog;
   prog.smallest_batch = static_cast<std::uint64_t>(batch);
@@ -339,10 +358,13 @@ int train(options opt) {
     return true;
   };
 
+  constexpr double not_measured = std::numeric_limits<double>::quiet_NaN();  // epochs.csv: an empty field
+
   // Samples in the trainer's pending gradient (prog.accumulated): with a shrunken batch,
   // micro-batches are gathered until --batch samples (or the epoch's last) make an update. An
   // epoch the controller ends early leaves its part for the next one's first update.
   bool stopped_at_step = false;
+  std::int64_t steps_here = 0;  // steps this process ran (a resume of a finished run runs none)
   while (prog.epoch <= opt.epochs && stop_reason.empty() && !ctl.should_stop()) {
     const int epoch = prog.epoch;
     doing("training (epoch %d, MLP %s, batch %d, %d thread(s))", epoch, layers.c_str(), batch, opt.threads);
@@ -371,6 +393,7 @@ int train(options opt) {
         start += n;
         prog.start = start;
         ++prog.total_steps;
+        ++steps_here;
         prog.loss_sum += r.loss_sum;
         prog.correct += r.correct;
         prog.seen += n;
@@ -409,19 +432,23 @@ int train(options opt) {
       if (stopped_at_step) break;
 
       // Evaluation, the end of every epoch (a full one, one the controller ended early, or the
-      // last): its own child budget (charged to train too), inside the epoch's scope.
-      fmnist::evaluation val, test;
+      // last): its own child budget (charged to train too), inside the epoch's scope. The test
+      // set only with --test-every-epoch; else once, at the run's end (below the loop).
+      fmnist::evaluation val;
+      std::optional<fmnist::evaluation> test;
       heap.reset();
       {
+        doing("evaluating the validation set (epoch %d)", epoch);
         frugal::scope s{eval, "validation"};
         val = evaluate(ctl, trainer, data.train_images, data.train_labels, val_index);
       }
-      {
+      if (opt.test_every_epoch) {
+        doing("evaluating the test set (epoch %d)", epoch);
         frugal::scope s{eval, "test"};
         test = evaluate(ctl, trainer, data.test_images, data.test_labels, test_index);
+        prog.last_test = test;
       }
       prog.eval_peak = std::max(prog.eval_peak, static_cast<double>(heap.peak_bytes()));
-      prog.last_test = test;
       // Early stopping, and whether one more step and evaluation fit.
       (void)ctl.end_epoch(frugal::epoch{}.metric("val_loss", val.loss));
       at_epoch_end = true;
@@ -429,7 +456,7 @@ int train(options opt) {
       prog.rows.push_back(epoch_row{epoch, run.used(frugal::resource::wall), run.fraction_used(),
                                     run.used(frugal::resource::flops), static_cast<int>(ctl.batch_size()), prog.lr,
                                     prog.loss_sum / static_cast<double>(std::max<std::uint64_t>(prog.seen, 1)),
-                                    val.loss, val.accuracy, test.accuracy});
+                                    val.loss, val.accuracy, test ? test->accuracy : not_measured});
       prog.loss_sum = 0;
       prog.correct = 0;
       prog.seen = 0;
@@ -439,7 +466,7 @@ int train(options opt) {
       const frugal::cost_model* wall = ctl.step_model(frugal::resource::wall);
       status.seconds_left = wall && !wall->empty() ? left * wall->mean(ctl.batch_size()) : -1;
       status.epochs_left = left / static_cast<double>(steps_per_epoch);
-      progress.epoch_done(status, fmnist::epoch_scores{val.loss, val.accuracy, test.accuracy});
+      progress.epoch_done(status, fmnist::epoch_scores{val.loss, val.accuracy, test ? test->accuracy : not_measured});
     }  // the epoch's scope ends before the save: the state describes whole epochs
     prog.epoch = epoch + 1;
     prog.start = 0;
@@ -449,6 +476,47 @@ int train(options opt) {
   (void)ctl.end_run();  // a stop that came between checkpoints becomes the run's stop here
   if (stop_reason.empty())
     stop_reason = ctl.should_stop() ? ctl.stop_message() : "done: all " + std::to_string(opt.epochs) + " epochs";
+
+  // The final test evaluation (without --test-every-epoch), by the process that ends the run: not
+  // after a signal with --checkpoint (a resume goes on), nor when this process trained nothing
+  // (a resume of a finished run: the saved test accuracy stands), nor without any training. The
+  // controller kept room for it (final_test_reserve); it runs unless its forecast would cross a
+  // limit now (with the headroom unless its room was kept: a stop at an epoch's end).
+  std::string test_note = "the budget does not fit one step and an evaluation";
+  if (!opt.test_every_epoch && prog.total_steps > 0 && (steps_here > 0 || !prog.last_test)) {
+    const bool resumable = ctl.stop_reason() == frugal::stop_reason::signal && !opt.checkpoint_dir.empty();
+    const std::string misfit = fmnist::final_test_misfit(ctl, evaluation_cost, !at_epoch_end);
+    if (resumable) {
+      prog.last_test.reset();
+      test_note = "stopped by a signal: the process that resumes from " + opt.checkpoint_dir +
+                  " and ends the run evaluates it";
+    } else if (!misfit.empty()) {
+      prog.last_test.reset();
+      test_note = "the final test evaluation would not fit: " + misfit;
+    } else {
+      doing("evaluating the test set (the run's end)");
+      heap.reset();
+      {
+        frugal::scope s{eval, "test"};
+        prog.last_test = evaluate(ctl, trainer, data.test_images, data.test_labels, test_index);
+      }
+      prog.eval_peak = std::max(prog.eval_peak, static_cast<double>(heap.peak_bytes()));
+      // Its row: the last epoch's, when the model is that epoch's end's (a stop there, or the
+      // epochs' cap); else (a stop between epochs) a row of its own, without a validation.
+      if (prog.start == 0 && !prog.rows.empty() && prog.rows.back().epoch == prog.epoch - 1) {
+        prog.rows.back().test_accuracy = prog.last_test->accuracy;
+      } else {
+        prog.rows.push_back(epoch_row{prog.epoch, run.used(frugal::resource::wall), run.fraction_used(),
+                                      run.used(frugal::resource::flops), static_cast<int>(ctl.batch_size()), prog.lr,
+                                      prog.loss_sum / static_cast<double>(std::max<std::uint64_t>(prog.seen, 1)),
+                                      not_measured, not_measured, prog.last_test->accuracy});
+      }
+      char scores[96];
+      std::snprintf(scores, sizeof scores, "test set (the run's end): loss %.4f, accuracy %.4f", prog.last_test->loss,
+                    prog.last_test->accuracy);
+      progress.note(scores);
+    }
+  }
   // The stop's checkpoint (or the last epoch's): a resume goes on from here, or (all epochs
   // run, or a budget spent) finds nothing left to do.
   if (!save_checkpoint()) return 1;
@@ -499,7 +567,7 @@ int train(options opt) {
   if (prog.last_test)
     std::printf("test accuracy: %.4f\n", prog.last_test->accuracy);
   else
-    std::printf("test accuracy: not measured (the budget does not fit one step and an evaluation)\n");
+    std::printf("test accuracy: not measured (%s)\n", test_note.c_str());
   // stdout is a file too (a full disk, a closed pipe): a report that was not written is an error.
   std::cout.flush();
   if (std::fflush(stdout) != 0 || std::ferror(stdout) || !std::cout) {

@@ -1,5 +1,6 @@
 // The example's budget policy around frugal::controller: the final evaluation's reserve before the
-// controller has measured one, the progress the learning-rate schedule reads, the schedules.
+// controller has measured one, the final test evaluation's on top of the controller's, the
+// progress the learning-rate schedule reads, the schedules.
 #pragma once
 
 #include <frugal/budget.hpp>
@@ -33,8 +34,8 @@ enum class schedule { budget_linear, constant, step };
 [[nodiscard]] inline schedule parse_schedule(std::string_view text) {
   for (schedule s : {schedule::budget_linear, schedule::constant, schedule::step})
     if (text == to_string(s)) return s;
-  throw std::invalid_argument("--schedule: unknown schedule '" + std::string(text) +
-                              "' (use budget-linear, constant or step)");
+  // The option's name comes first from the command line (CLI11: "--schedule: unknown ...").
+  throw std::invalid_argument("unknown schedule '" + std::string(text) + "' (use budget-linear, constant or step)");
 }
 
 // The learning rate of frugal's budget schedules (<frugal/schedule.hpp>: budget-linear decays
@@ -61,41 +62,159 @@ class learning_rate {
   rule rule_;
 };
 
-// What the end-of-run evaluation will cost, per limited resource: once an epoch has ended, the
-// controller's own forecast of its end-of-epoch work (the largest recent one); before that, the
-// FLOPs from the formulas and wall / CPU time at the measured steps' FLOP rate, with a margin of
-// half, since timings vary more than FLOPs (measured on a loaded 2-core VM, a quarter let a
-// 10 s run end 54 ms late). Evaluations count no samples and allocate nothing.
+// What the end-of-run evaluation will cost, per limited resource. The run evaluates the
+// validation set at every epoch's end and the test set once, at the run's end (or, with
+// --test-every-epoch, at every epoch's end too): so the run's end costs an epoch's end plus the
+// final test evaluation, `test_ratio` times the validation's work (test images / validation
+// images: the same forward passes over twice the images; 0 when every epoch's end tests).
+//
+// Once an epoch has ended: the controller's own forecast of its end-of-epoch work (the largest
+// recent one, in units of the steps' current cost for a time), times 1 + test_ratio. Before
+// that: the FLOPs from the formulas, and wall / CPU time at the measured steps' FLOP rate with a
+// margin of half, since timings vary more than FLOPs (measured on a loaded 2-core VM, a quarter
+// let a 10 s run end 54 ms late). Evaluations count no samples and allocate nothing.
 //
 // The steps' FLOP rate is that of the batch the controller runs now (step_flops(batch)): a
 // memory limit may have the steps run 8 samples where --batch says 128, and an 8-sample step
 // takes 1/16 of a 128-sample step's FLOPs but more than 1/16 of its time.
 class evaluation_cost {
  public:
-  evaluation_cost(const frugal::controller& ctl, double evaluation_flops,
+  evaluation_cost(const frugal::controller& ctl, double validation_flops, double test_flops, bool test_every_epoch,
                   std::function<double(std::size_t)> step_flops)
-      : ctl_(&ctl), evaluation_flops_(evaluation_flops), step_flops_(std::move(step_flops)) {}
+      : ctl_(&ctl),
+        validation_flops_(validation_flops),
+        test_flops_(test_flops),
+        test_ratio_(test_every_epoch || validation_flops <= 0 ? 0 : test_flops / validation_flops),
+        step_flops_(std::move(step_flops)) {}
 
   [[nodiscard]] bool measured() const noexcept { return ctl_->epochs() > 0; }
+  // The final test evaluation's cost per unit of an epoch end's (0: every epoch's end tests).
+  [[nodiscard]] double test_ratio() const noexcept { return test_ratio_; }
 
+  // The run's end: an epoch's end and the final test evaluation.
   [[nodiscard]] double of(std::string_view name) const {
+    if (measured()) return epoch_end(name) * (1 + test_ratio_);
+    return formula(name, validation_flops_ + test_flops_);
+  }
+  // The final test evaluation alone (0 when every epoch's end tests).
+  [[nodiscard]] double final_test(std::string_view name) const {
+    if (test_ratio_ == 0) return 0;
+    if (measured()) return epoch_end(name) * test_ratio_;
+    return formula(name, test_flops_);
+  }
+
+ private:
+  [[nodiscard]] double epoch_end(std::string_view name) const {
     const std::optional<frugal::resource> r = frugal::resource_from_name(name);
     if (!r || frugal::is_level(*r)) return 0;  // user units: an evaluation counts none
-    if (measured()) return ctl_->forecast_epoch_end(*r).value_or(0);
-    if (*r == frugal::resource::flops) return evaluation_flops_;
+    return ctl_->forecast_epoch_end(*r).value_or(0);
+  }
+  [[nodiscard]] double formula(std::string_view name, double flops) const {
+    const std::optional<frugal::resource> r = frugal::resource_from_name(name);
+    if (!r || frugal::is_level(*r)) return 0;
+    if (*r == frugal::resource::flops) return flops;
     if (*r == frugal::resource::wall || *r == frugal::resource::cpu) {
       const auto t = ctl_->forecast_step(*r);
-      const double flops = step_flops_(ctl_->manages_batch() ? ctl_->batch_size() : 0);
-      return t && flops > 0 ? 1.5 * *t * evaluation_flops_ / flops : 0;
+      const double step = step_flops_(ctl_->manages_batch() ? ctl_->batch_size() : 0);
+      return t && step > 0 ? 1.5 * *t * flops / step : 0;
     }
     return 0;
   }
 
- private:
   const frugal::controller* ctl_;
-  double evaluation_flops_;
+  double validation_flops_;
+  double test_flops_;
+  double test_ratio_;
   std::function<double(std::size_t)> step_flops_;
 };
+
+// The room for the final test evaluation, on top of what the controller keeps (the next step
+// and an epoch's end), once an epoch's end has been measured: a controller callback. With the
+// test set evaluated only at the run's end, the run's last epoch end costs more than the others
+// (the validation and the test), and the controller, which forecasts an epoch's end from the
+// ones it measured, would keep too little room. So at each checkpoint, with the controller's own
+// forecasts and headroom, the final test forecast = the epoch end's x test_ratio:
+//   - after an epoch's end: stop when one more step, an epoch's end and the final test would not
+//     fit (the controller checks the first two);
+//   - after a step: end the epoch when the next step, the epoch's end and the final test would
+//     not fit; stop when the epoch's end and the final test alone would not (the loop then skips
+//     the validation: the final test evaluation, if it still fits, is all that runs).
+// Before the first epoch's end, first_evaluation_reserve keeps room for both evaluations.
+class final_test_reserve {
+ public:
+  final_test_reserve(const frugal::controller& ctl, double test_ratio)
+      : ctl_(&ctl), test_ratio_(test_ratio), limits_(ctl.watched().limits()) {}
+
+  void operator()(frugal::decision_event& e) const {
+    if (e.decision.stops() || test_ratio_ <= 0) return;
+    const bool at_epoch_end = e.where == frugal::checkpoint::epoch;
+    if (!at_epoch_end && (e.where != frugal::checkpoint::step || ctl_->epochs() == 0)) return;
+    const frugal::budget& run = ctl_->watched();
+    std::string stop_clauses, end_clauses;
+    for (frugal::resource r : frugal::all_resources) {
+      const auto lim = limits_.get(r);
+      if (!lim || frugal::is_level(r)) continue;
+      const auto step = ctl_->forecast_step(r);
+      const auto end = ctl_->forecast_epoch_end(r);
+      if (!step || !end) continue;
+      const double next = *step * (1 + ctl_->headroom(r).value_or(0));
+      const double end_scale = 1 + ctl_->epoch_end_headroom(r).value_or(0);
+      const double epoch_end = *end * end_scale;
+      const double test = *end * test_ratio_ * end_scale;
+      const double used = run.used(r);
+      auto fmt = [r](double v) { return frugal::format_quantity(r, v); };
+      const std::string name(frugal::to_string(r));
+      const std::string head = name + ": " + fmt(used) + " used of " + fmt(*lim);
+      const std::string room = end_scale > 1 ? " (+" + frugal::detail::units_impl::sig3((end_scale - 1) * 100) +
+                                                   " % headroom)"
+                                             : "";
+      auto add = [](std::string& to, const std::string& clause) { to += (to.empty() ? "" : "; ") + clause; };
+      if (at_epoch_end) {
+        if (used + next + epoch_end + test > *lim)
+          add(stop_clauses, head + ", one step and an epoch end forecast " + fmt(next + epoch_end) +
+                                ", and the final test evaluation " + fmt(test) + room + ", would not fit");
+      } else if (used + epoch_end + test > *lim) {
+        add(stop_clauses, head + "; the epoch's end (" + fmt(epoch_end) + ") and the final test evaluation (" +
+                              fmt(test) + ")" + room + " would not fit: the test set alone is evaluated");
+      } else if (!e.decision.ends_epoch() && used + next + epoch_end + test > *lim) {
+        add(end_clauses, head + "; the next step (" + fmt(next) + "), the epoch's end (" + fmt(epoch_end) +
+                             ") and the final test evaluation (" + fmt(test) + ")" + room + " would not fit");
+      }
+    }
+    if (!stop_clauses.empty())
+      e.decision.stop(stop_clauses, frugal::stop_reason::forecast);
+    else if (!end_clauses.empty())
+      e.decision.end_epoch(end_clauses);
+  }
+
+ private:
+  const frugal::controller* ctl_;
+  double test_ratio_;
+  frugal::limits limits_;  // read once: copying them at every step would allocate
+};
+
+// Whether the final test evaluation fits what is left of the budget: "" when it does, else the
+// limits it would cross. `with_headroom`: with the controller's epoch-end headroom, as for any
+// new work (after a stop at a step, or before any step); without it when the room was kept for
+// it (a stop at an epoch's end: the reserve had that headroom, and the validation spent from it).
+[[nodiscard]] inline std::string final_test_misfit(const frugal::controller& ctl, const evaluation_cost& cost,
+                                                   bool with_headroom) {
+  const frugal::budget& run = ctl.watched();
+  const frugal::limits l = run.limits();
+  std::string clauses;
+  for (frugal::resource r : frugal::all_resources) {
+    const auto lim = l.get(r);
+    if (!lim || frugal::is_level(r)) continue;
+    const double scale = with_headroom ? 1 + ctl.epoch_end_headroom(r).value_or(0) : 1;
+    const double used = run.used(r);
+    const double test = cost.final_test(frugal::to_string(r)) * scale;
+    if (used < *lim && used + test <= *lim) continue;
+    clauses += (clauses.empty() ? "" : "; ") + std::string(frugal::to_string(r)) + ": " +
+               frugal::format_quantity(r, used) + " used of " + frugal::format_quantity(r, *lim) +
+               ", the test evaluation forecast " + frugal::format_quantity(r, test);
+  }
+  return clauses;
+}
 
 // A controller callback for the first epoch, before the controller has measured an epoch's end
 // and so cannot keep room for it: it ends the epoch (the loop then evaluates, and the controller's

@@ -33,7 +33,7 @@ struct progress_status {
 struct epoch_scores {
   double val_loss = 0;
   double val_accuracy = 0;
-  double test_accuracy = 0;
+  double test_accuracy = 0;  // NaN: not measured (the test set is evaluated at the run's end)
 };
 
 class progress_bar {
@@ -60,8 +60,9 @@ class progress_bar {
   // At an epoch's end: the epoch's line, kept (a terminal's live line is replaced by it).
   void epoch_done(const progress_status& s, const epoch_scores& e) {
     char scores[160];
-    std::snprintf(scores, sizeof scores, "val loss %.4f  val acc %.4f  test acc %.4f", e.val_loss, e.val_accuracy,
-                  e.test_accuracy);
+    const int n = std::snprintf(scores, sizeof scores, "val loss %.4f  val acc %.4f", e.val_loss, e.val_accuracy);
+    if (!std::isnan(e.test_accuracy) && n > 0 && static_cast<std::size_t>(n) < sizeof scores)
+      std::snprintf(scores + n, sizeof scores - static_cast<std::size_t>(n), "  test acc %.4f", e.test_accuracy);
     const std::string line = "epoch " + std::to_string(s.epoch) + "  " + common(s) + "  " + scores + "  " + forecast(s);
     std::fprintf(out_, "%s%s\n", tty_ ? "\r\x1b[K" : "", line.c_str());
     std::fflush(out_);
