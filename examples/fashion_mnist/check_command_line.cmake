@@ -34,6 +34,7 @@ if(NOT rc STREQUAL "0")
 endif()
 foreach(option --budget --epochs --batch --lr --schedule --optimizer --momentum --hidden --patience
                --seed --threads --data --out --test-every-epoch --trace-events --checkpoint --resume --help
+               --prune --prune-layer --prune-min-units --prune-max
                budget-linear dataset-fashion-mnist "default 128" "Exit status")
   string(FIND "${help}" "${option}" at)
   if(at EQUAL -1)
@@ -64,6 +65,11 @@ expect(2 "argument was not expected: --frobnicate" --frobnicate)
 expect(2 "arguments were not expected: 1 --frobnicate" --frobnicate 1)
 expect(2 "argument was not expected: extra" extra)
 expect(2 "--resume requires --checkpoint DIR" --resume)
+expect(2 "--prune requires --epochs N" --prune)
+expect(2 "--prune-max requires --prune" --prune-max 0.3 --epochs 3)
+expect(2 "--prune-max: invalid value '0'" --prune --epochs 3 --prune-max 0)
+expect(2 "--prune-layer: invalid value '3': the network has 2 hidden layer" --prune --epochs 3 --prune-layer 3)
+expect(2 "--prune-min-units: invalid value '0'" --prune --epochs 3 --prune-min-units 0)
 expect(2 "--checkpoint: invalid value ''" --checkpoint=)
 # "--budget=" and "--budget ''" mean no limit: the option after it is read as itself.
 expect(2 "--batch: invalid value '0'" --budget= --batch 0)

@@ -55,6 +55,8 @@ struct epoch_row {
   double val_loss = 0;
   double val_accuracy = 0;
   double test_accuracy = 0;
+  std::uint64_t parameters = 0;  // the model's, narrower after a pruning
+  std::uint64_t step_flops = 0;  // a step of the run's batch, as the ops charge it
 };
 
 // Where the training loop is, and what it has gathered for the report.
@@ -75,7 +77,7 @@ struct training_progress {
 };
 
 inline constexpr std::string_view checkpoint_magic = "fmnist-checkpoint\n";
-inline constexpr std::uint32_t checkpoint_version = 1;
+inline constexpr std::uint32_t checkpoint_version = 2;  // 2: epoch_row has parameters and step_flops
 
 [[nodiscard]] inline std::filesystem::path checkpoint_file(const std::filesystem::path& dir, std::uint64_t steps) {
   return dir / ("model-" + std::to_string(steps) + ".bin");
@@ -241,9 +243,12 @@ inline void save_checkpoint(const std::filesystem::path& dir, std::uint64_t step
 
 // Reads DIR/model-<steps>.bin into the model, optimizer, trainer, order, generator and progress,
 // all or nothing: everything is read and checked before anything is changed.
+// `pruned`: the run prunes (--prune), so the saved model may be narrower than the one built from
+// --hidden (the same layers, each hidden one at most as wide): the model, optimizer and trainer
+// then take the saved shape.
 inline void load_checkpoint(const std::filesystem::path& dir, std::uint64_t steps, mlp& model, optimizer& opt,
                             trainer& tr, std::vector<std::uint32_t>& order, std::mt19937_64& rng,
-                            training_progress& p) {
+                            training_progress& p, bool pruned) {
   const std::filesystem::path file = checkpoint_file(dir, steps);
   std::ifstream in(file, std::ios::binary);
   std::error_code ec;
@@ -260,14 +265,17 @@ inline void load_checkpoint(const std::filesystem::path& dir, std::uint64_t step
   const auto layers = r.get<std::uint32_t>("layer count");
   std::vector<int> sizes;
   for (std::uint32_t l = 0; l < layers && l < 64; ++l) sizes.push_back(r.get<std::int32_t>("layer sizes"));
-  auto shape = [](const std::vector<int>& s) {
-    std::string t;
-    for (const int x : s) t += (t.empty() ? "" : "-") + std::to_string(x);
-    return t;
+  const std::vector<int>& built = model.sizes();
+  const auto narrower = [&] {  // the same network with hidden layers pruned
+    if (sizes.size() != built.size() || sizes.front() != built.front() || sizes.back() != built.back()) return false;
+    for (std::size_t l = 1; l + 1 < sizes.size(); ++l)
+      if (sizes[l] < 1 || sizes[l] > built[l]) return false;
+    return true;
   };
-  if (sizes != model.sizes())
-    r.fail("layer sizes", "the saved model is " + shape(sizes) + ", this run's is " + shape(model.sizes()) +
-                              " (resume with the --hidden it was trained with)");
+  if (sizes != built && !(pruned && narrower()))
+    r.fail("layer sizes", "the saved model is " + shape_text(sizes) + ", this run's is " + shape_text(built) +
+                              (narrower() ? " (a pruned run: resume with --prune)"
+                                          : " (resume with the --hidden it was trained with)"));
   const auto kind = r.get<std::uint8_t>("optimizer") == 0 ? optimizer_kind::sgd : optimizer_kind::adam;
   if (kind != opt.kind())
     r.fail("optimizer", std::string("the saved run used ") + (kind == optimizer_kind::sgd ? "sgd" : "adam") +
@@ -322,19 +330,26 @@ inline void load_checkpoint(const std::filesystem::path& dir, std::uint64_t step
   for (std::uint64_t i = 0; i < rows; ++i) q.rows.push_back(r.get<epoch_row>("rows"));
   r.finish();
 
-  // All read and checked: now applied, into the existing matrices (same shapes: nothing that
-  // refers to them moves).
-  auto assign = [](parameters& to, const parameters& from) {
-    for (std::size_t l = 0; l < to.w.size(); ++l) {
-      to.w[l] = from.w[l];
-      to.b[l] = from.b[l];
-    }
-  };
-  assign(model.params(), weights);
-  assign(opt.first_moment(), m);
-  assign(opt.second_moment(), v);
+  // All read and checked: now applied, into the existing matrices when the shapes are the same
+  // (nothing that refers to them moves); a pruned model's shapes replace the built ones.
+  if (sizes != built) {
+    model.replace(sizes, std::move(weights));
+    opt.first_moment() = std::move(m);
+    opt.second_moment() = std::move(v);
+    tr.follow_model();
+  } else {
+    auto assign = [](parameters& to, const parameters& from) {
+      for (std::size_t l = 0; l < to.w.size(); ++l) {
+        to.w[l] = from.w[l];
+        to.b[l] = from.b[l];
+      }
+    };
+    assign(model.params(), weights);
+    assign(opt.first_moment(), m);
+    assign(opt.second_moment(), v);
+  }
   opt.steps_taken() = t;
-  if (pending) assign(tr.restore_pending_gradient(), *pending);
+  if (pending) tr.restore_pending_gradient() = std::move(*pending);  // the trainer's store has its shape
   order = std::move(saved_order);
   rng = saved_rng;
   p = std::move(q);

@@ -8,6 +8,7 @@
 #include "idx.hpp"
 #include "mlp.hpp"
 #include "policy.hpp"
+#include "pruning.hpp"
 
 #include <frugal/units.hpp>
 
@@ -34,6 +35,7 @@ struct options {
   frugal::limits budget = frugal::limits::parse(default_budget);
   std::string budget_text = default_budget;
   int epochs = 100;
+  bool epochs_given = false;  // --epochs on the command line: the plan --prune fits the budget to
   int batch = 128;
   float lr = 0.1f;
   bool lr_given = false;
@@ -51,6 +53,7 @@ struct options {
   std::string checkpoint_dir;            // "": no checkpoints
   bool resume = false;
   bool test_every_epoch = false;         // else the test set is evaluated once, at the run's end
+  prune_options prune;                   // --prune and its bounds
 };
 
 namespace detail {
@@ -195,8 +198,12 @@ inline void define_options(CLI::App& app, options& o) {
           "keeps --batch samples per update.");
   add_checked(
       app, "--epochs", "N", [](std::string_view v) { return detail::parse_int<int>(v, 1, 1'000'000); },
-      [&o](int v, const std::string&) { o.epochs = v; },
-      "at most N passes over the training set (default " + std::to_string(d.epochs) + ")");
+      [&o](int v, const std::string&) {
+        o.epochs = v;
+        o.epochs_given = true;
+      },
+      "at most N passes over the training set (default " + std::to_string(d.epochs) +
+          "); with --prune,\nthe plan the budget must fit");
   add_checked(
       app, "--batch", "N", [](std::string_view v) { return detail::parse_int<int>(v, 1, 55'000); },
       [&o](int v, const std::string&) { o.batch = v; },
@@ -268,6 +275,25 @@ inline void define_options(CLI::App& app, options& o) {
                "not charged. The same command line works for the first run and every\n"
                "restart (a scheduler's requeue); --hidden, --optimizer and --data must\n"
                "not change. The test set is evaluated by the process that ends the run.");
+  app.add_flag("--prune", o.prune.enabled,
+               "when the --epochs planned will not fit the budget, remove hidden units\n"
+               "(structured pruning: every product after it is smaller) so the rest of\n"
+               "the plan fits: frugal::prune_rule decides how much of the work's cost to\n"
+               "remove (after 10 warm-up steps; again after 16 more steps if still\n"
+               "short), frugal's compression plan how many units. Needs --epochs");
+  add_checked(
+      app, "--prune-layer", "N", [](std::string_view v) { return detail::parse_int<std::size_t>(v, 1, 8); },
+      [&o](std::size_t v, const std::string&) { o.prune.layer = v; },
+      "the hidden layer --prune narrows, 1 = the first (default " + std::to_string(d.prune.layer) + ")");
+  add_checked(
+      app, "--prune-min-units", "N", [](std::string_view v) { return detail::parse_int<int>(v, 1, 65536); },
+      [&o](int v, const std::string&) { o.prune.min_units = v; },
+      "--prune never leaves the layer narrower than N units (default " + std::to_string(d.prune.min_units) + ")");
+  add_checked(
+      app, "--prune-max", "X", [](std::string_view v) { return detail::parse_real(v, 0, 1, false, true); },
+      [&o](float v, const std::string&) { o.prune.max_fraction = static_cast<double>(v); },
+      "the most of the work's cost one pruning removes, in (0, 1] (default " +
+          frugal::detail::units_impl::shortest(d.prune.max_fraction) + ")");
   add_checked(
       app, "--trace-events", "N",
       [](std::string_view v) { return detail::parse_int<std::size_t>(v, 0, std::size_t{1} << 30); },
@@ -323,6 +349,16 @@ inline void define_options(CLI::App& app, options& o) {
     app.parse(args);
     if (o.resume && o.checkpoint_dir.empty())
       throw CLI::RequiresError("--resume", "--checkpoint DIR (where the run to go on from is saved)");
+    // Pruning fits the plan to the budget: without a plan of the user's own (the default 100
+    // epochs is a cap, not a plan), it would prune to the floor.
+    if (o.prune.enabled && !o.epochs_given)
+      throw CLI::RequiresError("--prune", "--epochs N (the plan the budget must fit)");
+    for (const char* name : {"--prune-layer", "--prune-min-units", "--prune-max"})
+      if (app.count(name) > 0 && !o.prune.enabled) throw CLI::RequiresError(name, "--prune");
+    if (o.prune.enabled && o.prune.layer > o.hidden.size())
+      throw CLI::ValidationError("--prune-layer",
+                                 "invalid value '" + std::to_string(o.prune.layer) + "': the network has " +
+                                     std::to_string(o.hidden.size()) + " hidden layer(s) (--hidden)");
   } catch (const CLI::CallForHelp&) {
     o.help = true;
     return o;

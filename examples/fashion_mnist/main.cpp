@@ -6,6 +6,7 @@
 #include "mlp.hpp"
 #include "policy.hpp"
 #include "progress.hpp"
+#include "pruning.hpp"
 #include "trainer.hpp"
 
 #include <frugal/allocation.hpp>
@@ -69,7 +70,8 @@ using fmnist::epoch_row;
 // One row per evaluation. A score not measured (NaN: the test set between the run's start and
 // its end, without --test-every-epoch; the validation at a stop between epochs) is an empty field.
 void write_epochs_csv(std::ostream& out, const std::vector<epoch_row>& rows) {
-  out << "epoch,wall_s,fraction_used,flops,batch_size,lr,train_loss,val_loss,val_accuracy,test_accuracy\n";
+  out << "epoch,wall_s,fraction_used,flops,batch_size,lr,train_loss,val_loss,val_accuracy,test_accuracy,parameters,"
+         "step_flops\n";
   auto score = [](double v) {
     char b[32] = "";
     if (!std::isnan(v)) std::snprintf(b, sizeof b, "%.6f", v);
@@ -77,9 +79,10 @@ void write_epochs_csv(std::ostream& out, const std::vector<epoch_row>& rows) {
   };
   char line[320];
   for (const epoch_row& r : rows) {
-    std::snprintf(line, sizeof line, "%d,%.4f,%.6f,%.0f,%d,%.6g,%.6f,%s,%s,%s\n", r.epoch, r.wall_s, r.fraction_used,
-                  r.flops, r.batch, static_cast<double>(r.lr), r.train_loss, score(r.val_loss).c_str(),
-                  score(r.val_accuracy).c_str(), score(r.test_accuracy).c_str());
+    std::snprintf(line, sizeof line, "%d,%.4f,%.6f,%.0f,%d,%.6g,%.6f,%s,%s,%s,%llu,%llu\n", r.epoch, r.wall_s,
+                  r.fraction_used, r.flops, r.batch, static_cast<double>(r.lr), r.train_loss, score(r.val_loss).c_str(),
+                  score(r.val_accuracy).c_str(), score(r.test_accuracy).c_str(),
+                  static_cast<unsigned long long>(r.parameters), static_cast<unsigned long long>(r.step_flops));
     out << line;
   }
 }
@@ -222,6 +225,13 @@ int train(options opt) {
   // Lightning's EarlyStopping rules on the validation loss (<frugal/early_stopping.hpp>).
   if (opt.patience > 0)
     control.early_stop(frugal::early_stopping{"val_loss"}.patience(static_cast<std::size_t>(opt.patience)).min_delta(1e-4));
+  // --prune: when the cost of the epochs planned (the steps and epoch ends left, at the measured
+  // cost per step) exceeds what the limited wall, cpu or flops have left, the rule asks for that
+  // shortfall of the cost to be removed (at most --prune-max at once); the loop below removes
+  // hidden units to match (pruning.hpp). Its default warm-up (10 steps) and cooldown (16, over
+  // which the controller measures what the pruning changed) stand.
+  if (opt.prune.enabled)
+    control.prune(frugal::prune_rule{}.name("prune hidden units").max_fraction(opt.prune.max_fraction));
   // No fixed margin: the controller measures each resource's headroom from the spread of its
   // costs (none for FLOPs and samples, which do not vary; what this machine's load needs for
   // wall and CPU time).
@@ -267,7 +277,8 @@ int train(options opt) {
       doing("resuming from %s", state_file.string().c_str());
       try {
         frugal::resume(state_file, run, ctl);
-        fmnist::load_checkpoint(checkpoint_dir, ctl.steps(), model, optim, trainer, order, shuffle_rng, prog);
+        fmnist::load_checkpoint(checkpoint_dir, ctl.steps(), model, optim, trainer, order, shuffle_rng, prog,
+                                opt.prune.enabled);
       } catch (const std::exception& e) {  // frugal::state_error, fmnist::checkpoint_error, a budget's refusal
         std::fprintf(stderr, "fashion_mnist: --resume: %s\n", e.what());
         return 1;
@@ -308,8 +319,8 @@ int train(options opt) {
                   static_cast<double>(opt.lr));
   else
     std::snprintf(optimizer_text, sizeof optimizer_text, "Adam, lr %g", static_cast<double>(opt.lr));
-  std::string layers;
-  for (int s : model.sizes()) layers += (layers.empty() ? "" : "-") + std::to_string(s);
+  const std::string planned_layers = fmnist::shape_text(fmnist::layer_sizes(opt.hidden));
+  std::string layers = fmnist::shape_text(model.sizes());  // narrower after a pruning
   progress.note("fashion_mnist: " + std::to_string(train_n) + " training, " + std::to_string(val_n) +
                 " validation, " + std::to_string(test_index.size()) + " test images (loaded in " +
                 frugal::format_duration(load_seconds) + "); MLP " + layers + ", " +
@@ -408,6 +419,28 @@ int train(options opt) {
           prog.smallest_batch = std::min<std::uint64_t>(prog.smallest_batch, d.batch_size());
           progress.note("step " + std::to_string(prog.total_steps) + ": " + d.reason());
         }
+        if (d.has(frugal::action::prune)) {
+          // The samples of the plan not yet trained: the rest of this epoch and the epochs after.
+          const std::uint64_t planned_samples = static_cast<std::uint64_t>(opt.epochs) * train_n;
+          const std::uint64_t done = static_cast<std::uint64_t>(epoch - 1) * train_n + start;
+          const std::optional<fmnist::prune_event> e =
+              fmnist::prune_hidden_layer(model, optim, trainer, opt.prune, d.prune_fraction(),
+                                         planned_samples > done ? planned_samples - done : 0, static_cast<std::size_t>(batch));
+          if (e) {
+            layers = fmnist::shape_text(model.sizes());
+            progress.note("step " + std::to_string(prog.total_steps) + ": pruned hidden layer " +
+                          std::to_string(e->layer) + " from " + std::to_string(e->units_before) + " to " +
+                          std::to_string(e->units_after) + " units (MLP " + layers + ", " +
+                          std::to_string(model.params().count()) + " parameters): a step of " + std::to_string(batch) +
+                          " samples " + frugal::format_count(static_cast<double>(e->step_flops_before)) + " -> " +
+                          frugal::format_count(static_cast<double>(e->step_flops_after)) + " FLOPs; " + d.reason());
+          } else {
+            progress.note("step " + std::to_string(prog.total_steps) + ": no pruning: hidden layer " +
+                          std::to_string(opt.prune.layer) + " is at its floor of " +
+                          std::to_string(std::min(opt.prune.min_units, model.sizes()[opt.prune.layer])) +
+                          " units (--prune-min-units); " + d.reason());
+          }
+        }
 
         status.step = step + 1;
         status.batch = static_cast<int>(ctl.batch_size());
@@ -456,7 +489,8 @@ int train(options opt) {
       prog.rows.push_back(epoch_row{epoch, run.used(frugal::resource::wall), run.fraction_used(),
                                     run.used(frugal::resource::flops), static_cast<int>(ctl.batch_size()), prog.lr,
                                     prog.loss_sum / static_cast<double>(std::max<std::uint64_t>(prog.seen, 1)),
-                                    val.loss, val.accuracy, test ? test->accuracy : not_measured});
+                                    val.loss, val.accuracy, test ? test->accuracy : not_measured,
+                                    model.params().count(), trainer.step_flops(batch)});
       prog.loss_sum = 0;
       prog.correct = 0;
       prog.seen = 0;
@@ -509,7 +543,8 @@ int train(options opt) {
         prog.rows.push_back(epoch_row{prog.epoch, run.used(frugal::resource::wall), run.fraction_used(),
                                       run.used(frugal::resource::flops), static_cast<int>(ctl.batch_size()), prog.lr,
                                       prog.loss_sum / static_cast<double>(std::max<std::uint64_t>(prog.seen, 1)),
-                                      not_measured, not_measured, prog.last_test->accuracy});
+                                      not_measured, not_measured, prog.last_test->accuracy, model.params().count(),
+                                      trainer.step_flops(batch)});
       }
       char scores[96];
       std::snprintf(scores, sizeof scores, "test set (the run's end): loss %.4f, accuracy %.4f", prog.last_test->loss,
@@ -529,6 +564,11 @@ int train(options opt) {
   const double samples_seen = run.used("samples");
   std::printf("stopped: %s\nafter %.2f epochs (%ld steps, %.0f samples, %zu evaluations)\n", stop_reason.c_str(),
               samples_seen / static_cast<double>(train_n), static_cast<long>(prog.total_steps), samples_seen, prog.rows.size());
+  if (layers != planned_layers)  // the prunings, each in the progress notes and report.json's "compressions"
+    std::printf("pruned: MLP %s -> %s (%zu prunings), %llu parameters; a step of %d samples %.0f -> %llu FLOPs\n",
+                planned_layers.c_str(), layers.c_str(), ctl.history().compressions.size(),
+                static_cast<unsigned long long>(model.params().count()), batch, first_step_flops,
+                static_cast<unsigned long long>(trainer.step_flops(batch)));
   // The heap's peaks in bytes (a limit is whole bytes: a check against it must be too).
   if (heap.available()) {
     const auto peak_limit = limits.get(frugal::resource::peak_bytes);

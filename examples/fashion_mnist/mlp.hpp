@@ -5,6 +5,7 @@
 #include "idx.hpp"
 
 #include <frugal/eigen.hpp>
+#include <frugal/eigen/structured_prune.hpp>
 #include <frugal/meter.hpp>
 
 #include <Eigen/Dense>
@@ -49,6 +50,14 @@ struct parameters {
     for (std::size_t l = 0; l < w.size(); ++l) n += static_cast<std::uint64_t>(w[l].size() + b[l].size());
     return n;
   }
+  // Hidden layer `hidden` (1 .. w.size() - 1: the output of layer hidden - 1, the input of layer
+  // hidden) cut to the units `kept` keeps: rows of w[hidden - 1] and b[hidden - 1], columns of
+  // w[hidden]. Weights, gradients and optimizer moments all shrink this way.
+  void keep_units(std::size_t hidden, const frugal::unit_selection& kept) {
+    w[hidden - 1] = kept.incoming(w[hidden - 1]);
+    b[hidden - 1] = kept.bias(b[hidden - 1]);
+    w[hidden] = kept.outgoing(w[hidden]);
+  }
   // this += other: the reduction of per-shard gradients.
   void add(const parameters& other) {
     for (std::size_t l = 0; l < w.size(); ++l) {
@@ -65,6 +74,13 @@ struct parameters {
   sizes.insert(sizes.end(), hidden.begin(), hidden.end());
   sizes.push_back(classes);
   return sizes;
+}
+
+// {784, 256, 128, 10} -> "784-256-128-10".
+[[nodiscard]] inline std::string shape_text(const std::vector<int>& sizes) {
+  std::string t;
+  for (const int x : sizes) t += (t.empty() ? "" : "-") + std::to_string(x);
+  return t;
 }
 
 class mlp {
@@ -108,6 +124,17 @@ class mlp {
 
   [[nodiscard]] frugal::dense_shape shape(std::size_t l) const noexcept {
     return frugal::dense_shape{static_cast<std::uint64_t>(sizes_[l]), static_cast<std::uint64_t>(sizes_[l + 1]), true};
+  }
+
+  // Structured pruning (pruning.hpp): hidden layer `hidden` keeps the units `kept` names.
+  void keep_units(std::size_t hidden, const frugal::unit_selection& kept) {
+    params_.keep_units(hidden, kept);
+    sizes_[hidden] = static_cast<int>(kept.units_after());
+  }
+  // A checkpoint of a pruned run (checkpoint.hpp): its narrower sizes and their weights.
+  void replace(std::vector<int> sizes, parameters p) {
+    sizes_ = std::move(sizes);
+    params_ = std::move(p);
   }
 
  private:
@@ -241,6 +268,12 @@ class optimizer {
         frugal::adam_update(p.b[l], g.b[l], m_.b[l], v_.b[l], t_, o);
       }
     }
+  }
+
+  // Structured pruning (pruning.hpp): the moments of the removed units go with them.
+  void keep_units(std::size_t hidden, const frugal::unit_selection& kept) {
+    m_.keep_units(hidden, kept);
+    v_.keep_units(hidden, kept);
   }
 
   // Its state, for a checkpoint (checkpoint.hpp): the moments and the steps taken (Adam's bias

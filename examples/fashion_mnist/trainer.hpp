@@ -53,6 +53,25 @@ class trainer {
     return *accumulated_;
   }
 
+  // After the model's hidden layer `hidden` kept the units `kept` (pruning.hpp): the pending
+  // gradient shrinks the same way, and every shard's buffers are made anew for the new sizes
+  // (empty: the next step or chunk sizes them, as after an evaluation).
+  void keep_units(std::size_t hidden, const frugal::unit_selection& kept) {
+    accumulated_->keep_units(hidden, kept);
+    follow_model();
+  }
+  // After the model took another shape (a pruned checkpoint): buffers and the pending-gradient
+  // store for it; nothing is pending.
+  void follow_model() {
+    work_.clear();  // the old buffers go first: the heap never holds both shapes
+    for (int s = 0; s < shards_; ++s) work_.emplace_back(model_.sizes(), 0);
+    if (accumulated_->w.size() != model_.params().w.size() || !same_shape(*accumulated_, model_.params())) {
+      accumulated_.reset();  // the old store goes first: the heap never holds both
+      accumulated_.emplace(model_.sizes());
+      pending_ = false;
+    }
+  }
+
   // One optimisation step on the samples index[0..batch). With `run`, each stage is a scope
   // of it ("forward", "backward", "update": the caller opens "step"); with null, the same
   // work runs unmeasured (the plain side of an overhead comparison).
@@ -214,6 +233,12 @@ class trainer {
   [[nodiscard]] static std::pair<Eigen::Index, Eigen::Index> shard(Eigen::Index batch, int used, int k) noexcept {
     const Eigen::Index base = batch / used, extra = batch % used;
     return {k * base + std::min<Eigen::Index>(k, extra), base + (k < extra ? 1 : 0)};
+  }
+
+  [[nodiscard]] static bool same_shape(const parameters& a, const parameters& b) noexcept {
+    for (std::size_t l = 0; l < a.w.size(); ++l)
+      if (a.w[l].rows() != b.w[l].rows() || a.w[l].cols() != b.w[l].cols()) return false;
+    return true;
   }
 
   // f(k) for each shard k on its own oneTBB task, charged to the caller's open scopes.

@@ -53,14 +53,14 @@ function(guide_expect_budget_stop prefix resource)
   endif()
 endfunction()
 
+include("${CMAKE_CURRENT_LIST_DIR}/../../cmake/frugal_fixed_point.cmake")
+
 # "12.345" -> 12345: a decimal with up to three digits after the point as a whole number of
 # thousandths, for math(EXPR), which has integers only.
 function(guide_thousandths var text)
-  if(NOT text MATCHES "^([0-9]+)(\\.([0-9]*))?$")
+  frugal_fixed_point(value "${text}" 3)
+  if(value STREQUAL "")
     guide_fail("not a decimal number: '${text}'")
   endif()
-  set(frac "${CMAKE_MATCH_3}000")
-  string(SUBSTRING "${frac}" 0 3 frac)
-  math(EXPR value "${CMAKE_MATCH_1} * 1000 + 1${frac} - 1000")
   set(${var} "${value}" PARENT_SCOPE)
 endfunction()
