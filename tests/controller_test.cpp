@@ -499,6 +499,130 @@ TEST(ControllerEpochs, ANewEpochThatCannotFitOneStepAndItsEndStops) {
   EXPECT_DOUBLE_EQ(run.used(frugal::resource::wall), 10.0);
 }
 
+// run_end_work: the run's end (a final test over twice the validation images) is kept with every
+// epoch's end. 10 steps of 1 s, 3 s evaluations, a 6 s final test, under 40 s: epochs end at
+// 13 s and 26 s; in the third, after step 5 (31 s), one more step, the epoch's end and the run's
+// end (1 + 3 + 6 s) no longer fit: the epoch ends, its evaluation brings 34 s, a new epoch
+// (1 + 9 s) does not fit, and the final test ends the run at 40 s, inside the limit. Without
+// run_end_work the third epoch runs whole and its evaluation ends at 39 s: no room for the test.
+TEST(ControllerRunEnd, TheRunsEndIsKeptWithEveryEpochsEnd) {
+  for (const bool kept : {true, false}) {
+    SCOPED_TRACE(kept ? "run_end_work(2)" : "no run_end_work");
+    frugal::manual_clock clock;
+    frugal::budget run{"train", frugal::limits{}.wall(40s)};
+    frugal::controller_options options = frugal::controller_options{}.steps_per_epoch(10);
+    if (kept) options.run_end_work(2);
+    frugal::controller ctl{run, options};
+    std::vector<int> steps_per_epoch;
+    std::string end_reason;
+    while (!ctl.should_stop()) {
+      int steps = 0;
+      for (int i = 0; i < 10; ++i) {
+        run_step(run, clock, 1s);
+        ++steps;
+        const frugal::decision d = ctl.end_step();
+        if (d.ends_epoch()) {
+          end_reason = d.reason();
+          break;
+        }
+      }
+      steps_per_epoch.push_back(steps);
+      run_step(run, clock, 3s);  // the validation
+      (void)ctl.end_epoch();
+    }
+    const double before_test = run.used(frugal::resource::wall);
+    if (kept) {
+      EXPECT_EQ(steps_per_epoch, (std::vector<int>{10, 10, 5}));
+      EXPECT_EQ(end_reason,
+                "end epoch: wall: 31.0 s used of 40.0 s; the next step (1.00 s) and the epoch's end and the run's "
+                "end (9.00 s) would not fit, 5 steps of the epoch left");
+      EXPECT_EQ(ctl.stop_message(),
+                "stop (forecast): wall: 34.0 s used of 40.0 s, one step, an epoch end and the run's end forecast "
+                "10.0 s");
+      EXPECT_DOUBLE_EQ(before_test, 34.0);
+      EXPECT_NEAR(*ctl.forecast_run_end(frugal::resource::wall), 6.0, 1e-9);
+      EXPECT_LE(before_test + *ctl.forecast_run_end(frugal::resource::wall), 40.0);  // the final test fits
+    } else {
+      EXPECT_EQ(steps_per_epoch, (std::vector<int>{10, 10, 10}));
+      EXPECT_DOUBLE_EQ(before_test, 39.0);  // 1 s left: no room for a 6 s test
+      EXPECT_EQ(*ctl.forecast_run_end(frugal::resource::wall), 0.0);
+    }
+  }
+}
+
+// A loop that goes on after its epoch was ended (or whose epoch end's forecast rose) is stopped
+// at the step after which the epoch's end and the run's end would no longer fit: what is left
+// then keeps room for the run's end alone (the loop skips the evaluation).
+TEST(ControllerRunEnd, AStopAtAStepKeepsRoomForTheRunsEnd) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.flops(400)};
+  frugal::controller ctl{run, frugal::controller_options{}.steps_per_epoch(10).run_end_work(2)};
+  auto step = [&] {
+    {
+      frugal::scope s{run, "step"};
+      frugal::add_flops(10);
+    }
+    return ctl.end_step();
+  };
+  for (int i = 0; i < 10; ++i) (void)step();
+  {
+    frugal::scope s{run, "validation"};
+    frugal::add_flops(30);
+  }
+  (void)ctl.end_epoch();  // 130 used: one step, an end and the run's end (10 + 30 + 60) fit
+  frugal::decision d;
+  int steps = 0;
+  while (!(d = step()).stops()) ++steps;  // ends_epoch ignored
+  // After step 17 of the epoch (300 used) the next step, the epoch's end and the run's end
+  // (10 + 30 + 60) fit exactly; after step 18 (310) they do not, and the loop is told to end the
+  // epoch; it goes on, and after step 19 (320) even the end and the run's end (90) would not fit.
+  EXPECT_EQ(steps, 18);
+  EXPECT_DOUBLE_EQ(run.used(frugal::resource::flops), 320.0);
+  EXPECT_EQ(d.reason(), "stop (forecast): flops: 320 used of 400; the epoch's end and the run's end (90) would not fit");
+  EXPECT_LE(run.used(frugal::resource::flops) + *ctl.forecast_run_end(frugal::resource::flops), 400.0);
+}
+
+TEST(ControllerRunEnd, ThePlannedWorkCountsTheRunsEnd) {
+  // Plan: 5 epochs of 4 steps (1 s) and a 1 s evaluation, under 30 s. After epoch 0 and one step
+  // (6 s): 15 steps and 4 evaluations left, 19 s of 24 s. With a run's end of 6 evaluations'
+  // worth, 25 s: 4 % short, and the prune rule asks for 4 % of the cost.
+  for (const double end_work : {0.0, 6.0}) {
+    SCOPED_TRACE("run_end_work " + std::to_string(end_work));
+    frugal::manual_clock clock;
+    frugal::budget run{"train", frugal::limits{}.wall(30s)};
+    frugal::controller ctl{run, frugal::controller_options{}
+                                    .batch_size(10)
+                                    .planned_epochs(5)
+                                    .run_end_work(end_work)
+                                    .prune(frugal::prune_rule{}.warmup_steps(0))};
+    for (int i = 0; i < 4; ++i) {
+      run_step(run, clock, 1s);
+      (void)ctl.end_step(frugal::step{}.samples(10));
+    }
+    run_step(run, clock, 1s);
+    (void)ctl.end_epoch();
+    run_step(run, clock, 1s);
+    const frugal::decision d = ctl.end_step(frugal::step{}.samples(10));
+    if (end_work == 0) {
+      EXPECT_FALSE(d.has(frugal::action::prune));
+    } else {
+      ASSERT_TRUE(d.has(frugal::action::prune));
+      EXPECT_NEAR(d.prune_fraction(), 1 - 24.0 / 25.0, 1e-12);
+    }
+  }
+}
+
+TEST(ControllerRunEnd, ABadRunEndIsAClearError) {
+  for (const double bad : {-1.0, std::nan(""), std::numeric_limits<double>::infinity()}) {
+    try {
+      (void)frugal::controller_options{}.run_end_work(bad);
+      ADD_FAILURE() << "run_end_work(" << bad << ") was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("run_end_work must be finite and >= 0"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(ControllerEpochs, EarlyStoppingOnAnEpochMetric) {
   frugal::budget run{"train"};
   frugal::controller ctl{run, frugal::controller_options{}.early_stop(frugal::early_stopping{"val_loss"}.patience(2))};

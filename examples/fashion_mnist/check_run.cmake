@@ -35,9 +35,9 @@ frugal_run_example(--budget "flops=${flop_limit}" --epochs 50 --hidden 64 --batc
 message("${out}")
 
 # --- the stop and the accuracy (stdout) -----------------------------------------------------
-# frugal::controller's words for the same rule: after an evaluation, one more step and its
-# evaluation would cross the FLOP limit.
-if(NOT out MATCHES "stopped: stop \\(forecast\\): flops: [^\n]* used of [^\n]*, one step and an epoch end forecast")
+# frugal::controller's words for the same rule: after an evaluation, one more step, its evaluation
+# and the run's end (the final test: run_end_work) would cross the FLOP limit.
+if(NOT out MATCHES "stopped: stop \\(forecast\\): flops: [^\n]* used of [^\n]*, one step, an epoch end and the run's end forecast")
   fail("did not stop for the FLOP limit")
 endif()
 if(NOT out MATCHES "\ntest accuracy: ([0-9]\\.[0-9][0-9][0-9][0-9])\n?$")

@@ -232,6 +232,14 @@ int train(options opt) {
   // which the controller measures what the pruning changed) stand.
   if (opt.prune.enabled)
     control.prune(frugal::prune_rule{}.name("prune hidden units").max_fraction(opt.prune.max_fraction));
+  // The evaluations: the validation set at every epoch's end (early stopping), the test set once
+  // at the run's end (or at every epoch's end too, --test-every-epoch). The run's end then does
+  // test / validation images = 2 epoch ends' worth of evaluation more (the same forward passes
+  // over twice the images): the controller keeps room for it on top of the next step and an
+  // epoch's end, and counts it in the plan --prune fits.
+  const double validation_flops = static_cast<double>(trainer.evaluation_flops(val_n));
+  const double test_flops = static_cast<double>(trainer.evaluation_flops(test_index.size()));
+  if (!opt.test_every_epoch && validation_flops > 0) control.run_end_work(test_flops / validation_flops);
   // No fixed margin: the controller measures each resource's headroom from the spread of its
   // costs (none for FLOPs and samples, which do not vary; what this machine's load needs for
   // wall and CPU time).
@@ -241,10 +249,6 @@ int train(options opt) {
   // process at once. Exit status 128 + the signal's number (143 for SIGTERM) after a clean stop.
   frugal::signal_stop signals;
   signals.bind(ctl);
-  // The evaluations: the validation set at every epoch's end (early stopping), the test set once
-  // at the run's end (or at every epoch's end too, --test-every-epoch).
-  const double validation_flops = static_cast<double>(trainer.evaluation_flops(val_n));
-  const double test_flops = static_cast<double>(trainer.evaluation_flops(test_index.size()));
   const double evaluation_flops = validation_flops + test_flops;
   const double first_step_flops = static_cast<double>(trainer.step_flops(batch));
   const fmnist::evaluation_cost evaluation_cost(ctl, validation_flops, test_flops, opt.test_every_epoch,
@@ -255,10 +259,6 @@ int train(options opt) {
   // The controller learns an evaluation's cost at the first epoch's end; until then this
   // callback keeps room for it (the validation and the test: the run may end in that epoch).
   ctl.add_callback("first evaluation reserve", fmnist::first_evaluation_reserve(ctl, evaluation_cost));
-  // From then on the controller keeps room for the next step and an epoch's end (a validation);
-  // this keeps room for the final test evaluation on top (policy.hpp).
-  if (!opt.test_every_epoch)
-    ctl.add_callback("final test reserve", fmnist::final_test_reserve(ctl, evaluation_cost.test_ratio()));
   // Where the loop is and what it has gathered: a new run's start, or what --resume reads back.
   fmnist::training_progress prog;
   prog.smallest_batch = static_cast<std::uint64_t>(batch);
@@ -514,7 +514,7 @@ int train(options opt) {
   // The final test evaluation (without --test-every-epoch), by the process that ends the run: not
   // after a signal with --checkpoint (a resume goes on), nor when this process trained nothing
   // (a resume of a finished run: the saved test accuracy stands), nor without any training. The
-  // controller kept room for it (final_test_reserve); it runs unless its forecast would cross a
+  // controller kept room for it (run_end_work); it runs unless its forecast would cross a
   // limit now (with the headroom unless its room was kept: a stop at an epoch's end).
   std::string test_note = "the budget does not fit one step and an evaluation";
   if (!opt.test_every_epoch && prog.total_steps > 0 && (steps_here > 0 || !prog.last_test)) {

@@ -1,6 +1,7 @@
-// The example's budget policy around frugal::controller: the final evaluation's reserve before the
-// controller has measured one, the final test evaluation's on top of the controller's, the
-// progress the learning-rate schedule reads, the schedules.
+// The example's budget policy around frugal::controller: the evaluations' reserve before the
+// controller has measured one, whether the final test evaluation still fits, the progress the
+// learning-rate schedule reads, the schedules. (Once an epoch's end is measured, the controller
+// keeps room for it and for the final test: controller_options::run_end_work.)
 #pragma once
 
 #include <frugal/budget.hpp>
@@ -126,71 +127,6 @@ class evaluation_cost {
   double test_flops_;
   double test_ratio_;
   std::function<double(std::size_t)> step_flops_;
-};
-
-// The room for the final test evaluation, on top of what the controller keeps (the next step
-// and an epoch's end), once an epoch's end has been measured: a controller callback. With the
-// test set evaluated only at the run's end, the run's last epoch end costs more than the others
-// (the validation and the test), and the controller, which forecasts an epoch's end from the
-// ones it measured, would keep too little room. So at each checkpoint, with the controller's own
-// forecasts and headroom, the final test forecast = the epoch end's x test_ratio:
-//   - after an epoch's end: stop when one more step, an epoch's end and the final test would not
-//     fit (the controller checks the first two);
-//   - after a step: end the epoch when the next step, the epoch's end and the final test would
-//     not fit; stop when the epoch's end and the final test alone would not (the loop then skips
-//     the validation: the final test evaluation, if it still fits, is all that runs).
-// Before the first epoch's end, first_evaluation_reserve keeps room for both evaluations.
-class final_test_reserve {
- public:
-  final_test_reserve(const frugal::controller& ctl, double test_ratio)
-      : ctl_(&ctl), test_ratio_(test_ratio), limits_(ctl.watched().limits()) {}
-
-  void operator()(frugal::decision_event& e) const {
-    if (e.decision.stops() || test_ratio_ <= 0) return;
-    const bool at_epoch_end = e.where == frugal::checkpoint::epoch;
-    if (!at_epoch_end && (e.where != frugal::checkpoint::step || ctl_->epochs() == 0)) return;
-    const frugal::budget& run = ctl_->watched();
-    std::string stop_clauses, end_clauses;
-    for (frugal::resource r : frugal::all_resources) {
-      const auto lim = limits_.get(r);
-      if (!lim || frugal::is_level(r)) continue;
-      const auto step = ctl_->forecast_step(r);
-      const auto end = ctl_->forecast_epoch_end(r);
-      if (!step || !end) continue;
-      const double next = *step * (1 + ctl_->headroom(r).value_or(0));
-      const double end_scale = 1 + ctl_->epoch_end_headroom(r).value_or(0);
-      const double epoch_end = *end * end_scale;
-      const double test = *end * test_ratio_ * end_scale;
-      const double used = run.used(r);
-      auto fmt = [r](double v) { return frugal::format_quantity(r, v); };
-      const std::string name(frugal::to_string(r));
-      const std::string head = name + ": " + fmt(used) + " used of " + fmt(*lim);
-      const std::string room = end_scale > 1 ? " (+" + frugal::detail::units_impl::sig3((end_scale - 1) * 100) +
-                                                   " % headroom)"
-                                             : "";
-      auto add = [](std::string& to, const std::string& clause) { to += (to.empty() ? "" : "; ") + clause; };
-      if (at_epoch_end) {
-        if (used + next + epoch_end + test > *lim)
-          add(stop_clauses, head + ", one step and an epoch end forecast " + fmt(next + epoch_end) +
-                                ", and the final test evaluation " + fmt(test) + room + ", would not fit");
-      } else if (used + epoch_end + test > *lim) {
-        add(stop_clauses, head + "; the epoch's end (" + fmt(epoch_end) + ") and the final test evaluation (" +
-                              fmt(test) + ")" + room + " would not fit: the test set alone is evaluated");
-      } else if (!e.decision.ends_epoch() && used + next + epoch_end + test > *lim) {
-        add(end_clauses, head + "; the next step (" + fmt(next) + "), the epoch's end (" + fmt(epoch_end) +
-                             ") and the final test evaluation (" + fmt(test) + ")" + room + " would not fit");
-      }
-    }
-    if (!stop_clauses.empty())
-      e.decision.stop(stop_clauses, frugal::stop_reason::forecast);
-    else if (!end_clauses.empty())
-      e.decision.end_epoch(end_clauses);
-  }
-
- private:
-  const frugal::controller* ctl_;
-  double test_ratio_;
-  frugal::limits limits_;  // read once: copying them at every step would allocate
 };
 
 // Whether the final test evaluation fits what is left of the budget: "" when it does, else the

@@ -60,7 +60,8 @@ struct state_access;  // state.hpp: saves and restores the state of a run
 /// callback vetoing the stop. Costs that do not vary (FLOPs, samples) are met exactly, and
 /// 1 s steps under a 30 s limit stop after step 30 (29 when the rounding of seconds puts 29 + 1
 /// a hair above 30), never 31. The price is the budget's tail: less than H * (1 + h) of it is
-/// left unused. An epoch's end-of-epoch work is forecast the same way (end_epoch_if_needed).
+/// left unused. An epoch's end-of-epoch work is forecast the same way (end_epoch_if_needed), with
+/// the run's end work on top (controller_options::run_end_work).
 ///
 /// Stops. A stop is decided once (stop_event fires once; later checkpoints repeat it with
 /// decision::repeats_stop()); it holds until the run ends unless a callback vetoes it at the
@@ -503,6 +504,13 @@ class controller {
     if (!t || t->level) return std::nullopt;
     return end_high(*t, next_batch());
   }
+  /// The forecast cost of the work the run does once, at its end (controller_options::
+  /// run_end_work epoch ends of forecast_epoch_end); 0 without any.
+  [[nodiscard]] std::optional<double> forecast_run_end(resource r) const {
+    const tracked* t = find(frugal::to_string(r));
+    if (!t || t->level) return std::nullopt;
+    return end_high(*t, next_batch()) * options_.run_end_work_;
+  }
   ///@{
   /// The headroom the controller adds to a resource's next-step forecast now (see the class
   /// comment): the margin, or the measured spread; nullopt for a resource it does not track.
@@ -932,6 +940,15 @@ class controller {
   [[nodiscard]] double end_mean(const tracked& t, std::size_t fb) const noexcept {
     return end_estimate(t, fb, &cost_stats::mean);
   }
+  /// The room kept after the steps: an epoch's end and the run's end work (run_end_work epoch
+  /// ends), forecast together with the epoch end's headroom -- the run may end after any epoch.
+  [[nodiscard]] double end_reserve(const tracked& t, std::size_t fb) const noexcept {
+    return end_high(t, fb) * end_scale(t, fb) * (1 + options_.run_end_work_);
+  }
+  /// What end_reserve covers, in words: "the epoch's end" or "the epoch's end and the run's end".
+  [[nodiscard]] const char* end_reserve_words() const noexcept {
+    return options_.run_end_work_ > 0 ? "the epoch's end and the run's end" : "the epoch's end";
+  }
 
   // --- headroom ---
 
@@ -1306,7 +1323,7 @@ class controller {
       if (t.step.empty()) continue;
       const double step = t.step.high(fb) * step_scale(t, fb);
       const bool end_known = epochs_ > 0 && !t.epoch_end.empty();
-      const double end = end_known ? end_high(t, fb) * end_scale(t, fb) : 0;
+      const double end = end_known ? end_reserve(t, fb) : 0;
       if (last_checkpoint_ == checkpoint::epoch) {
         if (t.used + step + end > t.limit) return false;
       } else if (t.used + step > t.limit || t.used + end > t.limit) {
@@ -1394,18 +1411,20 @@ class controller {
     if (!d.stops()) stop_if_exhausted(d);
     if (d.stops()) return d;
 
-    // A new epoch must fit at least one step and its end-of-epoch work.
+    // A new epoch must fit at least one step and its end-of-epoch work (and the run's end work).
     const std::size_t fb = next_batch();
     clauses.clear();
     for (auto& t : tracked_) {
       if (t.level || !std::isfinite(t.limit) || t.step.empty()) continue;
-      const double f = t.step.high(fb) * step_scale(t, fb) + end_high(t, fb) * end_scale(t, fb);
+      const double f = t.step.high(fb) * step_scale(t, fb) + end_reserve(t, fb);
       const bool over = t.used + f > t.limit;
       overrun(t, forecast_horizon::epoch_end, over, f);
       if (!over) continue;
       if (!clauses.empty()) clauses += "; ";
       clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) +
-                 ", one step and an epoch end forecast " + format(t, f) + headroom_text(end_scale(t, fb));
+                 (options_.run_end_work_ > 0 ? ", one step, an epoch end and the run's end forecast "
+                                             : ", one step and an epoch end forecast ") +
+                 format(t, f) + headroom_text(end_scale(t, fb));
     }
     if (!clauses.empty()) d.stop(clauses, frugal::stop_reason::forecast);
     return d;
@@ -1435,7 +1454,8 @@ class controller {
   /// (its evaluation, checkpoint) would not fit either: the latest moment that leaves room for
   /// the end-of-epoch work. Stop instead when even the epoch's end alone no longer fits (its
   /// forecast rose with the machine's load): that work would cross the limit, so the loop must
-  /// not start it. Needs one finished epoch to know what that work costs.
+  /// not start it. Needs one finished epoch to know what that work costs. With run_end_work, the
+  /// run's end work is kept with the epoch's end: a stop here leaves room for it alone.
   void end_epoch_if_needed(decision& d, std::size_t fb) {
     if (epochs_ == 0) return;
     const auto left = steps_left_in_epoch(fb);
@@ -1444,12 +1464,13 @@ class controller {
     for (auto& t : tracked_) {
       if (t.level || !std::isfinite(t.limit) || t.step.empty() || t.epoch_end.empty()) continue;
       const double next = t.step.high(fb) * step_scale(t, fb);
-      const double end = end_high(t, fb) * end_scale(t, fb);
+      const double end = end_reserve(t, fb);
       if (t.used + end > t.limit) {
         overrun(t, forecast_horizon::epoch_end, true, end);
         if (!stop_clauses.empty()) stop_clauses += "; ";
-        stop_clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + "; the epoch's end (" +
-                        format(t, end) + ")" + headroom_text(end_scale(t, fb)) + " would not fit";
+        stop_clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + "; " +
+                        end_reserve_words() + " (" + format(t, end) + ")" + headroom_text(end_scale(t, fb)) +
+                        " would not fit";
         continue;
       }
       if (ends_now) continue;
@@ -1459,7 +1480,8 @@ class controller {
       if (!over) continue;
       if (!end_clauses.empty()) end_clauses += "; ";
       end_clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + "; the next step (" +
-                     format(t, next) + ") and the epoch's end (" + format(t, end) + ")" + headroom_text(end_scale(t, fb)) +
+                     format(t, next) + ") and " + end_reserve_words() + " (" + format(t, end) + ")" +
+                     headroom_text(end_scale(t, fb)) +
                      " would not fit" + (left ? ", " + std::to_string(*left) + " steps of the epoch left" : "");
     }
     if (!stop_clauses.empty())
@@ -1627,7 +1649,7 @@ class controller {
     for (std::size_t i = 0; i < tracked_.size(); ++i) {
       tracked& t = tracked_[i];
       if (t.level || !std::isfinite(t.limit) || t.step.empty()) continue;
-      need[i] = work->steps * t.step.mean(fb) + work->epoch_ends * end_mean(t, fb);
+      need[i] = work->steps * t.step.mean(fb) + (work->epoch_ends + options_.run_end_work_) * end_mean(t, fb);
       const double left = std::max(0.0, t.limit - t.used);
       const bool over = need[i] > left;
       overrun(t, forecast_horizon::planned_work, over, need[i]);

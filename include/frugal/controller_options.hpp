@@ -300,6 +300,23 @@ class controller_options {
     steps_per_epoch_ = n;
     return *this;
   }
+  /// Work the run does once, at its end, after the last epoch's end, in units of an epoch's
+  /// end-of-epoch work (default 0): a final test evaluation over a test set twice the size of
+  /// the validation set that every epoch's end evaluates is 2. The controller keeps room for it
+  /// on top of the next step and an epoch's end, at the same forecast (the largest recent epoch
+  /// end) and headroom: it ends an epoch, or stops, early enough that the last epoch's end and
+  /// this still fit; a stop at a step (the epoch's end then skipped) leaves at least this much.
+  /// Pruning and quantization rules count it in the planned work. forecast_run_end() says what
+  /// it is forecast to cost. Throws std::invalid_argument unless finite and >= 0.
+  controller_options& run_end_work(double epoch_ends) {
+    if (!(epoch_ends >= 0) || !std::isfinite(epoch_ends))
+      fail("run_end_work", "finite and >= 0 (in epoch ends)", detail::units_impl::shortest(epoch_ends));
+    run_end_work_ = epoch_ends;
+    return *this;
+  }
+  /// The run's end work, in epoch ends.
+  [[nodiscard]] double run_end_work() const noexcept { return run_end_work_; }
+
   ///@{
   /// The work the run intends to do (one of them): what pruning and quantization rules compare
   /// with the budget left.
@@ -364,6 +381,7 @@ class controller_options {
   frugal::batch_rule batch_rule_;
   std::size_t epoch_samples_ = 0;
   std::size_t steps_per_epoch_ = 0;
+  double run_end_work_ = 0;
   plan_kind plan_ = plan_kind::none;
   std::size_t plan_amount_ = 0;
   std::vector<early_stopping> early_stopping_;
