@@ -34,7 +34,7 @@ if(NOT rc STREQUAL "0")
 endif()
 foreach(option --budget --epochs --batch --lr --schedule --optimizer --momentum --hidden --patience
                --seed --threads --data --out --test-every-epoch --trace-events --checkpoint --resume --help
-               --prune --prune-layer --prune-min-units --prune-max
+               --prune --prune-layer --prune-min-units --prune-max --deploy model_bytes inference_flops
                budget-linear dataset-fashion-mnist "default 128" "Exit status")
   string(FIND "${help}" "${option}" at)
   if(at EQUAL -1)
@@ -71,6 +71,17 @@ expect(2 "--prune-max: invalid value '0'" --prune --epochs 3 --prune-max 0)
 expect(2 "--prune-layer: invalid value '3': the network has 2 hidden layer" --prune --epochs 3 --prune-layer 3)
 expect(2 "--prune-min-units: invalid value '0'" --prune --epochs 3 --prune-min-units 0)
 expect(2 "--checkpoint: invalid value ''" --checkpoint=)
+expect(2 "--deploy: invalid value 'model_size=64KiB': unknown key 'model_size'" --deploy model_size=64KiB)
+expect(2 "--deploy: invalid value 'model_bytes=-1'.*negative" --deploy model_bytes=-1)
+expect(2 "--deploy: invalid value 'model_bytes=64 parsecs'.*unknown unit 'parsecs'" --deploy "model_bytes=64 parsecs")
+expect(2 "--deploy: invalid value 'model_bytes=0': model_bytes must be in \\[1, 1e15\\]" --deploy model_bytes=0)
+expect(2 "--deploy: invalid value 'inference_flops=1e5FLOPs'.*trailing text" --deploy inference_flops=1e5FLOPs)
+expect(2 "--deploy: invalid value 'inference_flops=1.5': inference_flops must be a whole number" --deploy inference_flops=1.5)
+expect(2 "--deploy: invalid value 'inference_flops': 'inference_flops' has no '='" --deploy inference_flops)
+expect(2 "--deploy: invalid value 'model_bytes=1KiB,model_bytes=2KiB': model_bytes is given twice"
+       --deploy model_bytes=1KiB,model_bytes=2KiB)
+expect(2 "--deploy: invalid value 'model_bytes=1KiB,': '' has no '='" --deploy model_bytes=1KiB,)
+expect(2 "--deploy: missing value \\(the next argument, '--out', is an option\\)" --deploy)
 # "--budget=" and "--budget ''" mean no limit: the option after it is read as itself.
 expect(2 "--batch: invalid value '0'" --budget= --batch 0)
 

@@ -16,6 +16,7 @@
 // and the field.
 #pragma once
 
+#include "fnv1a.hpp"
 #include "idx.hpp"
 #include "mlp.hpp"
 #include "trainer.hpp"
@@ -84,21 +85,6 @@ inline constexpr std::uint32_t checkpoint_version = 2;  // 2: epoch_row has para
 }
 
 namespace detail {
-
-// FNV-1a, 64 bits, over every byte written or read so far.
-class fnv1a {
- public:
-  void add(const char* p, std::size_t n) noexcept {
-    for (std::size_t i = 0; i < n; ++i) {
-      h_ ^= static_cast<unsigned char>(p[i]);
-      h_ *= 0x100000001b3ull;
-    }
-  }
-  [[nodiscard]] std::uint64_t value() const noexcept { return h_; }
-
- private:
-  std::uint64_t h_ = 0xcbf29ce484222325ull;
-};
 
 // Streams straight into the file (no copy of the weights in memory: under a peak_bytes limit a
 // save must not raise the heap by the model's size).

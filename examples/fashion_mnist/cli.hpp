@@ -5,6 +5,7 @@
 // CLI11's message, and main exits with status 2.
 #pragma once
 
+#include "deploy.hpp"
 #include "idx.hpp"
 #include "mlp.hpp"
 #include "policy.hpp"
@@ -19,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -54,6 +56,7 @@ struct options {
   bool resume = false;
   bool test_every_epoch = false;         // else the test set is evaluated once, at the run's end
   prune_options prune;                   // --prune and its bounds
+  std::optional<deploy_limits> deploy;   // --deploy: after training, compress to fit (deploy.hpp)
 };
 
 namespace detail {
@@ -127,6 +130,46 @@ template <class Int>
   } catch (const std::invalid_argument& e) {
     bad_value(text, e.what());
   }
+}
+
+// --deploy "model_bytes=64KiB,inference_flops=1e5": either key or both, each once; sizes as
+// --budget reads them (frugal::parse_bytes: 200000, 64KiB, 1.5MB), FLOPs per sample a whole count
+// (frugal::parse_count: 1e5). Zero is refused: no model has 0 bytes or costs 0 FLOPs. The bound
+// 1e15 keeps the value exact in a uint64 (and is far above any model this example can build).
+[[nodiscard]] inline deploy_limits parse_deploy(std::string_view text) {
+  constexpr const char* keys = "use model_bytes=SIZE and/or inference_flops=COUNT, comma-separated";
+  constexpr double most = 1e15;
+  deploy_limits l;
+  if (text.find_first_not_of(" \t") == std::string_view::npos) bad_value(text, std::string("empty: ") + keys);
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = text.find(',', start);
+    const std::string_view item = text.substr(start, comma == std::string_view::npos ? text.size() - start : comma - start);
+    const std::size_t eq = item.find('=');
+    if (eq == std::string_view::npos) bad_value(text, "'" + std::string(item) + "' has no '=' (" + keys + ")");
+    std::string_view key = item.substr(0, eq);
+    while (!key.empty() && key.back() == ' ') key.remove_suffix(1);
+    while (!key.empty() && key.front() == ' ') key.remove_prefix(1);
+    const std::string_view value = item.substr(eq + 1);
+    if (key != "model_bytes" && key != "inference_flops")
+      bad_value(text, "unknown key '" + std::string(key) + "' (" + keys + ")");
+    double v = 0;
+    try {
+      v = key == "model_bytes" ? frugal::parse_bytes(value, key) : frugal::parse_count(value, key);
+    } catch (const std::invalid_argument& e) {  // "frugal: model_bytes: cannot parse bytes '-1': ..."
+      bad_value(text, e.what());
+    }
+    if (key == "inference_flops" && v != std::floor(v))
+      bad_value(text, "inference_flops must be a whole number of FLOPs, got " + std::string(value));
+    if (!(v > 0) || v > most)
+      bad_value(text, std::string(key) + " must be in [1, 1e15], got " + std::string(value));
+    std::optional<std::uint64_t>& slot = key == "model_bytes" ? l.model_bytes : l.inference_flops;
+    if (slot) bad_value(text, std::string(key) + " is given twice");
+    slot = static_cast<std::uint64_t>(v);
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return l;
 }
 
 [[nodiscard]] inline optimizer_kind parse_optimizer(std::string_view text) {
@@ -294,6 +337,18 @@ inline void define_options(CLI::App& app, options& o) {
       [&o](float v, const std::string&) { o.prune.max_fraction = static_cast<double>(v); },
       "the most of the work's cost one pruning removes, in (0, 1] (default " +
           frugal::detail::units_impl::shortest(d.prune.max_fraction) + ")");
+  add_checked(
+      app, "--deploy", "LIMITS", detail::parse_deploy,
+      [&o](deploy_limits l, const std::string&) { o.deploy = l; },
+      "after training, deploy the model inside these limits, comma-separated:\n"
+      "model_bytes=SIZE (the saved file: 64KiB, 200000) and/or inference_flops=N\n"
+      "(per image, as frugal counts them: 1e5). Weights become int8 per channel\n"
+      "(4x fewer bytes; an int8 multiply-add is still 2 FLOPs, charged to flops\n"
+      "like a float one, so only removing hidden units of layer 1, smallest L2\n"
+      "norm first, lowers the FLOPs). Prints the float and the deployed model's\n"
+      "bytes, FLOPs and time per image and test accuracy; writes OUT/model.deployed\n"
+      "(read by fashion_mnist_classify) and OUT/deploy.json. Limits that even one\n"
+      "unit cannot meet deploy nothing and say so (exit status 0)");
   add_checked(
       app, "--trace-events", "N",
       [](std::string_view v) { return detail::parse_int<std::size_t>(v, 0, std::size_t{1} << 30); },

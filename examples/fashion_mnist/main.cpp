@@ -2,6 +2,7 @@
 // samples, ...), stopping before a limit is crossed, then reporting what everything cost.
 #include "checkpoint.hpp"
 #include "cli.hpp"
+#include "deploy.hpp"
 #include "idx.hpp"
 #include "mlp.hpp"
 #include "policy.hpp"
@@ -604,6 +605,30 @@ int train(options opt) {
     return 1;
   }
   progress.note("wrote " + written);
+
+  // ---- deployment (--deploy) ------------------------------------------------------------------
+  // After training and its report, outside the training budget (its cost is the deployment's, not
+  // the run's): the plan, a pruned and int8 copy of the model saved as OUT/model.deployed, and both
+  // models measured on the test set by the same code (deploy.hpp). Not after a stop on a signal:
+  // the process is asked to end. The "test accuracy" line stays the last on stdout.
+  const fs::path deployed_files[] = {out_dir / "model.deployed", out_dir / "deploy.json"};
+  if (opt.deploy && ctl.stop_reason() != frugal::stop_reason::signal) {
+    doing("deploying the model (--deploy, MLP %s)", layers.c_str());
+    try {
+      const fmnist::deployment d = fmnist::deploy(model, data.test_images, data.test_labels, *opt.deploy, out_dir);
+      fmnist::print_deployment(stdout, d);
+      frugal::write_file_atomically(deployed_files[1], [&](std::ostream& o) { fmnist::write_deployment_json(o, d); });
+      progress.note("wrote " + deployed_files[1].string() + (d.deployed ? ", " + d.file.string() : std::string()));
+    } catch (const frugal::io_error& e) {
+      std::fprintf(stderr, "fashion_mnist: --deploy: %s\n", e.what());
+      return 1;
+    } catch (const fmnist::deploy_error& e) {  // the file just written does not read back
+      std::fprintf(stderr, "fashion_mnist: --deploy: %s\n", e.what());
+      return 1;
+    }
+  } else {
+    for (const fs::path& f : deployed_files) fs::remove(f, ec);  // not this run's: an older run's would mislead
+  }
   if (prog.last_test)
     std::printf("test accuracy: %.4f\n", prog.last_test->accuracy);
   else
