@@ -43,6 +43,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <limits>
 #include <new>
@@ -92,12 +93,16 @@ void write_epochs_csv(std::ostream& out, const std::vector<epoch_row>& rows) {
 // height under a ceiling, not budget spent: the progress line does not count it).
 // Loss and accuracy on index[...], in chunks whose size the controller picks: under a
 // peak_bytes limit, by its memory model of the "evaluation" stage (the first chunks measure it);
-// otherwise the trainer's default chunk.
+// otherwise the trainer's default chunk. With `fits`, each chunk first asks it whether a chunk of
+// up to that many images still fits the budget, and the evaluation ends where one does not (the
+// result's `samples` says how many images it covers).
 fmnist::evaluation evaluate(frugal::controller& ctl, fmnist::trainer& trainer, const fmnist::image_set& images,
-                            const std::vector<std::uint8_t>& labels, const std::vector<std::uint32_t>& index) {
+                            const std::vector<std::uint8_t>& labels, const std::vector<std::uint32_t>& index,
+                            const std::function<bool(std::size_t)>& fits = {}) {
   trainer.begin_evaluation();
   for (std::size_t at = 0; at < index.size();) {
     const std::size_t left = index.size() - at;
+    if (fits && !fits(std::min<std::size_t>(fmnist::trainer::default_eval_chunk, left))) break;
     const std::size_t chunk = ctl.chunk_size("evaluation", std::min<std::size_t>(fmnist::trainer::default_eval_chunk, left));
     trainer.evaluate_chunk(images, labels, index.data() + at, static_cast<Eigen::Index>(chunk));
     ctl.end_chunk("evaluation", chunk);
@@ -518,9 +523,16 @@ int train(options opt) {
   // controller kept room for it (run_end_work); it runs unless its forecast would cross a
   // limit now (with the headroom unless its room was kept: a stop at an epoch's end).
   std::string test_note = "the budget does not fit one step and an evaluation";
+  std::string test_partial;  // when the budget let only part of the test set be evaluated
   if (!opt.test_every_epoch && prog.total_steps > 0 && (steps_here > 0 || !prog.last_test)) {
     const bool resumable = ctl.stop_reason() == frugal::stop_reason::signal && !opt.checkpoint_dir.empty();
-    const std::string misfit = fmnist::final_test_misfit(ctl, evaluation_cost, !at_epoch_end);
+    // In chunks, each only if it still fits: the controller kept room for the whole test set, but
+    // a machine that slowed at the run's end (a last validation slower than forecast) would
+    // otherwise cost all of it; then the accuracy is that of the first images only, and says so.
+    const std::size_t test_n = test_index.size();
+    auto share = [&](std::size_t images) { return static_cast<double>(images) / static_cast<double>(test_n); };
+    const std::string misfit = fmnist::final_test_misfit(
+        ctl, evaluation_cost, !at_epoch_end, share(std::min<std::size_t>(fmnist::trainer::default_eval_chunk, test_n)));
     if (resumable) {
       prog.last_test.reset();
       test_note = "stopped by a signal: the process that resumes from " + opt.checkpoint_dir +
@@ -533,9 +545,16 @@ int train(options opt) {
       heap.reset();
       {
         frugal::scope s{eval, "test"};
-        prog.last_test = evaluate(ctl, trainer, data.test_images, data.test_labels, test_index);
+        prog.last_test = evaluate(ctl, trainer, data.test_images, data.test_labels, test_index, [&](std::size_t chunk) {
+          return fmnist::final_test_misfit(ctl, evaluation_cost, !at_epoch_end, share(chunk)).empty();
+        });
       }
       prog.eval_peak = std::max(prog.eval_peak, static_cast<double>(heap.peak_bytes()));
+      if (prog.last_test->samples < test_n) {
+        test_partial = "test accuracy on the first " + std::to_string(prog.last_test->samples) + " of " +
+                       std::to_string(test_n) + " test images: the rest would not fit the budget";
+        progress.note(test_partial);
+      }
       // Its row: the last epoch's, when the model is that epoch's end's (a stop there, or the
       // epochs' cap); else (a stop between epochs) a row of its own, without a validation.
       if (prog.start == 0 && !prog.rows.empty() && prog.rows.back().epoch == prog.epoch - 1) {
@@ -629,6 +648,7 @@ int train(options opt) {
   } else {
     for (const fs::path& f : deployed_files) fs::remove(f, ec);  // not this run's: an older run's would mislead
   }
+  if (!test_partial.empty()) std::printf("%s\n", test_partial.c_str());
   if (prog.last_test)
     std::printf("test accuracy: %.4f\n", prog.last_test->accuracy);
   else

@@ -129,12 +129,13 @@ class evaluation_cost {
   std::function<double(std::size_t)> step_flops_;
 };
 
-// Whether the final test evaluation fits what is left of the budget: "" when it does, else the
-// limits it would cross. `with_headroom`: with the controller's epoch-end headroom, as for any
-// new work (after a stop at a step, or before any step); without it when the room was kept for
-// it (a stop at an epoch's end: the reserve had that headroom, and the validation spent from it).
+// Whether `share` of the final test evaluation (1: all of it; a chunk's images / the test
+// images) fits what is left of the budget: "" when it does, else the limits it would cross.
+// `with_headroom`: with the controller's epoch-end headroom, as for any new work (after a stop at
+// a step, or before any step); without it when the room was kept for it (a stop at an epoch's end:
+// the reserve had that headroom, and the validation spent from it).
 [[nodiscard]] inline std::string final_test_misfit(const frugal::controller& ctl, const evaluation_cost& cost,
-                                                   bool with_headroom) {
+                                                   bool with_headroom, double share = 1.0) {
   const frugal::budget& run = ctl.watched();
   const frugal::limits l = run.limits();
   std::string clauses;
@@ -143,7 +144,7 @@ class evaluation_cost {
     if (!lim || frugal::is_level(r)) continue;
     const double scale = with_headroom ? 1 + ctl.epoch_end_headroom(r).value_or(0) : 1;
     const double used = run.used(r);
-    const double test = cost.final_test(frugal::to_string(r)) * scale;
+    const double test = cost.final_test(frugal::to_string(r)) * scale * share;
     if (used < *lim && used + test <= *lim) continue;
     clauses += (clauses.empty() ? "" : "; ") + std::string(frugal::to_string(r)) + ": " +
                frugal::format_quantity(r, used) + " used of " + frugal::format_quantity(r, *lim) +
