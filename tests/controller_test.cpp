@@ -54,6 +54,19 @@ run_result run_until_stop(frugal::controller& ctl, frugal::budget& run, frugal::
   return r;
 }
 
+// A first epoch of 4 steps (1 s, 10 samples each) and a 1 s evaluation, then the next epoch's
+// first step: that step's decision, when a plan's rules have both costs measured.
+frugal::decision an_epoch_and_a_step(frugal::controller& ctl, frugal::budget& run, frugal::manual_clock& clock) {
+  for (int i = 0; i < 4; ++i) {
+    run_step(run, clock, 1s);
+    (void)ctl.end_step(frugal::step{}.samples(10));
+  }
+  run_step(run, clock, 1s);
+  (void)ctl.end_epoch();
+  run_step(run, clock, 1s);
+  return ctl.end_step(frugal::step{}.samples(10));
+}
+
 constexpr double MiB = 1024.0 * 1024.0;
 constexpr double KiB = 1024.0;
 
@@ -595,14 +608,7 @@ TEST(ControllerRunEnd, ThePlannedWorkCountsTheRunsEnd) {
                                     .planned_epochs(5)
                                     .run_end_work(end_work)
                                     .prune(frugal::prune_rule{}.warmup_steps(0))};
-    for (int i = 0; i < 4; ++i) {
-      run_step(run, clock, 1s);
-      (void)ctl.end_step(frugal::step{}.samples(10));
-    }
-    run_step(run, clock, 1s);
-    (void)ctl.end_epoch();
-    run_step(run, clock, 1s);
-    const frugal::decision d = ctl.end_step(frugal::step{}.samples(10));
+    const frugal::decision d = an_epoch_and_a_step(ctl, run, clock);
     if (end_work == 0) {
       EXPECT_FALSE(d.has(frugal::action::prune));
     } else {
@@ -834,14 +840,7 @@ TEST(ControllerRules, PlanFromEpochsIsLearntFromTheFirstEpoch) {
   // Now ask for more epochs than fit: 20 planned epochs, 5 s each.
   frugal::budget run2{"train2", frugal::limits{}.wall(30s)};
   frugal::controller c2{run2, frugal::controller_options{}.batch_size(10).planned_epochs(20).prune(frugal::prune_rule{}.warmup_steps(0))};
-  for (int i = 0; i < 4; ++i) {
-    run_step(run2, clock, 1s);
-    (void)c2.end_step(frugal::step{}.samples(10));
-  }
-  run_step(run2, clock, 1s);
-  (void)c2.end_epoch();
-  run_step(run2, clock, 1s);
-  const frugal::decision d = c2.end_step(frugal::step{}.samples(10));
+  const frugal::decision d = an_epoch_and_a_step(c2, run2, clock);
   ASSERT_TRUE(d.has(frugal::action::prune));
   // 3 steps + 18 epochs * 4 steps + 19 evaluations = 94 s needed, 24 s left.
   EXPECT_NEAR(d.prune_fraction(), 0.5, 1e-12);  // capped by max_fraction

@@ -105,13 +105,6 @@ struct int8_mlp {
   std::vector<Eigen::VectorXf> b;           // b[l]: sizes[l+1]
 };
 
-// The sizes as frugal's compression plan reads them.
-[[nodiscard]] inline frugal::mlp_shape frugal_shape(const std::vector<int>& sizes) {
-  std::vector<std::uint64_t> widths;
-  for (const int s : sizes) widths.push_back(static_cast<std::uint64_t>(s));
-  return frugal::mlp_shape(std::move(widths));
-}
-
 // The file's bytes besides the weights, scales and biases: magic, version, n, sizes, checksum.
 [[nodiscard]] constexpr std::uint64_t deployed_file_overhead(std::size_t sizes) noexcept {
   return deployed_magic.size() + 2 * sizeof(std::uint32_t) + sizeof(std::int32_t) * sizes + sizeof(std::uint64_t);

@@ -245,7 +245,8 @@ int train(options opt) {
   // epoch's end, and counts it in the plan --prune fits.
   const double validation_flops = static_cast<double>(trainer.evaluation_flops(val_n));
   const double test_flops = static_cast<double>(trainer.evaluation_flops(test_index.size()));
-  if (!opt.test_every_epoch && validation_flops > 0) control.run_end_work(test_flops / validation_flops);
+  const double test_ratio = opt.test_every_epoch || validation_flops <= 0 ? 0 : test_flops / validation_flops;
+  control.run_end_work(test_ratio);
   // No fixed margin: the controller measures each resource's headroom from the spread of its
   // costs (none for FLOPs and samples, which do not vary; what this machine's load needs for
   // wall and CPU time).
@@ -257,7 +258,7 @@ int train(options opt) {
   signals.bind(ctl);
   const double evaluation_flops = validation_flops + test_flops;
   const double first_step_flops = static_cast<double>(trainer.step_flops(batch));
-  const fmnist::evaluation_cost evaluation_cost(ctl, validation_flops, test_flops, opt.test_every_epoch,
+  const fmnist::evaluation_cost evaluation_cost(ctl, validation_flops, test_flops, test_ratio,
                                                 [&](std::size_t b) {
                                                   return static_cast<double>(trainer.step_flops(static_cast<Eigen::Index>(
                                                       b > 0 ? b : static_cast<std::size_t>(batch))));

@@ -5,6 +5,7 @@
 #include "idx.hpp"
 
 #include <frugal/eigen.hpp>
+#include <frugal/eigen/compression_plan.hpp>
 #include <frugal/eigen/structured_prune.hpp>
 #include <frugal/meter.hpp>
 
@@ -81,6 +82,13 @@ struct parameters {
   std::string t;
   for (const int x : sizes) t += (t.empty() ? "" : "-") + std::to_string(x);
   return t;
+}
+
+// The sizes as frugal's compression plans read them (pruning.hpp, deploy.hpp).
+[[nodiscard]] inline frugal::mlp_shape frugal_shape(const std::vector<int>& sizes) {
+  std::vector<std::uint64_t> widths;
+  for (const int s : sizes) widths.push_back(static_cast<std::uint64_t>(s));
+  return frugal::mlp_shape(std::move(widths));
 }
 
 class mlp {

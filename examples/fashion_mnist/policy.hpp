@@ -67,7 +67,8 @@ class learning_rate {
 // validation set at every epoch's end and the test set once, at the run's end (or, with
 // --test-every-epoch, at every epoch's end too): so the run's end costs an epoch's end plus the
 // final test evaluation, `test_ratio` times the validation's work (test images / validation
-// images: the same forward passes over twice the images; 0 when every epoch's end tests).
+// images: the same forward passes over twice the images; 0 when every epoch's end tests) -- the
+// run_end_work the controller was given.
 //
 // Once an epoch has ended: the controller's own forecast of its end-of-epoch work (the largest
 // recent one, in units of the steps' current cost for a time), times 1 + test_ratio. Before
@@ -80,17 +81,15 @@ class learning_rate {
 // takes 1/16 of a 128-sample step's FLOPs but more than 1/16 of its time.
 class evaluation_cost {
  public:
-  evaluation_cost(const frugal::controller& ctl, double validation_flops, double test_flops, bool test_every_epoch,
+  evaluation_cost(const frugal::controller& ctl, double validation_flops, double test_flops, double test_ratio,
                   std::function<double(std::size_t)> step_flops)
       : ctl_(&ctl),
         validation_flops_(validation_flops),
         test_flops_(test_flops),
-        test_ratio_(test_every_epoch || validation_flops <= 0 ? 0 : test_flops / validation_flops),
+        test_ratio_(test_ratio),
         step_flops_(std::move(step_flops)) {}
 
   [[nodiscard]] bool measured() const noexcept { return ctl_->epochs() > 0; }
-  // The final test evaluation's cost per unit of an epoch end's (0: every epoch's end tests).
-  [[nodiscard]] double test_ratio() const noexcept { return test_ratio_; }
 
   // The run's end: an epoch's end and the final test evaluation.
   [[nodiscard]] double of(std::string_view name) const {

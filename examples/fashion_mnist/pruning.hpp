@@ -52,10 +52,8 @@ struct prune_event {
 [[nodiscard]] inline std::optional<prune_event> prune_hidden_layer(mlp& model, optimizer& opt, trainer& tr,
                                                                    const prune_options& o, double cost_fraction,
                                                                    std::uint64_t samples_left, std::size_t batch) {
-  std::vector<std::uint64_t> widths;
-  for (const int s : model.sizes()) widths.push_back(static_cast<std::uint64_t>(s));
-  const frugal::mlp_shape shape(widths);
-  const auto width = static_cast<int>(widths[o.layer]);
+  const frugal::mlp_shape shape = frugal_shape(model.sizes());
+  const int width = model.sizes()[o.layer];
   if (width <= o.min_units || samples_left == 0 || !(cost_fraction > 0)) return std::nullopt;
   const frugal::training_work work{samples_left, batch, frugal_optimizer(opt.kind()), true};
   const frugal::prune_plan plan = frugal::plan_prune_for_cost_fraction(
