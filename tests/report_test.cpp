@@ -108,9 +108,16 @@ TEST(JsonWriter, AnyBytesMakeValidJson) {
 }
 
 // ---- text ------------------------------------------------------------------------------------
+// Energy read from a root that does not exist: the same reason on every machine.
+constexpr const char* no_powercap = "/frugal-test-no-powercap";
+#define FRUGAL_TEST_NO_POWERCAP_WHY \
+  "no /frugal-test-no-powercap: the kernel exposes no powercap interface here (no RAPL driver, a virtual machine, or not Linux)"
+
 TEST(TextReport, ShowsUsedAgainstLimitStagesAndChildren) {
   frugal::manual_clock clock;
+  frugal::energy_counter no_rapl{no_powercap};
   frugal::budget run{"train", frugal::limits{}.wall(10s).flops(1000)};
+  run.set_energy_counter(no_rapl);
   frugal::budget& eval = run.child("eval");
   {
     frugal::scope e{run, "epoch"};
@@ -132,6 +139,7 @@ TEST(TextReport, ShowsUsedAgainstLimitStagesAndChildren) {
       "  resource    used   limit  used %\n"
       "  wall      4.00 s  10.0 s  40.0 %\n"
       "  flops        400   1.00k  40.0 %\n"
+      "  energy: not measured: " FRUGAL_TEST_NO_POWERCAP_WHY "\n"
       "\n"
       "  stage  calls    wall    share  flops\n"
       "  epoch      1  4.00 s  100.0 %    400\n"
@@ -151,7 +159,10 @@ TEST(TextReport, ShowsUsedAgainstLimitStagesAndChildren) {
 TEST(JsonReport, GoldenDocument) {
   frugal::manual_clock clock;
   const frugal_test::fake_resident_set rss(48 << 20);  // the resident set every budget reads
-  frugal::budget run{"train", frugal::limits{}.wall(10s).flops(1000).units("samples", 64)};
+  frugal::energy_counter no_rapl{no_powercap};
+  frugal::budget run{"train", frugal::limits{}.wall(10s).flops(1000).units("samples", 64).cost(1, "USD")};
+  run.set_energy_counter(no_rapl);
+  run.set_price(frugal::price{}.instance_hour(3.6).currency("USD"));  // 0.001 USD a second of wall
   frugal::budget& eval = run.child("eval", frugal::limits{}.wall(2s));
   {
     frugal::scope e{run, "epoch"};
@@ -168,14 +179,16 @@ TEST(JsonReport, GoldenDocument) {
   const std::string expected =
       R"({"frugal_version":")" FRUGAL_VERSION_STRING R"(",)"
       R"("units_of_measure":{"wall":"seconds","cpu":"seconds","flops":"count","allocations":"count",)"
-      R"("alloc_bytes":"bytes","peak_bytes":"bytes","rss_bytes":"bytes"},)"
+      R"("alloc_bytes":"bytes","peak_bytes":"bytes","rss_bytes":"bytes","cost":"money","energy":"joules"},)"
       R"("resource_kinds":{"wall":"consumable","cpu":"consumable","flops":"consumable","allocations":"consumable",)"
-      R"("alloc_bytes":"consumable","peak_bytes":"level","rss_bytes":"level"},)"
+      R"("alloc_bytes":"consumable","peak_bytes":"level","rss_bytes":"level","cost":"consumable","energy":"consumable"},)"
       R"("budget":{"name":"train","path":"train",)"
       R"("limits":{"wall":10,"cpu":null,"flops":1000,"allocations":null,"alloc_bytes":null,"peak_bytes":null,)"
-      R"("rss_bytes":null,"units":{"samples":64}},)"
+      R"("rss_bytes":null,"cost":1,"energy":null,"units":{"samples":64},"currency":"USD"},)"
+      R"("price":{"instance_hour":3.6,"core_hour":0,"flop":0,"currency":"USD"},)"
       R"("used":{"wall":2,"cpu":null,"flops":1000,"allocations":0,"alloc_bytes":0,"peak_bytes":null,)"
-      R"("rss_bytes":50331648,"units":{"samples":32}},)"
+      R"("rss_bytes":50331648,"cost":0.002,"energy":null,"units":{"samples":32}},)"
+      R"("energy_unavailable":")" FRUGAL_TEST_NO_POWERCAP_WHY R"(",)"
       R"("exhausted":["flops"],"levels_crossed":[],"fraction_used":1,)"
       R"("stages":[)"
       R"({"name":"epoch","calls":1,"wall":2,"share":1,"flops":1000,"allocations":0,"alloc_bytes":0,)"
@@ -184,9 +197,11 @@ TEST(JsonReport, GoldenDocument) {
       R"("peak_rise_bytes":0,"units":{"samples":32}}],"resumed":null,)"
       R"("children":[{"name":"eval","path":"train/eval",)"
       R"("limits":{"wall":2,"cpu":null,"flops":null,"allocations":null,"alloc_bytes":null,"peak_bytes":null,)"
-      R"("rss_bytes":null,"units":{}},)"
+      R"("rss_bytes":null,"cost":null,"energy":null,"units":{},"currency":null},)"
+      R"("price":{"instance_hour":3.6,"core_hour":0,"flop":0,"currency":"USD"},)"
       R"("used":{"wall":0.5,"cpu":null,"flops":400,"allocations":0,"alloc_bytes":0,"peak_bytes":null,)"
-      R"("rss_bytes":50331648,"units":{}},)"
+      R"("rss_bytes":50331648,"cost":5e-04,"energy":null,"units":{}},)"
+      R"("energy_unavailable":")" FRUGAL_TEST_NO_POWERCAP_WHY R"(",)"
       R"("exhausted":[],"levels_crossed":[],"fraction_used":0.25,)"
       R"("stages":[{"name":"test","calls":1,"wall":0.5,"share":1,"flops":400,"allocations":0,"alloc_bytes":0,)"
       R"("peak_rise_bytes":0,"units":{}}],"resumed":null,)"

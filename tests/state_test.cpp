@@ -510,6 +510,41 @@ TEST(State, DowntimeIsTheGapBetweenTheProcessesAndIsNotCharged) {
   EXPECT_EQ(frugal::capture(run, ctl).downtime, run.downtime());
 }
 
+// Money and energy across processes: the cost limit's currency goes through the document; cost
+// is never carried on its own (it is the carried wall, cpu and flops at this process's price);
+// energy is carried like any consumable. A document written before cost and energy existed
+// (neither key) still resumes, with none used.
+TEST(State, CostIsDerivedAfterResumeAndEnergyIsCarried) {
+  // The keys missing, as in a document from before them: none used, no limit.
+  nlohmann::ordered_json doc = nlohmann::ordered_json::parse(frugal::to_json(first_process()));
+  for (const char* key : {"cost", "energy"}) {
+    doc["budget"]["limits"].erase(key);
+    doc["budget"]["used"].erase(key);
+  }
+  doc["budget"]["limits"].erase("currency");
+  const frugal::run_state old = frugal::from_json(doc.dump(), "old.json");
+  EXPECT_EQ(old.budget.used[resource::cost], 0);
+  EXPECT_EQ(old.budget.used[resource::energy], 0);
+  EXPECT_FALSE(old.budget.limits.has(resource::cost));
+
+  frugal::run_state s = first_process();
+  s.budget.limits.cost(0.5, "USD");
+  s.budget.used.by_resource[static_cast<std::size_t>(resource::cost)] = 99;  // ignored: derived
+  s.budget.used.by_resource[static_cast<std::size_t>(resource::energy)] = 1500;
+  const frugal::run_state back = through_the_document(s);
+  EXPECT_EQ(back.budget.limits.currency(), "USD");
+  EXPECT_EQ(back.budget.limits, s.budget.limits);
+  EXPECT_EQ(back.budget.used[resource::energy], 1500);
+  frugal::manual_clock clock;
+  frugal::budget run{"train", wall_and_flops()};
+  run.set_price(frugal::price{}.instance_hour(3.6).currency("USD"));  // 0.001 USD a second of wall
+  frugal::controller ctl{run, knob_and_patience()};
+  frugal::restore(run, ctl, back);
+  EXPECT_DOUBLE_EQ(run.used(resource::cost), 0.004);  // the 4 s carried, at this price
+  EXPECT_DOUBLE_EQ(run.carried()[resource::cost], 0.004);
+  EXPECT_GE(run.used(resource::energy), 1500);
+}
+
 // The reports say what a resumed run carries and how long it was down: the JSON report's
 // "resumed" (null for a run of one process) and a line under the text report's table.
 TEST(State, TheReportsShowTheCarriedUsageAndTheDowntime) {

@@ -50,7 +50,9 @@ constexpr double nan_value = std::numeric_limits<double>::quiet_NaN();
 // resources
 
 TEST(Resource, NamesRoundTripInEnumOrder) {
-  const char* expected[] = {"wall", "cpu", "flops", "allocations", "alloc_bytes", "peak_bytes", "rss_bytes"};
+  const char* expected[] = {"wall",       "cpu",       "flops", "allocations", "alloc_bytes",
+                            "peak_bytes", "rss_bytes", "cost",  "energy"};
+  static_assert(std::size(expected) == frugal::resource_count);
   ASSERT_EQ(frugal::all_resources.size(), frugal::resource_count);
   for (std::size_t i = 0; i < frugal::resource_count; ++i) {
     resource r = frugal::all_resources[i];
@@ -77,6 +79,14 @@ TEST(Resource, KindOf) {
   EXPECT_EQ(frugal::kind_of(resource::alloc_bytes), quantity_kind::bytes);
   EXPECT_EQ(frugal::kind_of(resource::peak_bytes), quantity_kind::bytes);
   EXPECT_EQ(frugal::kind_of(resource::rss_bytes), quantity_kind::bytes);
+  EXPECT_EQ(frugal::kind_of(resource::cost), quantity_kind::money);
+  EXPECT_EQ(frugal::kind_of(resource::energy), quantity_kind::energy);
+  // Whole: counts and bytes; money and joules come in fractions.
+  for (resource r : frugal::all_resources)
+    EXPECT_EQ(frugal::is_whole_quantity(r), frugal::kind_of(r) == quantity_kind::count || frugal::kind_of(r) == quantity_kind::bytes)
+        << frugal::to_string(r);
+  EXPECT_FALSE(frugal::is_whole_quantity(resource::cost));
+  EXPECT_FALSE(frugal::is_whole_quantity(resource::energy));
 }
 
 TEST(Resource, PeakAndResidentBytesAreTheLevelsTheRestAreConsumables) {
@@ -440,6 +450,8 @@ TEST(Limits, FluentSettersAndGetters) {
   limits l;
   l.wall(90min).cpu(1500ms).flops(2.5e12).allocations(1e6).alloc_bytes(1e9).peak_bytes(512.0 * 1024 * 1024)
       .rss_bytes(2.0 * 1024 * 1024 * 1024)
+      .cost(12.5, "USD")
+      .energy(5e4)
       .units("samples", 1'000'000)
       .units("tokens", 5e9);
   EXPECT_FALSE(l.empty());
@@ -451,6 +463,9 @@ TEST(Limits, FluentSettersAndGetters) {
   EXPECT_EQ(l.get(resource::peak_bytes), 536870912.0);
   EXPECT_EQ(l.get(resource::rss_bytes), 2147483648.0);
   EXPECT_EQ(l.get("rss_bytes"), 2147483648.0);
+  EXPECT_EQ(l.get(resource::cost), 12.5);
+  EXPECT_EQ(l.currency(), "USD");
+  EXPECT_EQ(l.get("energy"), 5e4);
   for (resource r : frugal::all_resources) EXPECT_TRUE(l.has(r));
   EXPECT_EQ(l.get("samples"), 1e6);
   EXPECT_EQ(l.get("tokens"), 5e9);
@@ -738,6 +753,7 @@ TEST(LimitsToString, RoundTripsEveryAcceptedValue) {
     l.rss_bytes(std::floor(whole / 4096) * 4096 + static_cast<double>(bits % 7));
     l.wall(std::chrono::duration<double>(any)).cpu(std::chrono::duration<double>(std::floor(any)));
     l.units("u", any);
+    l.cost(any, bits % 2 ? "USD" : "").energy(any);
     const std::string text = l.to_string();
     limits back;
     ASSERT_NO_THROW(back = limits::parse(text)) << text;
@@ -757,6 +773,93 @@ TEST(LimitsEquality, ComparesEveryLimit) {
   // Insertion order of user units does not make two budgets different.
   EXPECT_EQ(limits().units("a", 1).units("b", 2), limits().units("b", 2).units("a", 1));
   EXPECT_FALSE(limits().flops(1) != limits().flops(1));
+  // The currency is part of the cost limit.
+  EXPECT_NE(limits().cost(1, "USD"), limits().cost(1, "EUR"));
+  EXPECT_NE(limits().cost(1, "USD"), limits().cost(1));
+  EXPECT_NE(limits().energy(1), limits().cost(1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// money and energy
+
+TEST(Money, AmountAndOptionalCurrency) {
+  const frugal::money a = frugal::parse_money("12.50USD");
+  EXPECT_EQ(a.amount, 12.5);
+  EXPECT_EQ(a.currency, "USD");
+  const frugal::money b = frugal::parse_money(" 0.02 EUR ");
+  EXPECT_EQ(b.amount, 0.02);
+  EXPECT_EQ(b.currency, "EUR");
+  const frugal::money c = frugal::parse_money("3");
+  EXPECT_EQ(c.amount, 3);
+  EXPECT_EQ(c.currency, "");
+  EXPECT_EQ(frugal::parse_money("2.5e-3GBP").amount, 0.0025);
+}
+
+TEST(Money, BadAmountsAndCurrenciesNameTheFieldAndTheText) {
+  EXPECT_TRUE(throws_with([] { (void)frugal::parse_money("-1USD", "cost"); }, {"cost", "'-1USD'", "negative"}));
+  EXPECT_TRUE(throws_with([] { (void)frugal::parse_money("12.50usd", "cost"); }, {"cost", "'12.50usd'", "ISO 4217", "'usd'"}));
+  EXPECT_TRUE(throws_with([] { (void)frugal::parse_money("12.50US$"); }, {"ISO 4217", "'US$'"}));
+  EXPECT_TRUE(throws_with([] { (void)frugal::parse_money("USD"); }, {"expected a number"}));
+  EXPECT_TRUE(throws_with([] { (void)frugal::parse_money(""); }, {"empty value"}));
+  EXPECT_TRUE(throws_with([] { (void)frugal::parse_money("1e999USD"); }, {"out of range"}));
+}
+
+TEST(Energy, UnitsAreExact) {
+  EXPECT_EQ(frugal::parse_energy("50kJ"), 50000);
+  EXPECT_EQ(frugal::parse_energy("1.1kJ"), 1100);  // a decimal shift, not 1.1 * 1000
+  EXPECT_EQ(frugal::parse_energy("250 J"), 250);
+  EXPECT_EQ(frugal::parse_energy("2MJ"), 2e6);
+  EXPECT_EQ(frugal::parse_energy("1GJ"), 1e9);
+  EXPECT_EQ(frugal::parse_energy("1Wh"), 3600);
+  EXPECT_EQ(frugal::parse_energy("0.5kWh"), 1.8e6);
+  EXPECT_EQ(frugal::parse_energy("1MWh"), 3.6e9);
+  EXPECT_EQ(frugal::parse_energy("0.25J"), 0.25);
+}
+
+TEST(Energy, ErrorsNameTheFieldAndTheText) {
+  EXPECT_TRUE(throws_with([] { (void)frugal::parse_energy("50", "energy"); }, {"energy", "'50'", "missing unit", "kWh"}));
+  EXPECT_TRUE(throws_with([] { (void)frugal::parse_energy("50kj"); }, {"unknown unit 'kj'"}));
+  EXPECT_TRUE(throws_with([] { (void)frugal::parse_energy("-5J"); }, {"negative"}));
+  EXPECT_TRUE(throws_with([] { (void)frugal::parse_energy("1e308GJ"); }, {"out of range"}));
+}
+
+TEST(MoneyAndEnergy, Formatting) {
+  EXPECT_EQ(frugal::format_money(12.5, "USD"), "12.50 USD");
+  EXPECT_EQ(frugal::format_money(0.0213, "USD"), "0.0213 USD");
+  EXPECT_EQ(frugal::format_money(0.5), "0.500");
+  EXPECT_EQ(frugal::format_money(0.9999), "1.00");
+  EXPECT_EQ(frugal::format_money(0), "0");
+  EXPECT_EQ(frugal::format_money(1e-9, "EUR"), "1.00e-9 EUR");
+  EXPECT_EQ(frugal::format_energy(850), "850 J");
+  EXPECT_EQ(frugal::format_energy(12345), "12.3 kJ");
+  EXPECT_EQ(frugal::format_energy(4.56e6), "4.56 MJ");
+  EXPECT_EQ(frugal::format_energy(1.2e9), "1.20 GJ");
+  EXPECT_EQ(frugal::format_quantity(resource::energy, 50000), "50.0 kJ");
+  EXPECT_EQ(frugal::format_quantity(resource::cost, 2.5), "2.50");
+}
+
+TEST(LimitsParse, CostAndEnergy) {
+  const limits l = limits::parse("wall=20s,cost=12.50USD,energy=50kJ");
+  EXPECT_EQ(l.get(resource::cost), 12.5);
+  EXPECT_EQ(l.currency(), "USD");
+  EXPECT_EQ(l.get(resource::energy), 50000);
+  EXPECT_EQ(l.to_string(), "wall=20s,cost=12.5USD,energy=50000J");
+  EXPECT_EQ(limits::parse(l.to_string()), l);
+  EXPECT_EQ(limits::parse("cost=3").currency(), "");
+  EXPECT_EQ(limits().cost(0.02, "EUR").to_string(), "cost=0.02EUR");
+  EXPECT_TRUE(throws_with([] { (void)limits::parse("cost=12.50 dollars"); }, {"cost", "ISO 4217", "'dollars'"}));
+  EXPECT_TRUE(throws_with([] { (void)limits::parse("energy=50"); }, {"energy", "missing unit"}));
+  EXPECT_TRUE(throws_with([] { (void)limits::parse("cost=auto"); }, {"cost"}));
+  EXPECT_TRUE(throws_with([] { (void)limits().cost(1, "usd"); }, {"cost", "ISO 4217", "'usd'"}));
+  EXPECT_TRUE(throws_with([] { (void)limits().cost(-1, "USD"); }, {"cost", "-1"}));
+  EXPECT_TRUE(throws_with([] { (void)limits().energy(nan_value); }, {"energy", "nan"}));
+  // A user unit may not take a builtin's name, whatever its case.
+  EXPECT_TRUE(throws_with([] { (void)limits().units("Cost", 1); }, {"reserved", "cost"}));
+  EXPECT_TRUE(throws_with([] { (void)limits().units("ENERGY", 1); }, {"reserved", "energy"}));
+  // Lifting the cost limit drops its currency too.
+  limits c = limits().cost(1, "USD");
+  c.clear(resource::cost);
+  EXPECT_EQ(c, limits());
 }
 
 }  // namespace

@@ -8,7 +8,9 @@
 #include <frugal/detail/heap.hpp>
 #include <frugal/detail/ledger.hpp>
 #include <frugal/detail/trace_log.hpp>
+#include <frugal/energy.hpp>
 #include <frugal/meter.hpp>
+#include <frugal/price.hpp>
 #include <frugal/process_memory.hpp>
 #include <frugal/units.hpp>
 
@@ -24,6 +26,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -175,6 +178,7 @@ class budget {
       if (c->name_ == name)
         throw std::invalid_argument("frugal::budget::child: budget '" + name_ +
                                     "' already has a child named '" + name + "'");
+    check_currency(l, price_, "child '" + name + "''s limits");
     children_.push_back(std::unique_ptr<budget>(new budget(std::move(name), std::move(l), this)));
     budget& made = *children_.back();
     // Usage carried for a child the program makes only now (see carry()).
@@ -223,8 +227,9 @@ class budget {
   void set_limits(frugal::limits l) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
+      check_currency(l, price_, "set_limits");
       limits_ = std::move(l);
-      measure_cpu_.store(measure_cpu_requested_ || limits_.has(resource::cpu), std::memory_order_relaxed);
+      update_measure_cpu_locked();
     }
     // Under the listeners' own lock, not mutex_: a listener reads the limits back. Holding it
     // through the calls is what lets remove_limits_listener() promise no call is still running.
@@ -258,9 +263,9 @@ class budget {
   void measure_cpu(bool on = true) {
     std::lock_guard<std::mutex> lock(mutex_);
     measure_cpu_requested_ = on;
-    measure_cpu_.store(on || limits_.has(resource::cpu), std::memory_order_relaxed);
+    update_measure_cpu_locked();
   }
-  /// Whether CPU time is measured (a CPU limit, or measure_cpu()).
+  /// Whether CPU time is measured (a CPU limit, a price on core-hours, or measure_cpu()).
   [[nodiscard]] bool measures_cpu() const noexcept { return measure_cpu_.load(std::memory_order_relaxed); }
 
   /// Peak heap is measured whenever the allocation hooks are installed, however many budgets
@@ -270,6 +275,51 @@ class budget {
   /// Whether the resident set can be read (from /proc/self/statm): false where it cannot, and
   /// then reports show rss_bytes as not measured, not as 0. Reads it, which counts as a read.
   [[nodiscard]] bool measures_rss() const noexcept { return read_rss().has_value(); }
+
+  // --- money and energy ---
+
+  /// Prices the budget's resources (price.hpp): from now on used(resource::cost) is `p` applied to
+  /// its wall, cpu and flops -- those so far included -- so cost always agrees with them. Applies
+  /// to every descendant too, and children made later take it. A price on core-hours turns on CPU
+  /// measuring (measure_cpu()): CPU time before that was not measured and costs nothing. Throws
+  /// std::invalid_argument (nothing changes) when the cost limit of this budget or of a
+  /// descendant names another currency. Then the limits listeners run: the deadline watchdog
+  /// re-reads the wall a cost limit leaves.
+  void set_price(frugal::price p) {
+    const detail::bookkeeping own_allocations;
+    check_currency_in_subtree(p);
+    apply_price(p);
+  }
+  /// The price (empty when none is set).
+  [[nodiscard]] frugal::price price() const {
+    const detail::bookkeeping own_allocations;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return price_;
+  }
+  /// Whether cost is measured: a price is set. Without one, used(resource::cost) is 0 and reports
+  /// say cost is not measured; a controller refuses a cost limit.
+  [[nodiscard]] bool measures_cost() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return !price_.empty();
+  }
+
+  /// Reads energy from `counter` from now on (a counter over another root, a test's fake tree);
+  /// the budget's energy so far restarts from 0 here (an earlier process's carried amount stays).
+  /// Applies to every descendant too, and children made later take it. The default is
+  /// system_energy_counter(). `counter` must outlive the budget.
+  void set_energy_counter(energy_counter& counter) {
+    const std::optional<double> base = counter.joules();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      energy_ = &counter;
+      energy_base_ = base.value_or(0);
+    }
+    for (budget* c : children()) c->set_energy_counter(counter);
+  }
+  /// Whether energy is measured: the counter reads RAPL domains (energy_unavailable() says why not).
+  [[nodiscard]] bool measures_energy() const { return energy_counter_now().available(); }
+  /// Why energy is not measured ("" when it is): the counter's reason, naming the file and cause.
+  [[nodiscard]] std::string energy_unavailable() const { return energy_counter_now().why_unavailable(); }
 
   /// The limit in the resource's unit (seconds, count, bytes); +infinity when unlimited.
   [[nodiscard]] double limit(resource r) const {
@@ -294,6 +344,10 @@ class budget {
   /// rss_bytes: the highest process resident set at this budget's reads: this call, snapshot(),
   ///   measures_rss() and reports read it now (a system call, so never on a scope's path) and
   ///   raise the budget's mark and its ancestors'. Unreadable: the mark stays (see measures_rss()).
+  /// cost: the price applied to wall, cpu and flops as read now (0 without a price: measures_cost()).
+  /// energy: joules the machine's RAPL domains used since the budget was made (or since
+  ///   set_energy_counter()), read now -- a machine-wide figure, children's included, other
+  ///   processes' too; never on a scope's path. Unreadable: what was carried only (measures_energy()).
   /// the rest: charges made while such a scope was open, each counted once.
   [[nodiscard]] double used(resource r) const {
     detail::flush_pending(detail::this_thread);
@@ -311,6 +365,11 @@ class budget {
       case resource::rss_bytes:
         (void)read_rss();
         return rss_high();
+      case resource::cost: {
+        const frugal::price p = price();
+        return p.empty() ? 0 : p.cost(wall_seconds(), cpu_seconds(), used(resource::flops));
+      }
+      case resource::energy: return energy_joules();
     }
     return 0;
   }
@@ -331,7 +390,7 @@ class budget {
   }
 
   /// Everything, the resident set read now included.
-  [[nodiscard]] usage snapshot() const { return read_usage(true); }
+  [[nodiscard]] usage snapshot() const { return read_usage(true, true); }
 
   /// A consumable: what is left to spend, limit - used. A level: the headroom, limit - the
   /// height reached. Never below 0 (crossed_levels() tells a crossed ceiling apart); +infinity
@@ -350,13 +409,13 @@ class budget {
   }
 
   /// "Budget used": the largest fraction used over the limited consumables (wall, cpu, flops,
-  /// allocations, alloc_bytes, every user unit); 0 when none is limited. Levels are left out: a
+  /// allocations, alloc_bytes, cost, energy, every user unit); 0 when none is limited. Levels are left out: a
   /// heap near its ceiling has not used up any of the budget (see crossed_levels()).
   [[nodiscard]] double fraction_used() const {
     const detail::bookkeeping own_allocations;
     const frugal::limits l = limits();
     if (!limits_a_consumable(l)) return 0;
-    return detail::consumed_fraction(read_usage(false), l);
+    return detail::consumed_fraction(read_usage(false, l.has(resource::energy)), l);
   }
 
   /// The limited consumables whose use has reached the limit (names as in limits::parse).
@@ -365,7 +424,7 @@ class budget {
     const detail::bookkeeping own_allocations;
     const frugal::limits l = limits();
     if (!limits_a_consumable(l)) return {};
-    return detail::exhausted_consumables(read_usage(false), l);
+    return detail::exhausted_consumables(read_usage(false, l.has(resource::energy)), l);
   }
 
   /// Some consumable's limit reached. Running out is a decision for the caller (or the
@@ -460,6 +519,9 @@ class budget {
     const detail::bookkeeping own_allocations;
     usage u;
     for (resource r : all_resources) u.by_resource[static_cast<std::size_t>(r)] = carried_of(r);
+    // Cost is derived, never carried on its own: the carried resources at this process's price.
+    u.by_resource[static_cast<std::size_t>(resource::cost)] =
+        price().cost(u[resource::wall], u[resource::cpu], u[resource::flops]);
     std::lock_guard<std::mutex> lock(mutex_);
     const std::uint32_t n = detail::units_registered.count.load(std::memory_order_acquire);
     for (std::uint32_t i = 0; i < n; ++i)
@@ -577,7 +639,57 @@ class budget {
       detail::release_watcher(watcher_);
       check_name(name_, "name");
     }
-    measure_cpu_.store(limits_.has(resource::cpu), std::memory_order_relaxed);
+    // A child is priced and metered as its parent is (the caller, child(), holds the parent's lock).
+    if (parent_) {
+      price_ = parent_->price_;
+      energy_ = parent_->energy_;
+    }
+    if (const auto base = energy_counter_now().joules()) energy_base_ = *base;
+    update_measure_cpu_locked();
+  }
+
+  /// mutex_ held (or the budget not yet shared). CPU time is measured for a CPU limit, a price on
+  /// core-hours, or when asked.
+  void update_measure_cpu_locked() noexcept {
+    measure_cpu_.store(measure_cpu_requested_ || limits_.has(resource::cpu) || price_.prices_cpu(),
+                       std::memory_order_relaxed);
+  }
+
+  /// A cost limit naming a currency must name the price's (when the price names one).
+  static void check_currency(const frugal::limits& l, const frugal::price& p, const std::string& where) {
+    if (!l.currency().empty() && !p.currency().empty() && l.currency() != p.currency())
+      throw std::invalid_argument("frugal::budget: " + where + ": the cost limit is in " + l.currency() +
+                                  " but the price is in " + p.currency());
+  }
+  void check_currency_in_subtree(const frugal::price& p) const {
+    check_currency(limits(), p, "set_price on '" + path() + "'");
+    for (const budget* c : children()) c->check_currency_in_subtree(p);
+  }
+  void apply_price(const frugal::price& p) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      price_ = p;
+      update_measure_cpu_locked();
+    }
+    for (budget* c : children()) c->apply_price(p);
+    std::lock_guard<std::mutex> lock(listeners_mutex_);
+    for (const auto& entry : listeners_) entry.second();
+  }
+
+  [[nodiscard]] energy_counter& energy_counter_now() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return energy_ ? *energy_ : system_energy_counter();
+  }
+  /// Joules since the budget was made (or its counter set), plus an earlier process's.
+  [[nodiscard]] double energy_joules() const {
+    energy_counter& counter = energy_counter_now();
+    const std::optional<double> now = counter.joules();
+    double base = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      base = energy_base_;
+    }
+    return (now ? std::max(0.0, *now - base) : 0.0) + carried_of(resource::energy);
   }
 
   /// With the allocation hooks every budget gets a watcher slot (they are not limited in
@@ -590,8 +702,9 @@ class budget {
   }
 
   /// What snapshot() returns; without the levels for the aggregates over consumables, which
-  /// would read the resident set for nothing.
-  [[nodiscard]] usage read_usage(bool levels) const {
+  /// would read the resident set for nothing, and without energy unless it is limited (a read of
+  /// the counters' files).
+  [[nodiscard]] usage read_usage(bool levels, bool energy) const {
     const detail::bookkeeping own_allocations;
     detail::flush_pending(detail::this_thread);
     usage u;
@@ -602,6 +715,8 @@ class budget {
     }
     u.by_resource[static_cast<std::size_t>(resource::wall)] = wall_seconds();
     u.by_resource[static_cast<std::size_t>(resource::cpu)] = cpu_seconds();
+    if (energy)
+      u.by_resource[static_cast<std::size_t>(resource::energy)] = energy_joules();
     std::array<double, FRUGAL_MAX_UNITS> units{};
     for (resource r : {resource::flops, resource::allocations, resource::alloc_bytes})
       u.by_resource[static_cast<std::size_t>(r)] = carried_of(r);
@@ -617,6 +732,9 @@ class budget {
     const std::uint32_t n = detail::units_registered.count.load(std::memory_order_acquire);
     for (std::uint32_t i = 0; i < n; ++i)
       if (units[i] != 0) u.units.emplace_back(std::string(detail::unit_name(i)), units[i]);
+    // From this very reading's wall, cpu and flops: a report's cost agrees with them exactly.
+    if (const frugal::price p = price(); !p.empty())
+      u.by_resource[static_cast<std::size_t>(resource::cost)] = p.cost(u[resource::wall], u[resource::cpu], u[resource::flops]);
     return u;
   }
 
@@ -801,6 +919,9 @@ class budget {
 
   mutable std::mutex mutex_;  ///< guards everything below; never held on the hot path
   frugal::limits limits_;
+  frugal::price price_;                ///< set_price(); empty: cost is not measured
+  energy_counter* energy_ = nullptr;   ///< set_energy_counter(); null: system_energy_counter()
+  double energy_base_ = 0;             ///< the counter's joules when the budget started reading it
   bool measure_cpu_requested_ = false;
   std::vector<std::unique_ptr<budget>> children_;
   /// One per thread using the budget at the same time: an exited thread's block goes to the

@@ -577,6 +577,7 @@ class controller {
   /// new limits, nothing is exhausted and the next step fits (and, after an epoch's end, the next
   /// epoch's first step and end); a budget the new limits find spent stops the run now.
   void reload_limits() {
+    check_measurable(run_->limits());
     std::vector<tracked> old = std::move(tracked_);
     build_tracked();
     for (auto& t : tracked_)
@@ -751,11 +752,25 @@ class controller {
     };
     for (const auto& r : o.prune_rules_) check_watched(r.watched(), r.name());
     for (const auto& r : o.quantize_rules_) check_watched(r.watched(), r.name());
+    check_measurable(l);
+  }
+
+  /// A limit nothing measures would never bind: a cost without a price, energy without a
+  /// readable counter. Refused, naming why, rather than watched as a silent zero.
+  void check_measurable(const frugal::limits& l) const {
+    if (l.has(resource::cost) && !run_->measures_cost())
+      fail("the cost limit of budget '" + run_->path() + "'", "priced (budget::set_price, e.g. instance_hour=3.06USD)",
+           "no price");
+    if (l.has(resource::energy) && !run_->measures_energy())
+      fail("the energy limit of budget '" + run_->path() + "'", "measurable by a RAPL counter",
+           "none: " + run_->energy_unavailable());
   }
 
   void build_tracked() {
     const frugal::limits l = run_->limits();
     tracked_.clear();
+    const frugal::price p = run_->price();
+    cost_by_time_ = p.instance_hour() > 0 || p.core_hour() > 0;
     for (resource r : all_resources) {
       const auto lim = l.get(r);
       // The wall and the peak heap are cheap to read (no lock): forecast even when unlimited.
@@ -914,8 +929,21 @@ class controller {
 
   // --- epoch ends ---
 
-  [[nodiscard]] static bool is_time(const tracked& t) noexcept {
-    return t.builtin && (*t.builtin == resource::wall || *t.builtin == resource::cpu);
+  /// Time, and what is spent at a rate over time: energy, and money priced by the hour.
+  [[nodiscard]] bool is_time(const tracked& t) const noexcept {
+    if (!t.builtin) return false;
+    switch (*t.builtin) {
+      case resource::wall:
+      case resource::cpu:
+      case resource::energy: return true;
+      case resource::cost: return cost_by_time_;
+      case resource::flops:
+      case resource::allocations:
+      case resource::alloc_bytes:
+      case resource::peak_bytes:
+      case resource::rss_bytes: break;
+    }
+    return false;
   }
   /// The steps' typical cost per sample at batch b now (per step when the batch is unknown).
   [[nodiscard]] static double step_rate(const tracked& t, std::size_t b) noexcept {
@@ -1627,7 +1655,8 @@ class controller {
   [[nodiscard]] static bool watches(const std::vector<std::string>& watched, const tracked& t) {
     if (t.level) return false;
     if (watched.empty())
-      return t.builtin && (*t.builtin == resource::wall || *t.builtin == resource::cpu || *t.builtin == resource::flops);
+      return t.builtin && (*t.builtin == resource::wall || *t.builtin == resource::cpu || *t.builtin == resource::flops ||
+                           *t.builtin == resource::cost || *t.builtin == resource::energy);
     return std::find(watched.begin(), watched.end(), t.name) != watched.end();
   }
 
@@ -1883,6 +1912,7 @@ class controller {
   /// Memory: the heap between checkpoints (a step's peak), the probe, the sized stages.
   heap_watch window_;
   bool rss_readable_ = false;   ///< /proc/self/statm could be read when the controller was made
+  bool cost_by_time_ = false;  ///< the price charges wall or CPU hours: cost runs with time (is_time)
   double heap_resolution_ = 0;  ///< heap_resolution_bytes() at the last checkpoint
   bool memory_probing_ = false;
   std::vector<sized_stage> stages_;

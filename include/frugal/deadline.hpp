@@ -29,7 +29,8 @@
 
 namespace frugal {
 
-/// While alive, a thread sleeps until the budget's wall time reaches its limit, then (once):
+/// While alive, a thread sleeps until the budget's wall time reaches its limit -- or its cost,
+/// when a price makes the wall cost money (budget::set_price) -- then (once):
 /// records the time, sets stop_flag() -- which a controller bound with ctl.cancel_on(w.stop_flag())
 /// turns into a `cancelled` decision -- and cancels the bound context: a
 /// tbb::parallel_for(range, body, ctx) in flight stops scheduling chunks at once, and bodies that
@@ -136,7 +137,8 @@ class deadline_watchdog {
     if (!fired()) return {};
     const char* cancelled = ctx_ ? "; parallel work in flight was cancelled" : "";
     if (!fired_by_arm_.load(std::memory_order_relaxed))
-      return std::string("the deadline watchdog fired at the wall limit") + cancelled;
+      return std::string("the deadline watchdog fired at the ") + std::string(to_string(reached_.load(std::memory_order_relaxed))) +
+             " limit" + cancelled;
     std::lock_guard<std::mutex> lock(mutex_);
     return "the deadline watchdog fired: " + (fired_why_.empty() ? std::string("its armed moment passed") : fired_why_) +
            cancelled;
@@ -146,6 +148,9 @@ class deadline_watchdog {
   /// The longest single sleep: a bound on the arithmetic of time points, not on the accuracy
   /// (the thread re-reads the budget each time it wakes).
   static constexpr double max_sleep_seconds = 3600;
+  /// How often a cost limit priced beyond the wall (CPU, FLOPs) is re-read: a read is a short
+  /// walk of the budget's blocks, so 100 a second cost nothing a step would notice.
+  static constexpr double cost_poll_seconds = 0.01;
 
   void start() {
     listener_ = run_.add_limits_listener([this] { limits_changed(); });
@@ -174,11 +179,23 @@ class deadline_watchdog {
     return true;
   }
 
-  [[nodiscard]] double remaining_seconds() const {
-    const double limit = run_.limit(resource::wall);
-    if (!std::isfinite(limit)) return limit;
-    return limit - run_.used(resource::wall);
+  /// The wall time left before a limit is reached: the wall limit's, and a cost limit's bound
+  /// (price::wall_bound: the instance-hours alone would spend the cost left by then). 0 once
+  /// either is reached; which one, for describe().
+  [[nodiscard]] double remaining_seconds() {
+    double left = budget::unlimited;
+    if (const double limit = run_.limit(resource::wall); std::isfinite(limit)) left = limit - run_.used(resource::wall);
+    if (left <= 0) return set_reached(resource::wall), 0.0;
+    if (const double limit = run_.limit(resource::cost); std::isfinite(limit) && run_.measures_cost()) {
+      const double cost_left = limit - run_.used(resource::cost);
+      if (cost_left <= 0) return set_reached(resource::cost), 0.0;
+      left = std::min(left, run_.price().wall_bound(cost_left));
+      // CPU time and FLOPs spend money too, at a rate the wall does not show: re-read often.
+      if (run_.price().core_hour() > 0 || run_.price().per_flop() > 0) left = std::min(left, cost_poll_seconds);
+    }
+    return left;
   }
+  void set_reached(resource r) noexcept { reached_.store(r, std::memory_order_relaxed); }
 
   void watch() {
 #if defined(PR_SET_TIMERSLACK)
@@ -222,6 +239,7 @@ class deadline_watchdog {
   std::atomic<bool> firing_{false};
   std::atomic<bool> fired_{false};
   std::atomic<bool> fired_by_arm_{false};  ///< which deadline fired; published by fired_
+  std::atomic<resource> reached_{resource::wall};  ///< the limit reached (wall or cost); published by fired_
   std::atomic<std::int64_t> fired_ns_{0};
   std::uint64_t listener_ = 0;  ///< this watchdog's id among run_'s limits listeners
   mutable std::mutex mutex_;

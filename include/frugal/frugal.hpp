@@ -1,6 +1,6 @@
 /// @file
-/// The umbrella header: budgets, scopes, meters, clocks, limits, heap accounting and the
-/// controller — the core of frugal. oneTBB integration and the hard deadline: <frugal/tbb.hpp>,
+/// The umbrella header: budgets, scopes, meters, clocks, limits, prices and energy counters,
+/// heap accounting and the controller — the core of frugal. oneTBB integration and the hard deadline: <frugal/tbb.hpp>,
 /// <frugal/deadline.hpp>; Eigen FLOP counting: <frugal/eigen.hpp>; tracing: <frugal/trace.hpp>.
 #pragma once
 
@@ -10,7 +10,9 @@
 #include <frugal/config.hpp>
 #include <frugal/controller.hpp>
 #include <frugal/controller_report.hpp>
+#include <frugal/energy.hpp>
 #include <frugal/meter.hpp>
+#include <frugal/price.hpp>
 #include <frugal/schedule.hpp>
 #include <frugal/scope.hpp>
 #include <frugal/units.hpp>

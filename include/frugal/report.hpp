@@ -59,6 +59,30 @@ inline std::string resource_label(resource r, const std::vector<std::string>& cr
   return label + (over ? " (level, crossed)" : " (level)");
 }
 
+// Whether the budget measures `r` at all: not measured is not zero (no allocation hooks, no
+// /proc, no price, no RAPL counter), and reports say so rather than print "0 B".
+[[nodiscard]] inline bool measures(const budget& b, resource r) {
+  switch (r) {
+    case resource::cpu: return b.measures_cpu();
+    case resource::peak_bytes: return b.measures_peak();
+    case resource::rss_bytes: return b.measures_rss();
+    case resource::cost: return b.measures_cost();
+    case resource::energy: return b.measures_energy();
+    case resource::wall:
+    case resource::flops:
+    case resource::allocations:
+    case resource::alloc_bytes: break;
+  }
+  return true;
+}
+
+// Money carries its currency: the price's, else the limit's.
+[[nodiscard]] inline std::string format_amount(const budget& b, const frugal::limits& l, resource r, double v) {
+  if (r != resource::cost) return format_quantity(r, v);
+  const std::string currency = b.price().currency();
+  return format_money(v, currency.empty() ? l.currency() : currency);
+}
+
 inline void print_budget(std::ostream& out, const budget& b, const std::string& indent) {
   out << indent << "budget " << b.path() << '\n';
   const usage u = b.snapshot();
@@ -67,16 +91,16 @@ inline void print_budget(std::ostream& out, const budget& b, const std::string& 
   std::vector<std::vector<std::string>> rows{{"resource", "used", "limit", "used %"}};
   for (resource r : all_resources) {
     const auto lim = l.get(r);
-    if (r == resource::cpu && !b.measures_cpu()) continue;
+    const bool measured = measures(b, r);
+    if (r == resource::cpu && !measured) continue;
     // The resident set is the process's, the same in every budget of the tree: a row only
     // where a budget limits it (the JSON report always has it).
     if (r == resource::rss_bytes && !lim) continue;
-    if (!lim && u[r] == 0 && r != resource::wall) continue;
-    // Not measured is not zero (no allocation hooks, no /proc): say so rather than print "0 B".
-    const bool measured =
-        (r != resource::peak_bytes || b.measures_peak()) && (r != resource::rss_bytes || b.measures_rss());
-    rows.push_back({resource_label(r, crossed), measured ? format_quantity(r, u[r]) : "not measured",
-                    lim ? format_quantity(r, *lim) : "-", lim && measured ? percent(fraction_of(u[r], *lim)) : "-"});
+    // Cost and energy: a row where limited or measured (a price, a RAPL counter).
+    if ((r == resource::cost || r == resource::energy) && !lim && !measured) continue;
+    if (!lim && u[r] == 0 && r != resource::wall && !(r == resource::cost && measured)) continue;
+    rows.push_back({resource_label(r, crossed), measured ? format_amount(b, l, r, u[r]) : "not measured",
+                    lim ? format_amount(b, l, r, *lim) : "-", lim && measured ? percent(fraction_of(u[r], *lim)) : "-"});
   }
   for (const auto& [unit, value] : u.units) {
     const auto lim = l.get(unit);
@@ -86,6 +110,8 @@ inline void print_budget(std::ostream& out, const budget& b, const std::string& 
   for (const auto& [unit, lim] : l.unit_limits())
     if (u.of(unit) == 0) rows.push_back({unit, "0", format_count(lim), percent(fraction_of(0, lim))});
   print_table(out, rows, indent + "  ");
+  // A root says once why there is no energy figure: the counter is the machine's.
+  if (!b.parent() && !b.measures_energy()) out << indent << "  energy: not measured: " << b.energy_unavailable() << '\n';
   if (b.resumed()) {
     out << indent << "  resumed: " << format_duration(b.carried()[resource::wall]) << " of the wall used in earlier processes";
     if (!b.parent()) out << "; " << format_duration(b.downtime().count()) << " between them (downtime, not charged)";
@@ -140,6 +166,8 @@ namespace detail {
   switch (kind_of(r)) {
     case quantity_kind::duration: return "seconds";
     case quantity_kind::bytes: return "bytes";
+    case quantity_kind::money: return "money";
+    case quantity_kind::energy: return "joules";
     case quantity_kind::count: break;
   }
   return "count";
@@ -184,7 +212,26 @@ inline void json_budget(json_writer& w, const budget& b) {
   }
   w.key("units");
   json_units(w, l.unit_limits());
+  w.key("currency");
+  if (l.currency().empty())
+    w.null();
+  else
+    w.value(std::string_view(l.currency()));
   w.end_object();
+
+  // The price cost is derived from (null: none, and cost is not measured).
+  w.key("price");
+  if (const frugal::price p = b.price(); !p.empty()) {
+    w.begin_object().member("instance_hour", p.instance_hour()).member("core_hour", p.core_hour());
+    w.member("flop", p.per_flop()).key("currency");
+    if (p.currency().empty())
+      w.null();
+    else
+      w.value(std::string_view(p.currency()));
+    w.end_object();
+  } else {
+    w.null();
+  }
 
   // Every charged unit, and every limited one (at 0 if nothing was charged yet).
   std::vector<std::pair<std::string, double>> units = u.units;
@@ -196,8 +243,7 @@ inline void json_budget(json_writer& w, const budget& b) {
   w.key("used").begin_object();
   for (resource r : all_resources) {
     w.key(to_string(r));
-    if ((r == resource::cpu && !b.measures_cpu()) || (r == resource::peak_bytes && !b.measures_peak()) ||
-        (r == resource::rss_bytes && !b.measures_rss()))
+    if (!measures(b, r))
       w.null();  // not measured, which is not the same as zero
     else
       json_amount(w, u[r]);
@@ -205,6 +251,12 @@ inline void json_budget(json_writer& w, const budget& b) {
   w.key("units");
   json_units(w, units);
   w.end_object();
+  // Why used.energy is null: the counter's reason (no RAPL, permission denied); null when measured.
+  w.key("energy_unavailable");
+  if (const std::string why = b.energy_unavailable(); !why.empty())
+    w.value(std::string_view(why));
+  else
+    w.null();
 
   // The budget's own aggregates (budget.hpp), applied to the reading written under "used", so
   // the figures agree with it and with exhausted_resources(), crossed_levels(), fraction_used().
@@ -322,10 +374,14 @@ inline void json_report_members(json_writer& w, const budget& b) {
 ///    "resource_kinds": {"wall": "consumable", ..., "peak_bytes": "level", "rss_bytes": "level"},
 ///                      (user units: consumable)
 ///    "budget": {"name", "path",
-///               "limits": {<resource>: number or null (unlimited), ..., "units": {<unit>: number}},
-///               "used":   {<resource>: number (cpu, peak_bytes, rss_bytes: null when not
-///                          measured), ..., "units": {...}},   (a level's "used" is the height
-///                          it reached; rss_bytes: the highest resident set read, this one included)
+///               "limits": {<resource>: number or null (unlimited), ..., "units": {<unit>: number},
+///                          "currency": the cost limit's ISO 4217 code or null},
+///               "price":  {"instance_hour", "core_hour", "flop", "currency"} or null (no price),
+///               "used":   {<resource>: number (cpu, peak_bytes, rss_bytes, cost, energy: null when
+///                          not measured), ..., "units": {...}},   (a level's "used" is the height
+///                          it reached; rss_bytes: the highest resident set read, this one included;
+///                          cost: the price applied to this reading's wall, cpu and flops)
+///               "energy_unavailable": why energy is not measured, or null,
 ///               "exhausted": [<consumable resource or unit at its limit>, ...],
 ///               "levels_crossed": [<level above its limit>, ...],
 ///               "fraction_used": number (the largest over the limited consumables, as

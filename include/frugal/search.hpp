@@ -806,12 +806,15 @@ class search {
     if (const auto r = resource_from_name(name)) return b.used(*r);
     return b.used(std::string_view(name));
   }
-  /// Wall time is a union over threads: trials at once share it rather than add to it.
-  [[nodiscard]] static bool union_over_threads(const std::string& name) { return name == to_string(resource::wall); }
+  /// Wall time is a union over threads, and energy the machine's over a time: trials at once
+  /// share them rather than add to them.
+  [[nodiscard]] static bool union_over_threads(const std::string& name) {
+    return name == to_string(resource::wall) || name == to_string(resource::energy);
+  }
   /// Limits on FLOPs, allocations and bytes are whole numbers (limits::set refuses fractions).
   [[nodiscard]] static bool whole(const std::string& name) {
     const auto r = resource_from_name(name);
-    return r && kind_of(*r) != quantity_kind::duration;
+    return r && is_whole_quantity(*r);
   }
   [[nodiscard]] static double rounded(const std::string& name, double v) { return whole(name) ? std::floor(v) : v; }
 

@@ -214,6 +214,7 @@ inline json write(const budget_state& b) {
   json limits = json::object();
   for (resource r : all_resources) limits[std::string(to_string(r))] = optional(b.limits.get(r));
   limits["units"] = units(b.limits.unit_limits());
+  limits["currency"] = b.limits.currency().empty() ? json(nullptr) : json(b.limits.currency());
   json used = json::object();
   for (resource r : all_resources) used[std::string(to_string(r))] = number(b.used[r]);
   used["units"] = units(b.used.units);
@@ -542,6 +543,9 @@ class reader {
     c.history = read_history(at(f, "history"));
     return c;
   }
+  // cost and energy came after version 1's first documents: missing there means none.
+  [[nodiscard]] static bool added_later(resource r) noexcept { return r == resource::cost || r == resource::energy; }
+
   budget_state read_budget(const field& f) const {
     object(f);
     budget_state b;
@@ -549,12 +553,21 @@ class reader {
     const field limits = object(at(f, "limits"));
     for (resource r : all_resources) {
       const field l = at(limits, to_string(r));
+      if (!l.v && added_later(r)) continue;
       if (null(l)) continue;
       const double v = amount(l);
       try {
         b.limits.set(r, v);
       } catch (const std::invalid_argument& e) {
         fail(l.path, e.what());
+      }
+    }
+    if (const field c = at(limits, "currency"); c.v && !c.v->is_null()) {
+      if (!b.limits.get(resource::cost)) fail(c.path, "names a currency but there is no cost limit");
+      try {
+        b.limits.cost(*b.limits.get(resource::cost), string(c));
+      } catch (const std::invalid_argument& e) {
+        fail(c.path, e.what());
       }
     }
     for (const auto& [unit, v] : named_numbers(at(limits, "units"), true)) {
@@ -565,7 +578,10 @@ class reader {
       }
     }
     const field used = object(at(f, "used"));
-    for (resource r : all_resources) b.used.by_resource[static_cast<std::size_t>(r)] = amount(at(used, to_string(r)));
+    for (resource r : all_resources) {
+      const field u = at(used, to_string(r));
+      b.used.by_resource[static_cast<std::size_t>(r)] = !u.v && added_later(r) ? 0 : amount(u);
+    }
     b.used.units = named_numbers(at(used, "units"), true);
     const field stages = array(at(f, "stages"));
     for (std::size_t i = 0; i < stages.v->size(); ++i) {

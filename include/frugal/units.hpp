@@ -23,15 +23,18 @@ namespace frugal {
 
 /// peak_bytes is the highest live heap (the allocation hooks measure it); rss_bytes the highest
 /// resident set of the process, read from /proc only when asked (budget::used(), reports).
-enum class resource : unsigned char { wall, cpu, flops, allocations, alloc_bytes, peak_bytes, rss_bytes };
+/// cost is money, derived from wall, cpu and flops by the budget's price (price.hpp), never
+/// charged on its own; energy is joules the machine's RAPL domains used (energy.hpp), read only
+/// when asked, like rss_bytes.
+enum class resource : unsigned char { wall, cpu, flops, allocations, alloc_bytes, peak_bytes, rss_bytes, cost, energy };
 
 /// How many builtin resources there are: the size of `resource`.
-inline constexpr std::size_t resource_count = 7;
+inline constexpr std::size_t resource_count = 9;
 
 /// Every builtin resource, in enum order (the order reports list them in).
 inline constexpr std::array<resource, resource_count> all_resources = {
-    resource::wall,        resource::cpu,         resource::flops,     resource::allocations,
-    resource::alloc_bytes, resource::peak_bytes,  resource::rss_bytes,
+    resource::wall,       resource::cpu,       resource::flops, resource::allocations, resource::alloc_bytes,
+    resource::peak_bytes, resource::rss_bytes, resource::cost,  resource::energy,
 };
 
 /// Longer names are almost certainly a bug (a pasted value, a path) and would bloat reports.
@@ -48,6 +51,8 @@ inline constexpr std::size_t max_unit_name_length = 63;
     case resource::alloc_bytes: return "alloc_bytes";
     case resource::peak_bytes: return "peak_bytes";
     case resource::rss_bytes: return "rss_bytes";
+    case resource::cost: return "cost";
+    case resource::energy: return "energy";
   }
   // Reachable only through a cast of an out-of-range integer; never crash while reporting.
   return "unknown";
@@ -86,7 +91,9 @@ enum class resource_kind : unsigned char { consumable, level };
     case resource::cpu:
     case resource::flops:
     case resource::allocations:
-    case resource::alloc_bytes: break;
+    case resource::alloc_bytes:
+    case resource::cost:
+    case resource::energy: break;
   }
   return resource_kind::consumable;
 }
@@ -98,12 +105,12 @@ enum class resource_kind : unsigned char { consumable, level };
   return kind_of_resource(r) == resource_kind::consumable;
 }
 
-/// What a resource's amounts measure: seconds (duration), a number (count) or bytes; decides how
-/// they are parsed and formatted.
-enum class quantity_kind { duration, count, bytes };
+/// What a resource's amounts measure: seconds (duration), a number (count), bytes, money (in the
+/// limit's or the price's currency) or joules (energy); decides how they are parsed and formatted.
+enum class quantity_kind { duration, count, bytes, money, energy };
 
 /// wall and cpu are durations; alloc_bytes, peak_bytes and rss_bytes are bytes; flops and
-/// allocations counts.
+/// allocations counts; cost money; energy joules.
 [[nodiscard]] constexpr quantity_kind kind_of(resource r) noexcept {
   switch (r) {
     case resource::wall:
@@ -111,10 +118,18 @@ enum class quantity_kind { duration, count, bytes };
     case resource::alloc_bytes:
     case resource::peak_bytes:
     case resource::rss_bytes: return quantity_kind::bytes;
+    case resource::cost: return quantity_kind::money;
+    case resource::energy: return quantity_kind::energy;
     case resource::flops:
     case resource::allocations: break;
   }
   return quantity_kind::count;
+}
+
+/// Whether amounts of `r` are whole numbers: counts and bytes are; durations, money and joules
+/// may be fractions.
+[[nodiscard]] constexpr bool is_whole_quantity(resource r) noexcept {
+  return kind_of(r) == quantity_kind::count || kind_of(r) == quantity_kind::bytes;
 }
 
 namespace detail::units_impl {
@@ -288,6 +303,31 @@ inline constexpr std::array<byte_unit, 10> byte_units = {{
     {"TiB", 1024.0 * 1024.0 * 1024.0 * 1024.0, 0},
 }};
 
+struct energy_unit {
+  std::string_view name;
+  double multiplier;  // joules per unit
+  int decimal_shift;  // decimal units: multiplier == 10^decimal_shift, applied to the text
+};
+
+// A watt-hour is 3600 J; the SI multiples shift the decimal point, so 1.1kJ is exactly 1100 J.
+inline constexpr std::array<energy_unit, 7> energy_units = {{
+    {"J", 1.0, 0},
+    {"kJ", 1e3, 3},
+    {"MJ", 1e6, 6},
+    {"GJ", 1e9, 9},
+    {"Wh", 3600.0, 0},
+    {"kWh", 3.6e6, 0},
+    {"MWh", 3.6e9, 0},
+}};
+
+// ISO 4217 codes are three capital letters; anything else in a budget is a typo (usd, US$).
+inline std::optional<std::string> currency_problem(std::string_view code) {
+  if (code.size() == 3 && std::all_of(code.begin(), code.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
+    return std::nullopt;
+  return "a currency is an ISO 4217 code of three capital letters (USD, EUR, GBP, ...), got '" +
+         std::string(code) + "'";
+}
+
 // Integral seconds print as "1h30m5s" (readable, and exact on re-parse since every term is an
 // integer below 2^53); anything else as shortest-round-trip seconds.
 inline std::string canonical_duration(double seconds) {
@@ -367,6 +407,8 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
 ///   number right after a unit must start with a digit: "1s.5ms" is an error (for 1.5s or 1s5ms?).
 /// - Byte sizes (peak_bytes, alloc_bytes): whole bytes once the unit is applied (parse_bytes).
 /// - Builtin counts (flops, allocations): whole numbers, in any notation ("2.5e12"; not "1.5").
+/// - Money (cost): a number and an optional ISO 4217 code, "12.50USD" (parse_money).
+/// - Energy: a number and a unit, J, kJ, MJ, GJ, Wh, kWh, MWh: "50kJ" (parse_energy).
 /// - User units: any non-negative number, fractions included: they are charged as doubles.
 /// Errors are std::invalid_argument naming the field and quoting the text.
 [[nodiscard]] inline double parse_duration(std::string_view text, std::string_view field = "duration") {
@@ -481,12 +523,64 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
   return num.value;
 }
 
+/// An amount of money and the currency it names ("" when it names none).
+struct money {
+  double amount = 0;     ///< >= 0, finite; fractions allowed
+  std::string currency;  ///< an ISO 4217 code ("USD"), or empty
+};
+
+/// An amount of money: a number and an optional ISO 4217 currency code after it, "12.50USD",
+/// "12.50 USD", "0.4". Negative amounts, lower-case or unknown-shaped codes are errors naming
+/// `field` and quoting the text.
+[[nodiscard]] inline money parse_money(std::string_view text, std::string_view field = "cost") {
+  namespace d = detail::units_impl;
+  constexpr std::string_view kind = "money";
+  const std::string_view s = d::trim(text);
+  const auto num = d::leading_number(s, text, field, kind, "negative amounts are not allowed");
+  const std::string_view code = d::trim(s.substr(num.length));
+  money out;
+  out.amount = num.value;
+  if (!code.empty()) {
+    if (auto problem = d::currency_problem(code)) d::throw_parse_error(field, kind, text, *problem);
+    out.currency = std::string(code);
+  }
+  return out;
+}
+
+/// An amount of energy in joules: a number and a unit, J, kJ, MJ, GJ, Wh, kWh or MWh ("50kJ",
+/// "1.5 kWh"). The unit is required: a bare number could mean joules or kilowatt-hours.
+[[nodiscard]] inline double parse_energy(std::string_view text, std::string_view field = "energy") {
+  namespace d = detail::units_impl;
+  constexpr std::string_view kind = "energy";
+  constexpr std::string_view choices = " (use J, kJ, MJ, GJ, Wh, kWh, MWh)";
+  const std::string_view s = d::trim(text);
+  const auto num = d::leading_number(s, text, field, kind, "negative energies are not allowed");
+  const std::string_view suffix = d::trim(s.substr(num.length));
+  if (suffix.empty())
+    d::throw_parse_error(field, kind, text, "missing unit after '" + std::string(s) + "'" + std::string(choices));
+  const d::energy_unit* unit = nullptr;
+  for (const auto& u : d::energy_units)
+    if (u.name == suffix) unit = &u;
+  if (unit == nullptr)
+    d::throw_parse_error(field, kind, text, "unknown unit '" + std::string(suffix) + "'" + std::string(choices));
+  double value = num.value * unit->multiplier;
+  if (unit->decimal_shift != 0) {
+    const auto scaled = d::scaled_decimal(s.substr(0, num.length), unit->decimal_shift);
+    if (scaled.out_of_range) d::throw_parse_error(field, kind, text, "value is out of range");
+    value = scaled.value;
+  }
+  if (!std::isfinite(value)) d::throw_parse_error(field, kind, text, "value is out of range");
+  return value;
+}
+
 /// A limit for a builtin resource, in the text form limits::parse() reads. Counts of FLOPs and
 /// allocations must be whole numbers: "2.5e12" is fine (it is whole), "1.5" and "1e-3" are errors.
 [[nodiscard]] inline double parse_quantity(resource r, std::string_view text) {
   switch (kind_of(r)) {
     case quantity_kind::duration: return parse_duration(text, to_string(r));
     case quantity_kind::bytes: return parse_bytes(text, to_string(r));
+    case quantity_kind::energy: return parse_energy(text, to_string(r));
+    case quantity_kind::money: return parse_money(text, to_string(r)).amount;
     case quantity_kind::count: break;
   }
   const double n = parse_count(text, to_string(r));
@@ -510,7 +604,9 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
     case resource::cpu:
     case resource::flops:
     case resource::allocations:
-    case resource::alloc_bytes: break;
+    case resource::alloc_bytes:
+    case resource::cost:
+    case resource::energy: break;
   }
   throw std::invalid_argument("frugal: limits: " + std::string(to_string(r)) +
                               "=auto: 'auto' is only for the memory levels peak_bytes and rss_bytes "
@@ -577,12 +673,48 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
   return d::sci3(n);
 }
 
-/// `value` in `r`'s units, formatted for people: format_duration, format_bytes or format_count by
-/// kind_of(r).
+/// Joules with SI prefixes, three significant digits: "850 J", "12.3 kJ", "4.56 MJ", "1.20 GJ".
+[[nodiscard]] inline std::string format_energy(double joules) {
+  namespace d = detail::units_impl;
+  if (std::isnan(joules)) return "nan";
+  if (joules < 0) return "-" + format_energy(-joules);
+  if (std::isinf(joules)) return "inf";
+  if (joules < 999.5) return d::sig3(joules) + " J";
+  if (joules / 1e3 < 999.5) return d::sig3(joules / 1e3) + " kJ";
+  if (joules / 1e6 < 999.5) return d::sig3(joules / 1e6) + " MJ";
+  if (joules / 1e9 < 999.5) return d::sig3(joules / 1e9) + " GJ";
+  return d::sci3(joules) + " J";
+}
+
+/// Money: two decimals from 1 on ("12.50"), three significant digits below ("0.0213": a short
+/// run's bill is cents or less), then the currency when there is one ("12.50 USD").
+[[nodiscard]] inline std::string format_money(double amount, std::string_view currency = {}) {
+  namespace d = detail::units_impl;
+  std::string out;
+  if (std::isnan(amount)) out = "nan";
+  else if (amount < 0) out = "-" + format_money(-amount);
+  else if (std::isinf(amount)) out = "inf";
+  else if (amount == 0) out = "0";
+  else if (amount >= 0.995) out = d::fixed(amount, 2);
+  else if (amount < 1e-6) out = d::sci3(amount);
+  else {
+    char buf[64];
+    const auto res = std::to_chars(buf, buf + sizeof buf, amount, std::chars_format::fixed,
+                                   2 - static_cast<int>(std::floor(std::log10(amount))));
+    out = std::string(buf, res.ptr);
+  }
+  if (!currency.empty()) out.append(" ").append(currency);
+  return out;
+}
+
+/// `value` in `r`'s units, formatted for people: format_duration, format_bytes, format_money (no
+/// currency: the price or the limit names it), format_energy or format_count by kind_of(r).
 [[nodiscard]] inline std::string format_quantity(resource r, double value) {
   switch (kind_of(r)) {
     case quantity_kind::duration: return format_duration(value);
     case quantity_kind::bytes: return format_bytes(value);
+    case quantity_kind::money: return format_money(value);
+    case quantity_kind::energy: return format_energy(value);
     case quantity_kind::count: break;
   }
   return format_count(value);
@@ -615,6 +747,20 @@ class limits {
   limits& peak_bytes(double bytes) { return set(resource::peak_bytes, bytes); }
   /// Caps the process's resident set, in bytes (whole, >= 0).
   limits& rss_bytes(double bytes) { return set(resource::rss_bytes, bytes); }
+  /// Caps money, derived from wall, cpu and flops by the budget's price (budget::set_price); the
+  /// currency, when named (an ISO 4217 code), must be the price's.
+  limits& cost(double amount, std::string_view currency = {}) {
+    if (!currency.empty())
+      if (auto problem = detail::units_impl::currency_problem(currency))
+        throw std::invalid_argument("frugal: limits: cost: " + *problem);
+    set(resource::cost, amount);
+    currency_ = std::string(currency);
+    return *this;
+  }
+  /// Caps the energy the machine's RAPL domains use while the budget lives, in joules (>= 0).
+  limits& energy(double joules) { return set(resource::energy, joules); }
+  /// The currency the cost limit names; empty when it names none (or there is no cost limit).
+  [[nodiscard]] const std::string& currency() const noexcept { return currency_; }
 
   /// Caps user unit `name` at n (finite, >= 0; fractional allowed); replaces an earlier cap of that
   /// unit. Throws for an invalid name.
@@ -643,11 +789,19 @@ class limits {
     const double v = checked(frugal::to_string(r), value);
     // As in parse(): FLOPs, allocations and bytes are counted in whole units, and a limit that
     // parse() would reject could not round-trip through to_string().
-    if (kind_of(r) != quantity_kind::duration && !detail::units_impl::is_whole(v)) {
+    if (is_whole_quantity(r) && !detail::units_impl::is_whole(v)) {
       throw std::invalid_argument("frugal: limits: " + std::string(frugal::to_string(r)) +
                                   " must be a whole number, got " + detail::units_impl::shortest(v));
     }
     builtin_[index] = v;
+    return *this;
+  }
+
+  /// Lifts the cap on `r` (its currency too, for cost).
+  limits& clear(resource r) noexcept {
+    const auto index = static_cast<std::size_t>(r);
+    if (index < resource_count) builtin_[index].reset();
+    if (r == resource::cost) currency_.clear();
     return *this;
   }
 
@@ -682,7 +836,7 @@ class limits {
   }
 
   ///@{
-  /// "wall=1h30m,flops=2.5e12,peak_bytes=512MiB,samples=1e6". A memory level may be "auto"
+  /// "wall=1h30m,flops=2.5e12,peak_bytes=512MiB,cost=12.50USD,energy=50kJ,samples=1e6". A memory level may be "auto"
   /// (peak_bytes=auto, rss_bytes=auto): its limit is taken from the cgroup now (auto_limit()),
   /// read under `root` ("/", or a fake tree in tests), and is a number from then on, which is what
   /// to_string() writes. Throws std::invalid_argument naming the first bad entry (unknown or
@@ -723,7 +877,10 @@ class limits {
                                     std::string(key) + "'");
       }
       seen.push_back(key);
-      if (auto r = resource_from_name(key)) {
+      if (key == frugal::to_string(resource::cost)) {
+        const money m = parse_money(value, key);
+        out.cost(m.amount, m.currency);
+      } else if (auto r = resource_from_name(key)) {
         out.set(*r, value == "auto" ? auto_limit(*r, root) : parse_quantity(*r, value));
       } else if (auto problem = d::unit_name_problem(key)) {
         throw std::invalid_argument("frugal: limits: entry '" + std::string(entry) + "' has invalid key '" +
@@ -754,6 +911,8 @@ class limits {
         case quantity_kind::duration: append(frugal::to_string(r), d::canonical_duration(*v)); break;
         case quantity_kind::bytes: append(frugal::to_string(r), d::canonical_bytes(*v)); break;
         case quantity_kind::count: append(frugal::to_string(r), d::shortest(*v)); break;
+        case quantity_kind::money: append(frugal::to_string(r), d::shortest(*v) + currency_); break;
+        case quantity_kind::energy: append(frugal::to_string(r), d::shortest(*v) + "J"); break;
       }
     }
     for (const auto& [name, v] : units_) append(name, d::shortest(v));
@@ -763,7 +922,7 @@ class limits {
   /// Same caps. User units compare as a set: the order they were added in does not change the
   /// budget.
   friend bool operator==(const limits& a, const limits& b) {
-    if (a.builtin_ != b.builtin_ || a.units_.size() != b.units_.size()) return false;
+    if (a.builtin_ != b.builtin_ || a.currency_ != b.currency_ || a.units_.size() != b.units_.size()) return false;
     for (const auto& [name, v] : a.units_) {
       auto other = b.get(std::string_view(name));
       if (!other || *other != v) return false;
@@ -784,6 +943,7 @@ class limits {
   }
 
   std::array<std::optional<double>, resource_count> builtin_{};
+  std::string currency_;  ///< the cost limit's, when it names one
   std::vector<std::pair<std::string, double>> units_;
 };
 

@@ -38,6 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_quantity(text, "parse_duration", [](std::string_view t) { return frugal::parse_duration(t); });
   check_quantity(text, "parse_bytes", [](std::string_view t) { return frugal::parse_bytes(t); });
   check_quantity(text, "parse_count", [](std::string_view t) { return frugal::parse_count(t); });
+  check_quantity(text, "parse_energy", [](std::string_view t) { return frugal::parse_energy(t); });
+  check_quantity(text, "parse_money", [](std::string_view t) { return frugal::parse_money(t).amount; });
 
   frugal::limits parsed;
   try {
