@@ -33,7 +33,7 @@ if(NOT rc STREQUAL "0")
   string(APPEND failures "\n  --help: exit status ${rc}")
 endif()
 foreach(option --budget --epochs --batch --lr --schedule --optimizer --momentum --hidden --patience
-               --seed --threads --data --out --test-every-epoch --trace-events --checkpoint --resume --help
+               --seed --threads --data --out --test-every-epoch --trace-events --checkpoint --resume --price --help
                --prune --prune-layer --prune-min-units --prune-max --deploy model_bytes inference_flops
                budget-linear dataset-fashion-mnist "default 128" "Exit status")
   string(FIND "${help}" "${option}" at)

@@ -11,6 +11,7 @@
 #include "policy.hpp"
 #include "pruning.hpp"
 
+#include <frugal/price.hpp>
 #include <frugal/units.hpp>
 
 #include <CLI/CLI.hpp>
@@ -57,6 +58,7 @@ struct options {
   bool test_every_epoch = false;         // else the test set is evaluated once, at the run's end
   prune_options prune;                   // --prune and its bounds
   std::optional<deploy_limits> deploy;   // --deploy: after training, compress to fit (deploy.hpp)
+  std::optional<frugal::price> price;    // --price: what the run's wall, CPU and FLOPs cost
 };
 
 namespace detail {
@@ -127,6 +129,14 @@ template <class Int>
 [[nodiscard]] inline frugal::limits parse_budget(std::string_view text) {
   try {
     return frugal::limits::parse(text);
+  } catch (const std::invalid_argument& e) {
+    bad_value(text, e.what());
+  }
+}
+
+[[nodiscard]] inline frugal::price parse_price(std::string_view text) {
+  try {
+    return frugal::price::parse(text);
   } catch (const std::invalid_argument& e) {
     bad_value(text, e.what());
   }
@@ -233,8 +243,9 @@ inline void define_options(CLI::App& app, options& o) {
       std::string("what the run may use (default \"") + default_budget +
           "\"): comma-separated key=value,\n"
           "keys wall, cpu (durations: 1h30m, 20s, 500ms), flops, allocations\n"
-          "(counts: 2.5e12), alloc_bytes, peak_bytes (sizes: 512MiB, 2GB), or any\n"
-          "user unit such as samples=1e6. \"\" means no limit (the epochs cap ends).\n"
+          "(counts: 2.5e12), alloc_bytes, peak_bytes (sizes: 512MiB, 2GB), cost\n"
+          "(money, with --price: 0.02USD), energy (RAPL counters: 50kJ, 0.1kWh), or\n"
+          "any user unit such as samples=1e6. \"\" means no limit (the epochs cap ends).\n"
           "frugal::controller stops training before a limit would be crossed: the\n"
           "next step, the epoch's end and the final test evaluation must still fit.\n"
           "Under a peak_bytes limit it shrinks the batch, and gradient accumulation\n"
@@ -338,6 +349,12 @@ inline void define_options(CLI::App& app, options& o) {
       "the most of the work's cost one pruning removes, in (0, 1] (default " +
           frugal::detail::units_impl::shortest(d.prune.max_fraction) + ")");
   add_checked(
+      app, "--price", "PRICES", detail::parse_price, [&o](const frugal::price& p, const std::string&) { o.price = p; },
+      "what the run costs, comma-separated: instance_hour=MONEY (per hour of\n"
+      "wall time), core_hour=MONEY (per hour of CPU time), flop=MONEY (per FLOP),\n"
+      "MONEY a number and an ISO 4217 code named once (3.60USD). The report then\n"
+      "gives the run's cost, and --budget may limit it: cost=0.02USD");
+  add_checked(
       app, "--deploy", "LIMITS", detail::parse_deploy,
       [&o](deploy_limits l, const std::string&) { o.deploy = l; },
       "after training, deploy the model inside these limits, comma-separated:\n"
@@ -402,6 +419,12 @@ inline void define_options(CLI::App& app, options& o) {
   }
   try {
     app.parse(args);
+    if (o.budget.has(frugal::resource::cost) && !o.price)
+      throw CLI::RequiresError("--budget cost=...", "--price (what the wall, CPU and FLOPs cost, e.g. instance_hour=3.60USD)");
+    if (o.price && !o.budget.currency().empty() && !o.price->currency().empty() &&
+        o.budget.currency() != o.price->currency())
+      throw CLI::ValidationError("--budget", "the cost limit is in " + o.budget.currency() + " but --price is in " +
+                                                 o.price->currency());
     if (o.resume && o.checkpoint_dir.empty())
       throw CLI::RequiresError("--resume", "--checkpoint DIR (where the run to go on from is saved)");
     // Pruning fits the plan to the budget: without a plan of the user's own (the default 100

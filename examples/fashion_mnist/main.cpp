@@ -206,6 +206,15 @@ int train(options opt) {
   std::mt19937_64 shuffle_rng(opt.seed * 0x9E3779B97F4A7C15ull + 1);
 
   frugal::budget run{"train", opt.budget};
+  // --price: the run's cost is its wall, CPU and FLOPs at these prices (a core-hour price makes
+  // the budget measure CPU time); a cost limit is then watched like any other.
+  if (opt.price) run.set_price(*opt.price);
+  // An energy limit needs a counter to read: say why there is none rather than never stop.
+  if (opt.budget.has(frugal::resource::energy) && !run.measures_energy()) {
+    std::fprintf(stderr, "fashion_mnist: error: --budget energy=...: energy cannot be measured here: %s\n",
+                 run.energy_unavailable().c_str());
+    return 2;
+  }
   frugal::budget& eval = run.child("eval");
   const frugal::unit_id samples = frugal::unit("samples");
   // A trace grows the heap as scopes end, a part no batch size controls: under a memory limit
@@ -598,6 +607,21 @@ int train(options opt) {
                 prog.train_peak, prog.eval_peak,
                 peak_limit ? (std::to_string(static_cast<long long>(*peak_limit)) + " B").c_str() : "none");
   }
+  // Money and energy, derived from and beside the wall they were spent over.
+  const frugal::usage spent = run.snapshot();
+  if (run.measures_cost())
+    std::printf("cost: %s for %s of wall, %s%s FLOPs (price %s)\n",
+                frugal::format_money(spent[frugal::resource::cost], run.price().currency()).c_str(),
+                frugal::format_duration(spent[frugal::resource::wall]).c_str(),
+                run.measures_cpu() ? (frugal::format_duration(spent[frugal::resource::cpu]) + " of CPU, ").c_str() : "",
+                frugal::format_count(spent[frugal::resource::flops]).c_str(), run.price().to_string().c_str());
+  if (run.measures_energy())
+    std::printf("energy: %s over %s of wall (%.1f W on average, RAPL package and DRAM domains)\n",
+                frugal::format_energy(spent[frugal::resource::energy]).c_str(),
+                frugal::format_duration(spent[frugal::resource::wall]).c_str(),
+                spent[frugal::resource::wall] > 0 ? spent[frugal::resource::energy] / spent[frugal::resource::wall] : 0.0);
+  else
+    std::printf("energy: not measured: %s\n", run.energy_unavailable().c_str());
   std::printf("\n");
   frugal::print_report(std::cout, run);
   std::cout << std::endl;

@@ -113,7 +113,10 @@ class evaluation_cost {
     const std::optional<frugal::resource> r = frugal::resource_from_name(name);
     if (!r || frugal::is_level(*r)) return 0;
     if (*r == frugal::resource::flops) return flops;
-    if (*r == frugal::resource::wall || *r == frugal::resource::cpu) {
+    // Money is its resources at the run's price: the same formula, resource by resource.
+    if (*r == frugal::resource::cost)
+      return ctl_->watched().price().cost(formula("wall", flops), formula("cpu", flops), formula("flops", flops));
+    if (*r == frugal::resource::wall || *r == frugal::resource::cpu || *r == frugal::resource::energy) {
       const auto t = ctl_->forecast_step(*r);
       const double step = step_flops_(ctl_->manages_batch() ? ctl_->batch_size() : 0);
       return t && step > 0 ? 1.5 * *t * flops / step : 0;
