@@ -729,6 +729,68 @@ TEST(ControllerRules, APruneThatLowersTheCostIsMeasuredAndThePlanThenFits) {
   EXPECT_LE(run.used(frugal::resource::wall), 50.0);
 }
 
+TEST(ControllerRules, AMeasuredPruneScalesTheEpochEndsMeasuredBeforeIt) {
+  // Epochs of 10 steps (1000 FLOPs, 10 samples each) and a 2000-FLOP evaluation; 3 planned under
+  // 30000 FLOPs (36000 planned). The rule fires in the second epoch; its action makes a step and
+  // an evaluation (1 - f) as costly. Until the effect is measured the costs before it stand; once
+  // measured, the steps and the evaluation before it are scaled by the step's measured factor --
+  // not kept at their old cost for a whole window.
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.flops(30000)};
+  double scale = 1.0;
+  frugal::controller ctl{run, frugal::controller_options{}.epoch_samples(100).planned_epochs(3).margin(0).prune(
+                                  frugal::prune_rule{}.max_fraction(0.9).min_shortfall(0.05).cooldown_steps(3).warmup_steps(12).action(
+                                      [&](double f) { scale *= 1 - f; }))};
+  const auto step_flops = [&] { return static_cast<std::uint64_t>(std::llround(1000 * scale)); };
+  for (int i = 0; i < 10; ++i) {
+    run_step(run, clock, 1s, step_flops(), 10);
+    (void)ctl.end_step(frugal::step{}.samples(10));
+  }
+  run_step(run, clock, 1s, 2000);
+  (void)ctl.end_epoch();
+  EXPECT_EQ(ctl.forecast_epoch_end(frugal::resource::flops), 2000);
+  std::uint64_t fired_step = 0;
+  for (int i = 0; i < 10 && !ctl.should_stop(); ++i) {
+    run_step(run, clock, 1s, step_flops(), 10);
+    const frugal::decision d = ctl.end_step(frugal::step{}.samples(10));
+    if (fired_step == 0 && d.has(frugal::action::prune)) fired_step = ctl.steps();
+    if (fired_step == 0) continue;
+    if (ctl.history().compressions.at(0).effects.at(0).after) break;  // measured: see below
+    EXPECT_EQ(ctl.forecast_epoch_end(frugal::resource::flops), 2000) << "step " << ctl.steps();  // not yet
+  }
+  ASSERT_GT(fired_step, 10u);
+  EXPECT_EQ(ctl.steps(), fired_step + 3);  // the cooldown's steps measured the effect
+  const frugal::compression_record& rec = ctl.history().compressions.at(0);
+  ASSERT_TRUE(rec.lowered.value_or(false));
+  const double factor = rec.effects[0].after.value_or(0) / rec.effects[0].before;
+  EXPECT_DOUBLE_EQ(factor, static_cast<double>(step_flops()) / 1000);
+  EXPECT_DOUBLE_EQ(*ctl.forecast_epoch_end(frugal::resource::flops), 2000 * factor);
+  // The steps before it are scaled too: the plan is now made of pruned steps, and fits.
+  EXPECT_DOUBLE_EQ(*ctl.forecast_step(frugal::resource::flops), static_cast<double>(step_flops()));
+  while (ctl.steps() < 20 && !ctl.should_stop()) {
+    run_step(run, clock, 1s, step_flops(), 10);
+    (void)ctl.end_step(frugal::step{}.samples(10));
+  }
+  // The next evaluation, measured at its new cost, joins the scaled one: no spread between them.
+  run_step(run, clock, 1s, static_cast<std::uint64_t>(std::llround(2000 * scale)));
+  (void)ctl.end_epoch();
+  EXPECT_NEAR(*ctl.forecast_epoch_end(frugal::resource::flops), 2000 * factor, 1);
+  EXPECT_LT(*ctl.headroom(frugal::resource::flops), 0.001);
+  while (ctl.steps() < 30 && !ctl.should_stop()) {
+    run_step(run, clock, 1s, step_flops(), 10);
+    (void)ctl.end_step(frugal::step{}.samples(10));
+  }
+  run_step(run, clock, 1s, static_cast<std::uint64_t>(std::llround(2000 * scale)));
+  (void)ctl.end_epoch();
+  // One pruning, the whole plan inside the budget. Before, the unscaled steps (1000 FLOPs, the
+  // window's largest) made the plan look 19 % short after the first pruning: a second one cut
+  // the model to 0.59 of its cost for nothing.
+  EXPECT_EQ(ctl.history().compressions.size(), 1u);
+  EXPECT_EQ(ctl.steps(), 30u);
+  EXPECT_EQ(ctl.epochs(), 3u);
+  EXPECT_LE(run.used(frugal::resource::flops), 30000);
+}
+
 TEST(ControllerRules, QuantizePicksTheWidestWidthThatCoversTheShortfall) {
   // A step costs bits / 32 s: the action lowers it.
   frugal::manual_clock clock;

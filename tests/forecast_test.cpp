@@ -537,4 +537,37 @@ TEST(CostModel, ClearForgetsEveryObservationButKeepsTheOptions) {
   EXPECT_EQ(m.high(32), 2.0);  // proportional to the only size known now
 }
 
+// A change that scaled the costs (a pruning measured to make a step 0.5x as costly): the
+// observations before it are scaled, those after it kept, and the statistics follow.
+TEST(CostStats, ScaleBeforeScalesOnlyTheEarlierObservations) {
+  frugal::cost_stats s;
+  add_all(s, {4, 4, 2, 2, 2});  // the change came before observation 2
+  EXPECT_EQ(s.high(), 4);
+  EXPECT_EQ(s.spread(), 1);  // the fall reads as spread
+  s.scale_before(2, 0.5);
+  EXPECT_EQ(s.high(), 2);
+  EXPECT_EQ(s.mean(), 2);
+  EXPECT_EQ(s.spread(), 0);
+  EXPECT_EQ(s.last(), 2);
+  s.scale_before(5, std::numeric_limits<double>::quiet_NaN());  // refused: nothing changes
+  s.scale_before(5, -1);
+  EXPECT_EQ(s.mean(), 2);
+  frugal::cost_stats empty;
+  empty.scale_before(3, 0.5);
+  EXPECT_TRUE(empty.empty());
+  EXPECT_EQ(empty.high(), 0);
+}
+
+TEST(CostModel, ScaleAllButLastKeepsTheRecentSteps) {
+  frugal::cost_model m;
+  for (int i = 0; i < 4; ++i) m.add(64, 2.0);  // an old size: all before the change
+  for (int i = 0; i < 4; ++i) m.add(128, 4.0);
+  for (int i = 0; i < 2; ++i) m.add(128, 2.0);  // after the change: half the cost
+  m.scale_all_but_last(2, 0.5);
+  EXPECT_EQ(m.at(64)->high(), 1.0);
+  EXPECT_EQ(m.at(128)->high(), 2.0);
+  EXPECT_EQ(m.at(128)->count(), 6u);
+  EXPECT_EQ(m.at(128)->spread(), 0);
+}
+
 }  // namespace

@@ -1846,6 +1846,19 @@ class controller {
       compression_record::effect& e = rec.effects[k];
       e.after = after;
       if (after < 0.99 * e.before) lowered = true;
+      // The steps and epoch ends measured before the action cost what the model cost then: the
+      // measured factor applies to them (an evaluation runs the same layers as a step, so it
+      // scales as the step's cost per sample did). Without this the old, dearer costs stay the
+      // forecast (their largest) for a whole window, and their drop reads as spread: a pruned
+      // run kept +11 % headroom on FLOPs, planned with the old steps, and stopped ~5 steps
+      // short. Times' epoch ends are also kept in step-rate units (end_in_step_rate), which
+      // follow the scaled steps.
+      if (e.before > 0 && after > 0) {
+        tracked& t = tracked_[st.resources[k]];
+        t.step.scale_all_but_last(steps_ - rec.step_index, after / e.before);
+        const std::uint64_t since = epochs_ - rec.epoch_index;  // epoch ends after the action
+        t.epoch_end.scale_before(t.epoch_end.count() >= since ? t.epoch_end.count() - since : 0, after / e.before);
+      }
       words += (words.empty() ? "" : ", ") + e.resource + " per sample " +
                (e.before > 0 ? detail::units_impl::sig3(after / e.before) + "x" : std::string("from 0"));
     }

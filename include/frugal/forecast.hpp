@@ -113,6 +113,18 @@ class cost_stats {
     update();
   }
 
+  /// Multiplies the window's observations numbered below `before` (counting from 0, as count()
+  /// does) by `factor` (finite, >= 0; else nothing happens): costs measured before a change that
+  /// scaled them -- a pruning measured to make a step `factor` times as costly makes the epoch
+  /// ends before it that much cheaper too. Later observations are kept as measured.
+  void scale_before(std::uint64_t before, double factor) noexcept {
+    if (count_ == 0 || !(factor >= 0) || !std::isfinite(factor)) return;
+    const std::uint64_t n = std::min<std::uint64_t>(count_, window_);
+    for (std::uint64_t s = count_ - n; s < std::min(before, count_); ++s) ring_[static_cast<std::size_t>(s % window_)] *= factor;
+    last_ = ring_[static_cast<std::size_t>((count_ - 1) % window_)];
+    update();
+  }
+
   /// Observations added over the whole history (not only the window).
   [[nodiscard]] std::uint64_t count() const noexcept { return count_; }
   /// Whether nothing has been added.
@@ -253,6 +265,20 @@ class cost_model {
     if (size_ == 0) return 0;
     const entry* own = find(batch);
     return own && recent(*own) ? own->stats.spread() : most_recent()->stats.spread();
+  }
+
+  /// Multiplies every observation but the last `recent` the model received by `factor` (finite,
+  /// >= 0): steps measured before a change that scaled their cost (a pruning). A size whose
+  /// latest observation is older than those keeps none of them and is scaled whole; the size
+  /// that has some keeps its last `recent` as measured -- fewer of them may be its own when the
+  /// size changed meanwhile, and then an old one stays unscaled: a cost kept too high, never too
+  /// low.
+  void scale_all_but_last(std::uint64_t recent, double factor) noexcept {
+    for (std::size_t i = 0; i < size_; ++i) {
+      cost_stats& s = entries_[i].stats;
+      const bool all_old = entries_[i].last_used + recent <= tick_;
+      s.scale_before(all_old ? s.count() : (s.count() >= recent ? s.count() - recent : 0), factor);
+    }
   }
 
   /// Forgets every observation and batch size; the options stay.

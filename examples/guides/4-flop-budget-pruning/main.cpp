@@ -55,15 +55,13 @@ int main(int argc, char** argv) {
 
   // The plan is what the pruning rule compares with the budget left: planned_epochs epochs of
   // epoch_samples samples, each with its end (the validation), and the run's end work: the final
-  // test evaluation, over twice the images a validation sees, so it costs 2 epoch ends.
-  // margin(0): FLOPs are counted exactly, so no headroom on the forecasts. (Without it the
-  // controller would take the spread that pruning puts into the costs for noise, and keep more
-  // room for the last evaluations than they need. Keep the measured headroom for a wall limit.)
+  // test evaluation, over twice the images a validation sees, so it costs 2 epoch ends. No
+  // margin: the controller measures each resource's headroom, none for FLOPs, which do not vary
+  // (a pruning's fall in cost is scaled into the costs before it once measured, not noise).
   frugal::controller_options options = frugal::controller_options{}
                                            .epoch_samples(static_cast<std::size_t>(data.train.size()))
                                            .planned_epochs(planned_epochs)
-                                           .run_end_work(2)
-                                           .margin(0);
+                                           .run_end_work(2);
   // After 10 warm-up steps, at any step where the plan's work left is forecast to cost at least
   // 2 % more than what is left: prune that shortfall (at most 50 % of the cost at once), then
   // wait 16 steps (the cooldown) to see the smaller model's cost before judging again.
