@@ -43,4 +43,4 @@ for price in instance_hour=3.60USD core_hour=1.80USD instance_hour=1.80USD,core_
   row "cost limit" --budget cost=0.02USD --price "$price"
 done
 echo
-grep -h '^energy:' "$out/stdout" || true
+grep -h -m1 '^ *energy:' "$out/stdout" | sed 's/^ *//' || true

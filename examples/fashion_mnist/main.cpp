@@ -615,13 +615,12 @@ int train(options opt) {
                 frugal::format_duration(spent[frugal::resource::wall]).c_str(),
                 run.measures_cpu() ? (frugal::format_duration(spent[frugal::resource::cpu]) + " of CPU, ").c_str() : "",
                 frugal::format_count(spent[frugal::resource::flops]).c_str(), run.price().to_string().c_str());
+  // Where no counter is readable, the report below says why (once).
   if (run.measures_energy())
     std::printf("energy: %s over %s of wall (%.1f W on average, RAPL package and DRAM domains)\n",
                 frugal::format_energy(spent[frugal::resource::energy]).c_str(),
                 frugal::format_duration(spent[frugal::resource::wall]).c_str(),
                 spent[frugal::resource::wall] > 0 ? spent[frugal::resource::energy] / spent[frugal::resource::wall] : 0.0);
-  else
-    std::printf("energy: not measured: %s\n", run.energy_unavailable().c_str());
   std::printf("\n");
   frugal::print_report(std::cout, run);
   std::cout << std::endl;
