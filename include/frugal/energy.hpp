@@ -5,6 +5,8 @@
 /// says why instead of guessing.
 #pragma once
 
+#include <frugal/detail/kernel_files.hpp>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -36,72 +38,7 @@ struct energy_domain {
 
 namespace detail::energy_impl {
 
-struct file_text {
-  int error = 0;  // errno of the failed open or read; 0 when read
-  std::string text;
-};
-
-// A powercap file, whole (they hold one short line; 4 KiB is far beyond any of them).
-[[nodiscard]] inline file_text read_file(const std::string& path) {
-  file_text out;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    out.error = errno;
-    return out;
-  }
-  char buf[256];
-  while (out.text.size() < 4096) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      out.error = errno;
-      break;
-    }
-    if (n == 0) break;
-    out.text.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return out;
-}
-
-[[nodiscard]] inline std::string_view trim(std::string_view s) noexcept {
-  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
-  while (!s.empty() && space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && space(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-// What a file said, for a reason: trimmed, quoted, and cut short if it is long.
-[[nodiscard]] inline std::string as_said(std::string_view text) {
-  text = trim(text);
-  std::string out = "'";
-  out.append(text.substr(0, 40));
-  if (text.size() > 40) out += "...";
-  return out + "'";
-}
-
-// Decimal digits and nothing else (after trimming), as the kernel writes its counters; nullopt
-// for a sign, a fraction, text, nothing, or more than 64 bits hold.
-[[nodiscard]] inline std::optional<std::uint64_t> whole_number(std::string_view text) noexcept {
-  text = trim(text);
-  if (text.empty() || text.front() < '0' || text.front() > '9') return std::nullopt;
-  std::uint64_t v = 0;
-  const auto res = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (res.ec != std::errc() || res.ptr != text.data() + text.size()) return std::nullopt;
-  return v;
-}
-
-[[nodiscard]] inline std::string join(const std::string& dir, std::string_view name) {
-  std::string out = dir;
-  if (out.empty() || out.back() != '/') out += '/';
-  out.append(name);
-  return out;
-}
-
-[[nodiscard]] inline bool is_directory(const std::string& path) noexcept {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
+using namespace kernel_files;  // read_file, join, is_directory, trim, as_said, whole_number
 
 // `counter`: the file is an energy_uj, which since Linux 5.10 only root may read (the counters
 // are a side channel, CVE-2020-8694), so a refusal says so.

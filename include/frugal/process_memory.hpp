@@ -5,6 +5,7 @@
 #pragma once
 
 #include <frugal/allocation.hpp>
+#include <frugal/detail/kernel_files.hpp>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -27,6 +28,8 @@ namespace frugal {
 
 namespace detail::process_memory_impl {
 
+using namespace kernel_files;  // read_file, join, is_directory, trim, as_said, whole_number
+
 // `root` + `relative` ("proc/self/statm"), with one '/' between them, into buf without
 // allocating: the resident set is read from budget::used(), possibly inside a user's scope,
 // where an allocation would be charged to the user.
@@ -41,13 +44,6 @@ inline bool join_path(char* buf, std::size_t size, std::string_view root, std::s
   std::memcpy(buf + at, relative.data(), relative.size());
   buf[at + relative.size()] = '\0';
   return true;
-}
-
-[[nodiscard]] inline std::string join(std::string_view root, std::string_view relative) {
-  std::string out(root.empty() ? std::string_view("/") : root);
-  if (out.back() != '/') out += '/';
-  out.append(relative);
-  return out;
 }
 
 // Reads at most size - 1 bytes of a small file into buf (NUL-terminated); -1 with errno set on
@@ -73,68 +69,8 @@ inline long read_into(const char* path, char* buf, std::size_t size) noexcept {
   return static_cast<long>(got);
 }
 
-struct file_text {
-  int error = 0;  // errno of the failed open or read; 0 when read
-  std::string text;
-};
-
-// A cgroup or /proc file, whole (they are small; 1 MiB is far beyond any of them).
-[[nodiscard]] inline file_text read_file(const std::string& path) {
-  file_text out;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    out.error = errno;
-    return out;
-  }
-  char buf[4096];
-  while (out.text.size() < (std::size_t{1} << 20)) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      out.error = errno;
-      break;
-    }
-    if (n == 0) break;
-    out.text.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return out;
-}
-
 [[nodiscard]] inline std::string cannot_read(const std::string& path, int error) {
   return "cannot read " + path + ": " + std::generic_category().message(error);
-}
-
-[[nodiscard]] inline bool is_directory(const std::string& path) noexcept {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-[[nodiscard]] inline std::string_view trim(std::string_view s) noexcept {
-  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
-  while (!s.empty() && space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && space(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-// What a file said, for an error message: trimmed, and cut short if it is long.
-[[nodiscard]] inline std::string as_said(std::string_view text) {
-  text = trim(text);
-  std::string out = "'";
-  out.append(text.substr(0, 40));
-  if (text.size() > 40) out += "...";
-  return out + "'";
-}
-
-// A whole decimal number of bytes and nothing else, as the kernel writes them; nullopt for
-// anything else (a sign, a fraction, a unit, text, nothing, more than fits in 64 bits).
-[[nodiscard]] inline std::optional<std::uint64_t> whole_bytes(std::string_view text) noexcept {
-  text = trim(text);
-  if (text.empty() || text.front() < '0' || text.front() > '9') return std::nullopt;
-  std::uint64_t v = 0;
-  const auto res = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (res.ec != std::errc() || res.ptr != text.data() + text.size()) return std::nullopt;
-  return v;
 }
 
 // The kernel's v1 "unlimited" is PAGE_COUNTER_MAX pages (9223372036854771712 with 4 KiB pages,
@@ -245,7 +181,7 @@ inline void walk_up(cgroup_memory& out, const std::string& mount, const std::str
     if (lf.error == 0) {
       found = true;
       const std::string_view said = trim(lf.text);
-      const auto bytes = whole_bytes(said);
+      const auto bytes = whole_number(said);
       if (!bytes && !(v2 && said == "max")) {
         out.error = limit_file + ": expected a byte count" + (v2 ? " or 'max'" : "") + ", got " + as_said(lf.text);
         return;
@@ -257,7 +193,7 @@ inline void walk_up(cgroup_memory& out, const std::string& mount, const std::str
       if (limited || dir == leaf) {
         const file_text uf = read_file(usage_file);
         std::optional<std::uint64_t> used;
-        if (uf.error == 0) used = whole_bytes(uf.text);
+        if (uf.error == 0) used = whole_number(uf.text);
         if (used && *used >= unlimited_from) used.reset();  // no usage is that large: garbage
         if (limited && uf.error != 0) {
           out.error = cannot_read(usage_file, uf.error);

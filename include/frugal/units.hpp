@@ -284,13 +284,14 @@ inline constexpr std::array<duration_unit, 8> duration_units = {{
     {"ns", 1.0, 1e9, 5},
 }};
 
-struct byte_unit {
+// A unit that scales a number: bytes (B, kB, KiB, ...) and energy (J, kJ, Wh, ...).
+struct scaled_unit {
   std::string_view name;
   double multiplier;
   int decimal_shift;  // decimal units: multiplier == 10^decimal_shift, applied to the text
 };
 
-inline constexpr std::array<byte_unit, 10> byte_units = {{
+inline constexpr std::array<scaled_unit, 10> byte_units = {{
     {"B", 1.0, 0},
     {"kB", 1e3, 3},
     {"KB", 1e3, 3},
@@ -303,14 +304,9 @@ inline constexpr std::array<byte_unit, 10> byte_units = {{
     {"TiB", 1024.0 * 1024.0 * 1024.0 * 1024.0, 0},
 }};
 
-struct energy_unit {
-  std::string_view name;
-  double multiplier;  // joules per unit
-  int decimal_shift;  // decimal units: multiplier == 10^decimal_shift, applied to the text
-};
-
-// A watt-hour is 3600 J; the SI multiples shift the decimal point, so 1.1kJ is exactly 1100 J.
-inline constexpr std::array<energy_unit, 7> energy_units = {{
+// Joules per unit. A watt-hour is 3600 J; the SI multiples shift the decimal point, so 1.1kJ is
+// exactly 1100 J.
+inline constexpr std::array<scaled_unit, 7> energy_units = {{
     {"J", 1.0, 0},
     {"kJ", 1e3, 3},
     {"MJ", 1e6, 6},
@@ -393,6 +389,27 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
   const auto res = std::from_chars(text.data(), text.data() + text.size(), out.value, std::chars_format::general);
   out.out_of_range = res.ec != std::errc() || res.ptr != text.data() + text.size() || !std::isfinite(out.value);
   return out;
+}
+
+// `num` (read from the start of `s`) in the unit named `suffix`, one of `units`: a decimal unit
+// shifts the decimal point of the text (1.1kB is exactly 1100), the others multiply (binary
+// units and B, J: powers of two or 1, exact; Wh: 3600). Errors name `field` and quote `text`.
+template <std::size_t N>
+[[nodiscard]] double in_unit(std::string_view s, const scanned_number& num, std::string_view suffix,
+                             const std::array<scaled_unit, N>& units, std::string_view text, std::string_view field,
+                             std::string_view kind, std::string_view choices) {
+  const scaled_unit* unit = nullptr;
+  for (const auto& u : units)
+    if (u.name == suffix) unit = &u;
+  if (unit == nullptr) throw_parse_error(field, kind, text, "unknown unit '" + std::string(suffix) + "'" + std::string(choices));
+  double value = num.value * unit->multiplier;
+  if (unit->decimal_shift != 0) {
+    const auto scaled = scaled_decimal(s.substr(0, num.length), unit->decimal_shift);
+    if (scaled.out_of_range) throw_parse_error(field, kind, text, "value is out of range");
+    value = scaled.value;
+  }
+  if (!std::isfinite(value)) throw_parse_error(field, kind, text, "value is out of range");
+  return value;
 }
 
 // Counts of things frugal measures in whole units (FLOPs, allocations, bytes) must be whole.
@@ -483,23 +500,7 @@ inline scanned_number scaled_decimal(std::string_view number, int shift) {
   const auto num = d::leading_number(s, text, field, kind, "negative sizes are not allowed");
   std::string_view suffix = d::trim(s.substr(num.length));
   double value = num.value;
-  if (!suffix.empty()) {
-    const d::byte_unit* unit = nullptr;
-    for (const auto& u : d::byte_units) {
-      if (u.name == suffix) unit = &u;
-    }
-    if (unit == nullptr) {
-      d::throw_parse_error(field, kind, text,
-                           "unknown unit '" + std::string(suffix) + "'" + std::string(choices));
-    }
-    if (unit->decimal_shift != 0) {  // shift the decimal point: 1.1kB is 1.1e3, exactly 1100
-      const auto scaled = d::scaled_decimal(s.substr(0, num.length), unit->decimal_shift);
-      if (scaled.out_of_range) d::throw_parse_error(field, kind, text, "value is out of range");
-      value = scaled.value;
-    } else {  // B, or binary: a power of two, so the product is exact
-      value = num.value * unit->multiplier;
-    }
-  }
+  if (!suffix.empty()) value = d::in_unit(s, num, suffix, d::byte_units, text, field, kind, choices);
   if (!std::isfinite(value)) d::throw_parse_error(field, kind, text, "value is out of range");
   if (!d::is_whole(value)) {
     d::throw_parse_error(field, kind, text,
@@ -558,19 +559,7 @@ struct money {
   const std::string_view suffix = d::trim(s.substr(num.length));
   if (suffix.empty())
     d::throw_parse_error(field, kind, text, "missing unit after '" + std::string(s) + "'" + std::string(choices));
-  const d::energy_unit* unit = nullptr;
-  for (const auto& u : d::energy_units)
-    if (u.name == suffix) unit = &u;
-  if (unit == nullptr)
-    d::throw_parse_error(field, kind, text, "unknown unit '" + std::string(suffix) + "'" + std::string(choices));
-  double value = num.value * unit->multiplier;
-  if (unit->decimal_shift != 0) {
-    const auto scaled = d::scaled_decimal(s.substr(0, num.length), unit->decimal_shift);
-    if (scaled.out_of_range) d::throw_parse_error(field, kind, text, "value is out of range");
-    value = scaled.value;
-  }
-  if (!std::isfinite(value)) d::throw_parse_error(field, kind, text, "value is out of range");
-  return value;
+  return d::in_unit(s, num, suffix, d::energy_units, text, field, kind, choices);
 }
 
 /// A limit for a builtin resource, in the text form limits::parse() reads. Counts of FLOPs and
