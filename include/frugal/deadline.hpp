@@ -189,9 +189,10 @@ class deadline_watchdog {
     if (const double limit = run_.limit(resource::cost); std::isfinite(limit) && run_.measures_cost()) {
       const double cost_left = limit - run_.used(resource::cost);
       if (cost_left <= 0) return set_reached(resource::cost), 0.0;
-      left = std::min(left, run_.price().wall_bound(cost_left));
+      const frugal::price p = run_.price();
+      left = std::min(left, p.wall_bound(cost_left));
       // CPU time and FLOPs spend money too, at a rate the wall does not show: re-read often.
-      if (run_.price().core_hour() > 0 || run_.price().per_flop() > 0) left = std::min(left, cost_poll_seconds);
+      if (p.core_hour() > 0 || p.per_flop() > 0) left = std::min(left, cost_poll_seconds);
     }
     return left;
   }

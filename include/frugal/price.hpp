@@ -70,26 +70,15 @@ class price {
   /// "instance_hour=3.06USD,core_hour=0.04USD,flop=2e-15USD". Keys instance_hour, core_hour,
   /// flop, each at most once, at least one; each amount as parse_money() reads it; the currency
   /// named once is enough ("instance_hour=3.06USD,core_hour=0.04"), but every one named must be
-  /// the same. A key may also be `currency=USD`. Throws std::invalid_argument naming the entry.
+  /// the same. A key may also be `currency=USD`. Throws std::invalid_argument naming the entry
+  /// (the entries are split as limits::parse splits them).
   [[nodiscard]] static price parse(std::string_view text) {
     namespace d = detail::units_impl;
     price out;
     if (d::trim(text).empty()) throw std::invalid_argument("frugal: price: empty price (expected e.g. instance_hour=3.06USD)");
-    std::vector<std::string> seen;
-    std::size_t start = 0;
-    while (true) {
-      const std::size_t comma = text.find(',', start);
-      const std::string_view entry =
-          d::trim(text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
-      const auto eq = entry.find('=');
-      if (entry.empty() || eq == std::string_view::npos)
-        throw std::invalid_argument("frugal: price: entry '" + std::string(entry) + "' of '" + std::string(text) +
-                                    "' is not key=value (keys: instance_hour, core_hour, flop, currency)");
-      const std::string key(d::trim(entry.substr(0, eq)));
-      const std::string_view value = d::trim(entry.substr(eq + 1));
-      for (const auto& k : seen)
-        if (k == key) throw std::invalid_argument("frugal: price: entry '" + std::string(entry) + "' repeats key '" + key + "'");
-      seen.push_back(key);
+    for (const auto& kv : d::key_values(text, "price")) {
+      const std::string key(kv.key);
+      const std::string_view value = kv.value;
       std::string code;
       if (key == "currency") {
         code = std::string(value);
@@ -106,12 +95,10 @@ class price {
       }
       if (!code.empty()) {
         if (!out.currency_.empty() && out.currency_ != code)
-          throw std::invalid_argument("frugal: price: entry '" + std::string(entry) + "' is in " + code +
+          throw std::invalid_argument("frugal: price: entry '" + std::string(kv.entry) + "' is in " + code +
                                       " but an earlier one is in " + out.currency_ + " (one currency per price)");
         out.currency_ = code;
       }
-      if (comma == std::string_view::npos) break;
-      start = comma + 1;
     }
     if (out.empty())
       throw std::invalid_argument("frugal: price: '" + std::string(text) +

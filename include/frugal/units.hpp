@@ -412,6 +412,42 @@ template <std::size_t N>
   return value;
 }
 
+// One entry of a "key=value,key=value" text: the entry as written (trimmed), its key and value.
+struct key_value {
+  std::string_view entry, key, value;
+};
+
+// Splits "key=value,key=value" (limits, prices) into entries, each trimmed, split at its first
+// '=', key and value trimmed. std::invalid_argument, "frugal: <what>: ..." naming the entry, for an
+// empty entry, one without '=', an empty key or value, or a key given twice. `text` must outlive
+// the result (its views point into it).
+[[nodiscard]] inline std::vector<key_value> key_values(std::string_view text, std::string_view what) {
+  const std::string prefix = "frugal: " + std::string(what) + ": entry ";
+  std::vector<key_value> out;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t comma = text.find(',', start);
+    key_value kv;
+    kv.entry = trim(text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+    if (kv.entry.empty())
+      throw std::invalid_argument(prefix + std::to_string(out.size() + 1) + " of '" + std::string(text) + "' is empty");
+    const auto eq = kv.entry.find('=');
+    if (eq == std::string_view::npos)
+      throw std::invalid_argument(prefix + "'" + std::string(kv.entry) + "' has no '=' (expected key=value)");
+    kv.key = trim(kv.entry.substr(0, eq));
+    kv.value = trim(kv.entry.substr(eq + 1));
+    if (kv.key.empty()) throw std::invalid_argument(prefix + "'" + std::string(kv.entry) + "' has an empty key");
+    if (kv.value.empty()) throw std::invalid_argument(prefix + "'" + std::string(kv.entry) + "' has an empty value");
+    for (const key_value& seen : out)
+      if (seen.key == kv.key)
+        throw std::invalid_argument(prefix + "'" + std::string(kv.entry) + "' repeats key '" + std::string(kv.key) + "'");
+    out.push_back(kv);
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
 // Counts of things frugal measures in whole units (FLOPs, allocations, bytes) must be whole.
 [[nodiscard]] inline bool is_whole(double v) noexcept { return std::isfinite(v) && v == std::floor(v); }
 }  // namespace detail::units_impl
@@ -836,36 +872,7 @@ class limits {
     namespace d = detail::units_impl;
     limits out;
     if (d::trim(text).empty()) return out;
-    std::vector<std::string_view> seen;
-    std::size_t start = 0;
-    std::size_t entry_number = 0;
-    while (true) {
-      std::size_t comma = text.find(',', start);
-      std::string_view entry =
-          d::trim(text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
-      ++entry_number;
-      if (entry.empty()) {
-        throw std::invalid_argument("frugal: limits: entry " + std::to_string(entry_number) + " of '" +
-                                    std::string(text) + "' is empty");
-      }
-      auto eq = entry.find('=');
-      if (eq == std::string_view::npos) {
-        throw std::invalid_argument("frugal: limits: entry '" + std::string(entry) +
-                                    "' has no '=' (expected key=value)");
-      }
-      std::string_view key = d::trim(entry.substr(0, eq));
-      std::string_view value = d::trim(entry.substr(eq + 1));
-      if (key.empty()) {
-        throw std::invalid_argument("frugal: limits: entry '" + std::string(entry) + "' has an empty key");
-      }
-      if (value.empty()) {
-        throw std::invalid_argument("frugal: limits: entry '" + std::string(entry) + "' has an empty value");
-      }
-      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
-        throw std::invalid_argument("frugal: limits: entry '" + std::string(entry) + "' repeats key '" +
-                                    std::string(key) + "'");
-      }
-      seen.push_back(key);
+    for (const auto& [entry, key, value] : d::key_values(text, "limits")) {
       if (key == frugal::to_string(resource::cost)) {
         const money m = parse_money(value, key);
         out.cost(m.amount, m.currency);
@@ -877,8 +884,6 @@ class limits {
       } else {
         out.units(std::string(key), parse_count(value, key));
       }
-      if (comma == std::string_view::npos) break;
-      start = comma + 1;
     }
     return out;
   }
