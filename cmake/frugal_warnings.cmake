@@ -25,8 +25,9 @@ endfunction()
 
 # frugal_setup_target(<target>...)
 #
-# Everything a frugal-owned executable needs: warnings + FRUGAL_SANITIZE.
+# Everything a frugal-owned executable needs: warnings + FRUGAL_SANITIZE + FRUGAL_NATIVE.
 function(frugal_setup_target)
   frugal_target_warnings(${ARGN})
   frugal_target_sanitizers(${ARGN})
+  frugal_target_native(${ARGN})
 endfunction()
