@@ -26,7 +26,6 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <thread>
 #include <vector>
 
 namespace fmnist {
@@ -50,7 +49,7 @@ struct options {
   std::uint64_t seed = 1;
   std::string data_dir = default_data_dir;
   std::string out_dir = "fashion_mnist_out";
-  int threads = 0;  // 0: one per hardware thread
+  int threads = 0;  // 0: auto (as many shards as cores; the threads that run them chosen by measuring)
   std::size_t trace_events = 1'000'000;  // 0: no trace.json
   bool trace_events_given = false;       // --trace-events on the command line
   std::string checkpoint_dir;            // "": no checkpoints
@@ -298,9 +297,14 @@ inline void define_options(CLI::App& app, options& o) {
       [&o](std::uint64_t v, const std::string&) { o.seed = v; },
       "seeds the weights and the shuffling (default " + std::to_string(d.seed) + ")");
   add_checked(
-      app, "--threads", "N", [](std::string_view v) { return detail::parse_int<int>(v, 1, 256); },
+      app, "--threads", "N|auto",
+      [](std::string_view v) { return v == "auto" ? 0 : detail::parse_int<int>(v, 1, 256); },
       [&o](int v, const std::string&) { o.threads = v; },
-      "worker threads, in [1, 256]; each batch is split in N shards\n(default: one per core)");
+      "worker threads, in [1, 256]: each batch is split in N shards. auto (the\n"
+      "default): one shard per core, and the steps at each epoch's start measure\n"
+      "1, 2, 4, ... threads (3 steps each, interleaved); the fastest per sample --\n"
+      "by CPU time under a cpu limit without a wall limit -- runs the epoch.\n"
+      "The shards stay as many, so the choice never changes the results");
   add_checked(
       app, "--data", "DIR", detail::parse_path,
       [&o](std::string v, const std::string&) { o.data_dir = std::move(v); },
@@ -444,7 +448,6 @@ inline void define_options(CLI::App& app, options& o) {
     throw std::invalid_argument(e.what());
   }
   if (!o.lr_given && o.optimizer == optimizer_kind::adam) o.lr = 0.001f;
-  if (o.threads == 0) o.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return o;
 }
 

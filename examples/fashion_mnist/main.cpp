@@ -8,6 +8,7 @@
 #include "policy.hpp"
 #include "progress.hpp"
 #include "pruning.hpp"
+#include "thread_choice.hpp"
 #include "trainer.hpp"
 
 #include <frugal/allocation.hpp>
@@ -51,6 +52,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -185,7 +187,11 @@ int train(options opt) {
   const int batch = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(opt.batch), train_n));
 
   // ---- model, shards, budget ------------------------------------------------------------
-  tbb::global_control threads(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(opt.threads));
+  // --threads N: N shards on N threads. auto: a shard per core, and how many threads run them is
+  // measured as the run goes (thread_choice.hpp); the shards, hence the results, stay the same.
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int shards = opt.threads > 0 ? opt.threads : cores;
+  tbb::global_control threads(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(shards));
   {
     // The model's size from the command line, before any of it is allocated: 784-65536-65536-10
     // is 4.3e9 parameters, 17 GB of weights alone.
@@ -202,7 +208,7 @@ int train(options opt) {
   }
   fmnist::mlp model(fmnist::layer_sizes(opt.hidden), opt.seed);
   fmnist::optimizer optim(opt.optimizer, model, opt.momentum);
-  fmnist::trainer trainer(model, optim, opt.threads);
+  fmnist::trainer trainer(model, optim, shards);
   std::mt19937_64 shuffle_rng(opt.seed * 0x9E3779B97F4A7C15ull + 1);
 
   frugal::budget run{"train", opt.budget};
@@ -391,10 +397,16 @@ int train(options opt) {
   // micro-batches are gathered until --batch samples (or the epoch's last) make an update. An
   // epoch the controller ends early leaves its part for the next one's first update.
   bool stopped_at_step = false;
+  // The threads that run the shards: measured at each epoch's start unless --threads fixed them.
+  // Under a CPU-time limit without a wall limit a thread's time is what is scarce, not the wall.
+  fmnist::thread_choice workers(
+      opt.threads > 0 ? std::vector<int>{opt.threads} : fmnist::thread_choice::candidates_for(cores),
+      limits.get(frugal::resource::cpu).has_value() && !limits.get(frugal::resource::wall).has_value());
   std::int64_t steps_here = 0;  // steps this process ran (a resume of a finished run runs none)
   while (prog.epoch <= opt.epochs && stop_reason.empty() && !ctl.should_stop()) {
     const int epoch = prog.epoch;
-    doing("training (epoch %d, MLP %s, batch %d, %d thread(s))", epoch, layers.c_str(), batch, opt.threads);
+    workers.remeasure();
+    doing("training (epoch %d, MLP %s, batch %d, %d thread(s))", epoch, layers.c_str(), batch, workers.chosen());
     fmnist::progress_status status;
     status.epoch = epoch;
     status.epochs = opt.epochs;
@@ -411,10 +423,19 @@ int train(options opt) {
                                        static_cast<double>(prog.total_steps) / planned_steps));
         fmnist::batch_result r;
         heap.reset();
+        trainer.run_in(&workers.arena());
+        const bool timed = workers.measuring();
+        const bool by_cpu = timed && workers.by_cpu();
+        const std::int64_t began = by_cpu ? frugal::process_cpu_now_ns() : frugal::wall_now_ns();
         {
           frugal::scope s{run, "step"};
           r = trainer.step(data, order.data() + start, static_cast<Eigen::Index>(n), prog.lr, &run, batch, apply);
           frugal::add_units(samples, static_cast<double>(n));
+        }
+        if (timed) {
+          const std::int64_t ended = by_cpu ? frugal::process_cpu_now_ns() : frugal::wall_now_ns();
+          if (workers.record(static_cast<double>(ended - began) * 1e-9, static_cast<double>(n)))
+            progress.note("step " + std::to_string(prog.total_steps + 1) + ": threads: " + workers.describe());
         }
         prog.accumulated = apply ? 0 : prog.accumulated + n;
         start += n;
@@ -594,6 +615,7 @@ int train(options opt) {
   const double samples_seen = run.used("samples");
   std::printf("stopped: %s\nafter %.2f epochs (%ld steps, %.0f samples, %zu evaluations)\n", stop_reason.c_str(),
               samples_seen / static_cast<double>(train_n), static_cast<long>(prog.total_steps), samples_seen, prog.rows.size());
+  if (opt.threads == 0) std::printf("threads: %s\n", workers.describe().c_str());
   if (layers != planned_layers)  // the prunings, each in the progress notes and report.json's "compressions"
     std::printf("pruned: MLP %s -> %s (%zu prunings), %llu parameters; a step of %d samples %.0f -> %llu FLOPs\n",
                 planned_layers.c_str(), layers.c_str(), ctl.history().compressions.size(),

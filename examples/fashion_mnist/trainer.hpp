@@ -11,6 +11,7 @@
 
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/partitioner.h>
+#include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -44,6 +45,9 @@ class trainer {
   }
 
   [[nodiscard]] int shards() const noexcept { return shards_; }
+  // The shards of the next steps and evaluations run in `arena` (nullptr: the caller's). The
+  // shards stay as many: the threads change the speed, never the arithmetic.
+  void run_in(tbb::task_arena* arena) noexcept { arena_ = arena; }
 
   // The gradient an accumulation has gathered and not yet applied (null when none), and its
   // restoration, for a checkpoint (checkpoint.hpp): the next step adds to it.
@@ -241,19 +245,26 @@ class trainer {
     return true;
   }
 
-  // f(k) for each shard k on its own oneTBB task, charged to the caller's open scopes.
+  // f(k) for each shard k on its own oneTBB task, charged to the caller's open scopes; in the
+  // arena run_in() named, if any (its threads, not the shards, say how many run at once).
   template <class F>
   void for_shards(int n, const F& f) {
     if (n == 1) {
       f(0);
       return;
     }
-    frugal::parallel_for(
-        tbb::blocked_range<int>(0, n, 1),
-        [&](const tbb::blocked_range<int>& r) {
-          for (int k = r.begin(); k != r.end(); ++k) f(k);
-        },
-        tbb::simple_partitioner{});
+    const auto all = [&] {
+      frugal::parallel_for(
+          tbb::blocked_range<int>(0, n, 1),
+          [&](const tbb::blocked_range<int>& r) {
+            for (int k = r.begin(); k != r.end(); ++k) f(k);
+          },
+          tbb::simple_partitioner{});
+    };
+    if (arena_)
+      arena_->execute(all);
+    else
+      all();
   }
 
   mlp& model_;
@@ -261,6 +272,7 @@ class trainer {
   std::optional<parameters> accumulated_;  // the pending gradient of an accumulation
   bool pending_ = false;
   int shards_;
+  tbb::task_arena* arena_ = nullptr;
   std::vector<workspace> work_;
   std::size_t evaluated_ = 0;  // images in the evaluation under way
 };
