@@ -387,7 +387,9 @@ inline void define_options(CLI::App& app, options& o) {
       "last line \"test accuracy: 0.XXXX\" go to stdout. Exit status: 0 done (a budget's stop\n"
       "included), 1 data, output or checkpoint error or out of memory (the message names what could\n"
       "not be allocated), 2 bad command line; after a clean stop on a signal, 128 + its number (143\n"
-      "for SIGTERM, 130 for SIGINT, 138 for SIGUSR1): a scheduler sees the job was interrupted.");
+      "for SIGTERM, 130 for SIGINT, 138 for SIGUSR1): a scheduler sees the job was interrupted.\n"
+      "Environment: FRUGAL_CLOCK=tsc makes the scopes read the CPU's time-stamp counter,\n"
+      "calibrated against steady_clock (stderr says so, or why not).");
 }
 
 // The --help text, CLI11's (the same app parse_options reads).
