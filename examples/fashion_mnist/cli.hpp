@@ -302,9 +302,10 @@ inline void define_options(CLI::App& app, options& o) {
       [&o](int v, const std::string&) { o.threads = v; },
       "worker threads, in [1, 256]: each batch is split in N shards. auto (the\n"
       "default): one shard per core, and the steps at each epoch's start measure\n"
-      "1, 2, 4, ... threads (3 steps each, interleaved); the fastest per sample --\n"
-      "by CPU time under a cpu limit without a wall limit -- runs the epoch.\n"
-      "The shards stay as many, so the choice never changes the results");
+      "1, 2, 4, ... threads (4 steps each, interleaved); the cheapest per sample\n"
+      "(wall; CPU under a cpu limit without a wall limit) runs the epoch, more\n"
+      "threads only if at least 10 % cheaper. The shards stay as many, so the\n"
+      "choice never changes the results");
   add_checked(
       app, "--data", "DIR", detail::parse_path,
       [&o](std::string v, const std::string&) { o.data_dir = std::move(v); },

@@ -6,9 +6,14 @@
 // thread's time is charged, spinning included. Neither is known before the run, and both change
 // during it. So at each epoch's start the next steps rotate over the candidates (1, 2, 4, ... up
 // to the cores, and the cores themselves), `rounds` steps each, interleaved so that a change in
-// the machine's load hits every candidate alike; the candidate with the lowest median cost per
-// sample -- wall time, or CPU time when the budget limits CPU time and not wall time -- runs the
-// rest of the epoch. The steps measured are real training steps: nothing is spent on probing.
+// the machine's load hits every candidate alike. What is compared is each candidate's cost per
+// sample over its steps -- wall time, or CPU time when the budget limits CPU time and not wall
+// time -- the total over the steps, not their median: on a loaded machine more threads give a
+// step that is usually fast and now and then many times slower (it waits for a shard whose core
+// another process holds), and those slow steps are what the budget pays for. More threads must
+// also pay for themselves: a candidate replaces one with fewer threads only when it is at least
+// `margin` (10 %) cheaper, since each thread costs CPU and a near tie is noise. The steps
+// measured are real training steps: nothing is spent on probing.
 //
 // The batch is split into the same number of shards whatever the choice (one per core), so the
 // choice changes how fast a step runs, never what it computes: a run stays deterministic.
@@ -39,14 +44,14 @@ class thread_choice {
 
   // `candidates`: the thread counts to choose from (one: no measuring, that count always).
   // `by_cpu`: compare CPU time per sample instead of wall time. `rounds`: steps per candidate
-  // in each measurement (the median of them is compared, so one disturbed step does not decide).
-  thread_choice(std::vector<int> candidates, bool by_cpu, int rounds = 3)
+  // in each measurement.
+  thread_choice(std::vector<int> candidates, bool by_cpu, int rounds = 4)
       : by_cpu_(by_cpu), rounds_(static_cast<std::size_t>(std::max(rounds, 1))) {
     if (candidates.empty()) throw std::invalid_argument("fmnist::thread_choice: no candidate thread count");
     if (rounds < 1) throw std::invalid_argument("fmnist::thread_choice: rounds must be >= 1, got " + std::to_string(rounds));
     for (int k : candidates) {
       if (k < 1) throw std::invalid_argument("fmnist::thread_choice: a thread count must be >= 1, got " + std::to_string(k));
-      candidates_.push_back({k, std::make_unique<tbb::task_arena>(k), {}, 0});
+      candidates_.push_back({k, std::make_unique<tbb::task_arena>(k), 0, 0, 0});
     }
     chosen_ = candidates_.size() - 1;  // the most threads until measured: the old default
     remeasure();
@@ -56,7 +61,7 @@ class thread_choice {
   // with one candidate.
   void remeasure() {
     if (candidates_.size() < 2) return;
-    for (candidate& c : candidates_) c.per_sample.clear();
+    for (candidate& c : candidates_) c.seconds = c.samples = 0;
     position_ = 0;
     measuring_ = true;
   }
@@ -75,29 +80,30 @@ class thread_choice {
   // differs from the one before (worth a progress note).
   bool record(double seconds, double samples) {
     if (!measuring_ || samples <= 0) return false;
-    candidates_[next()].per_sample.push_back(seconds / samples);
+    candidate& c = candidates_[next()];
+    c.seconds += seconds;
+    c.samples += samples;
     if (++position_ < rounds_ * candidates_.size()) return false;
     measuring_ = false;
     ++measurements_;
     const std::size_t before = chosen_;
-    for (candidate& c : candidates_) c.median = median(c.per_sample);
-    // Ties go to fewer threads: the same speed for less CPU.
+    for (candidate& c : candidates_) c.per_sample = c.seconds / c.samples;
     chosen_ = 0;
     for (std::size_t i = 1; i < candidates_.size(); ++i)
-      if (candidates_[i].median < candidates_[chosen_].median) chosen_ = i;
+      if (candidates_[i].per_sample < (1 - margin) * candidates_[chosen_].per_sample) chosen_ = i;
     return chosen_ != before || measurements_ == 1;
   }
 
-  // "2 threads (median per sample: 1 thread 20.1 us, 2 threads 11.9 us of wall)" after a
+  // "2 threads (per sample: 1 thread 20.1 us, 2 threads 11.9 us of wall)" after a
   // measurement; "2 threads (fixed by --threads)" with one candidate.
   [[nodiscard]] std::string describe() const {
     const auto plural = [](int k) { return std::to_string(k) + (k == 1 ? " thread" : " threads"); };
     if (candidates_.size() < 2) return plural(chosen()) + " (fixed by --threads)";
     if (measurements_ == 0) return plural(chosen()) + " (not measured yet)";
-    std::string s = plural(chosen()) + " (median per sample:";
+    std::string s = plural(chosen()) + " (per sample:";
     for (std::size_t i = 0; i < candidates_.size(); ++i) {
       char us[32];
-      std::snprintf(us, sizeof us, " %.1f us", candidates_[i].median * 1e6);
+      std::snprintf(us, sizeof us, " %.1f us", candidates_[i].per_sample * 1e6);
       s += (i ? ", " : " ") + plural(candidates_[i].threads) + us;
     }
     return s + (by_cpu_ ? " of CPU)" : " of wall)");
@@ -107,8 +113,9 @@ class thread_choice {
   struct candidate {
     int threads;
     std::unique_ptr<tbb::task_arena> arena;
-    std::vector<double> per_sample;  // this measurement's steps
-    double median;                   // of the last measurement
+    double seconds;     // this measurement's steps: their cost
+    double samples;     // and their samples
+    double per_sample;  // the last measurement's cost per sample
   };
 
   // Measuring: the candidates in turn (1, 2, 1, 2, ...); else the chosen one.
@@ -116,11 +123,8 @@ class thread_choice {
     return measuring_ ? position_ % candidates_.size() : chosen_;
   }
 
-  [[nodiscard]] static double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-  }
+  // How much cheaper per sample more threads must be to be chosen over fewer.
+  static constexpr double margin = 0.10;
 
   std::vector<candidate> candidates_;
   bool by_cpu_;
