@@ -4,6 +4,7 @@
 #include <frugal/controller.hpp>
 #include <frugal/deadline.hpp>
 #include <frugal/scope.hpp>
+#include <frugal/tbb.hpp>
 
 #include <Eigen/Dense>
 #include <benchmark/benchmark.h>
@@ -18,7 +19,14 @@
 #include <cstdint>
 #include <cstdio>
 #include <random>
+#include <thread>
 #include <vector>
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace std::chrono_literals;
 
@@ -144,6 +152,7 @@ struct quantiles {
   double min, median, p90, max;
 };
 quantiles quantiles_of(std::vector<double> v) {
+  if (v.empty()) return {0, 0, 0, 0};
   std::sort(v.begin(), v.end());
   auto at = [&](double q) { return v[static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5)]; };
   return {v.front(), at(0.5), at(0.9), v.back()};
@@ -226,50 +235,138 @@ BENCHMARK(overshoot_study)->Arg(0)->Arg(5)->Iterations(1)->Unit(benchmark::kMill
 // ---------------------------------------------------------------------------------------------
 // Stop latency of the hard deadline.
 
+// Load K: K busy-loop processes beside the benchmark, forked from it (same session, cgroup and
+// autogroup as the benchmark, nice 0, pinned nowhere), each always runnable, started 200 ms
+// before the first run. Processes, not threads: they stand for other jobs on the machine, stay
+// out of this process's CPU clock and of oneTBB's view of it, and -- in the same autogroup --
+// the scheduler weighs them exactly as the benchmark's own threads (a loop started from another
+// terminal would sit in another autogroup, which Linux shares the CPUs with as one unit). Pinned
+// nowhere, so the scheduler balances them as it would a real load. With the benchmark's own two
+// oneTBB threads, load 4 on this 2-vCPU machine is 6 runnable threads on 2 CPUs; the output
+// says how many tasks were runnable machine-wide (procs_running, /proc/stat) just before each
+// step, the loops and whatever else runs included. A child only spins (no lock, no allocation:
+// it was forked from a multi-threaded process) and dies with the benchmark (PR_SET_PDEATHSIG).
+class busy_loops {
+ public:
+  explicit busy_loops(int k) {
+    for (int i = 0; i < k; ++i) {
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        (void)::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        volatile std::uint64_t x = 0;
+        for (;;) x = x + 1;
+      }
+      if (pid > 0) pids_.push_back(pid);
+    }
+    // Let the scheduler see them as long-running before anything is measured.
+    if (k > 0) std::this_thread::sleep_for(200ms);
+  }
+  ~busy_loops() {
+    for (const pid_t pid : pids_) ::kill(pid, SIGKILL);
+    for (const pid_t pid : pids_) ::waitpid(pid, nullptr, 0);
+  }
+  busy_loops(const busy_loops&) = delete;
+  busy_loops& operator=(const busy_loops&) = delete;
+
+ private:
+  std::vector<pid_t> pids_;
+};
+
+// Tasks runnable on the machine now (this thread included); 0 where /proc/stat is unreadable.
+int procs_running() {
+  int n = 0;
+  if (std::FILE* f = std::fopen("/proc/stat", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "procs_running %d", &n) == 1) break;
+    std::fclose(f);
+  }
+  return n;
+}
+
 // A parallel step far longer than the 20 ms limit: chunks of a 48 x 48 GEMM each (tens of us).
 // Latency = when parallel_for returns - when the budget's wall reached the limit (the scope
-// opened on a fresh budget, so that is open time + limit); also when the watchdog woke.
-void deadline_stop_latency(benchmark::State& state) {
+// opened on a fresh budget, so that is open time + limit); also when the deadline fired (the
+// watchdog's thread, or a chunk's check), and when the last chunk ended (the rest of the return
+// latency is the calling thread getting back onto a CPU). Argument: load K (busy_loops above).
+// deadline_stop_latency: tbb::parallel_for(range, body, ctx), the watchdog's thread alone.
+// deadline_stop_latency_checked: frugal::parallel_for(range, body, watchdog), every chunk
+// checking the deadline itself (deadline_watchdog::check()).
+template <bool checked>
+void deadline_stop_latency_impl(benchmark::State& state) {
   constexpr int runs = 20;
   constexpr double limit_s = 0.020;
-  std::vector<double> return_us, wake_us;
+  const int load = static_cast<int>(state.range(0));
+  std::vector<double> return_us, wake_us, chunk_us;
+  double runnable = 0;
   for (auto _ : state) {
+    busy_loops loops{load};
     for (int r = 0; r < runs; ++r) {
       frugal::budget run{"train", frugal::limits{}.wall(std::chrono::duration<double>(limit_s))};
       tbb::task_group_context ctx;
       frugal::deadline_watchdog watchdog{run, ctx};
       std::int64_t opened = 0, returned = 0;
+      std::atomic<std::int64_t> last_chunk_end{0};
+      const auto chunk = [&](const tbb::blocked_range<int>&) {
+        Eigen::Matrix<float, 48, 48> x = Eigen::Matrix<float, 48, 48>::Random();
+        Eigen::Matrix<float, 48, 48> y = x * x;
+        benchmark::DoNotOptimize(y.data());
+        const std::int64_t end = frugal::wall_now_ns();
+        std::int64_t seen = last_chunk_end.load(std::memory_order_relaxed);
+        while (seen < end && !last_chunk_end.compare_exchange_weak(seen, end, std::memory_order_relaxed)) {
+        }
+      };
+      const tbb::blocked_range<int> range(0, 10'000'000, 1);
+      runnable += procs_running();
       {
         frugal::scope step{run, "step"};
         opened = frugal::wall_now_ns();
-        tbb::parallel_for(
-            tbb::blocked_range<int>(0, 10'000'000, 1),
-            [&](const tbb::blocked_range<int>&) {
-              Eigen::Matrix<float, 48, 48> x = Eigen::Matrix<float, 48, 48>::Random();
-              Eigen::Matrix<float, 48, 48> y = x * x;
-              benchmark::DoNotOptimize(y.data());
-            },
-            tbb::simple_partitioner(), ctx);
+        if constexpr (checked)
+          frugal::parallel_for(range, chunk, tbb::simple_partitioner(), watchdog);
+        else
+          tbb::parallel_for(range, chunk, tbb::simple_partitioner(), ctx);
         returned = frugal::wall_now_ns();
       }
       const double deadline = static_cast<double>(opened) + limit_s * 1e9;
       return_us.push_back((static_cast<double>(returned) - deadline) * 1e-3);
+      // No chunk at all ends when the deadline fired before the first one did (a machine so busy
+      // that the step got no CPU for the whole limit).
+      if (const std::int64_t end = last_chunk_end.load(); end != 0)
+        chunk_us.push_back((static_cast<double>(end) - deadline) * 1e-3);
       if (const auto fired = watchdog.fired_at_ns()) wake_us.push_back((static_cast<double>(*fired) - deadline) * 1e-3);
     }
   }
-  const quantiles ret = quantiles_of(return_us), wake = quantiles_of(wake_us);
+  runnable /= static_cast<double>(std::max<std::size_t>(return_us.size(), 1));
+  const quantiles ret = quantiles_of(return_us), wake = quantiles_of(wake_us), chunk = quantiles_of(chunk_us);
+  state.counters["return_us_min"] = ret.min;
   state.counters["return_us_median"] = ret.median;
+  state.counters["return_us_p90"] = ret.p90;
   state.counters["return_us_max"] = ret.max;
-  state.counters["wake_us_median"] = wake.median;
-  state.counters["wake_us_max"] = wake.max;
+  state.counters["fire_us_median"] = wake.median;
+  state.counters["fire_us_p90"] = wake.p90;
+  state.counters["fire_us_max"] = wake.max;
   std::fprintf(stderr,
-               "deadline stop latency, %zu runs, limit %.0f ms (min / median / p90 / max):\n"
-               "  watchdog wakes   %8.1f %8.1f %8.1f %8.1f us after the limit\n"
+               "deadline stop latency%s, load %d (%.1f tasks runnable), %zu runs, limit %.0f ms (min / median / p90 / max):\n"
+               "  deadline fires   %8.1f %8.1f %8.1f %8.1f us after the limit\n"
+               "  last chunk ends  %8.1f %8.1f %8.1f %8.1f us after the limit\n"
                "  parallel_for     %8.1f %8.1f %8.1f %8.1f us after the limit\n",
-               return_us.size(), limit_s * 1e3, wake.min, wake.median, wake.p90, wake.max, ret.min, ret.median, ret.p90,
-               ret.max);
+               checked ? " (chunks check)" : "", load, runnable, return_us.size(), limit_s * 1e3, wake.min, wake.median, wake.p90, wake.max, chunk.min,
+               chunk.median, chunk.p90, chunk.max, ret.min, ret.median, ret.p90, ret.max);
 }
-BENCHMARK(deadline_stop_latency)->Iterations(1)->Unit(benchmark::kMillisecond);
+void deadline_stop_latency(benchmark::State& state) { deadline_stop_latency_impl<false>(state); }
+void deadline_stop_latency_checked(benchmark::State& state) { deadline_stop_latency_impl<true>(state); }
+BENCHMARK(deadline_stop_latency)->ArgName("load")->Arg(0)->Arg(2)->Arg(4)->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK(deadline_stop_latency_checked)->ArgName("load")->Arg(0)->Arg(2)->Arg(4)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// What a chunk pays for the check while the deadline is far: a clock read and a compare.
+void deadline_check_far(benchmark::State& state) {
+  frugal::budget run{"train", frugal::limits{}.wall(never)};
+  tbb::task_group_context ctx;
+  frugal::deadline_watchdog watchdog{run, ctx};
+  frugal::scope step{run, "step"};
+  for (auto _ : state) benchmark::DoNotOptimize(watchdog.check());
+}
+BENCHMARK(deadline_check_far);
 
 }  // namespace
 

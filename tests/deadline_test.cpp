@@ -1,14 +1,19 @@
 // The hard-deadline watchdog: it cancels a real tbb::parallel_for in flight at the budget's wall
 // limit (on the real clock: these tests assert only what a loaded machine cannot break), fires
 // once, never while its budget is idle, never without a wall limit, wakes at once when the limit
-// is set or lowered, and joins at once.
+// is set or lowered, and joins at once. check(), the deadline checked by the parallel work
+// itself, fires once the moment has passed -- never early, never while the budget is idle,
+// never on a limit that was raised -- and frugal::parallel_for(range, body, watchdog) cancels
+// from a chunk (driven by a manual clock: no timing asserted).
 #include <frugal/controller.hpp>
 #include <frugal/deadline.hpp>
 #include <frugal/scope.hpp>
+#include <frugal/tbb.hpp>
 
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/partitioner.h>
+#include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
 
 #include <gtest/gtest.h>
@@ -19,6 +24,15 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
+
+#if defined(__linux__)
+#include <filesystem>
+#include <fstream>
+
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 using namespace std::chrono_literals;
 
@@ -220,5 +234,267 @@ TEST(DeadlineWatchdog, ArmAfterRejectsANegativeDelay) {
   watchdog.arm_after(std::chrono::nanoseconds::max());  // a century: no overflow, never fires here
   EXPECT_FALSE(watchdog.poll());
 }
+
+// --- check(): the deadline checked by the parallel work itself ---
+//
+// On a manual clock the watchdog's own thread sleeps in real time for what is left (an hour, or
+// 30 s here): whatever fires in these tests, check() fired it.
+
+TEST(DeadlineCheck, FiresOnceTheMomentHasPassedAndCancelsTheContext) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(30s)};
+  tbb::task_group_context ctx;
+  frugal::deadline_watchdog watchdog{run, ctx};
+  EXPECT_FALSE(watchdog.check());
+  // Idle: the budget's wall does not run, however far the clock moves.
+  clock.advance(1h);
+  EXPECT_FALSE(watchdog.check());
+  {
+    frugal::scope step{run, "step"};
+    clock.advance(29s);
+    EXPECT_FALSE(watchdog.check());
+    EXPECT_FALSE(ctx.is_group_execution_cancelled());
+    clock.advance(999ms);
+    EXPECT_FALSE(watchdog.check());
+    clock.advance(1ms);
+    EXPECT_TRUE(watchdog.check());
+  }
+  EXPECT_TRUE(watchdog.fired());
+  EXPECT_TRUE(watchdog.stop_flag().load());
+  EXPECT_TRUE(ctx.is_group_execution_cancelled());
+  EXPECT_EQ(*watchdog.fired_at_ns(), std::chrono::nanoseconds(1h + 30s).count());
+  EXPECT_EQ(watchdog.describe(), "the deadline watchdog fired at the wall limit; parallel work in flight was cancelled");
+  clock.advance(5s);
+  EXPECT_TRUE(watchdog.check());  // true from then on; fired once, at the first time
+  EXPECT_EQ(*watchdog.fired_at_ns(), std::chrono::nanoseconds(1h + 30s).count());
+}
+
+// The moment a check computes (now + what is left) is where the limit would be if the scopes
+// stayed open; when they close, it passes with wall time still left: the check re-reads the
+// budget and moves the moment on instead of firing.
+TEST(DeadlineCheck, NeverFiresEarlyWhenTheBudgetWentIdle) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(30s)};
+  tbb::task_group_context ctx;
+  frugal::deadline_watchdog watchdog{run, ctx};
+  {
+    frugal::scope step{run, "step"};
+    clock.advance(10s);
+    EXPECT_FALSE(watchdog.check());  // the moment: 30 s on the clock
+  }
+  clock.advance(30s);  // idle, past the moment
+  EXPECT_FALSE(watchdog.check());
+  EXPECT_FALSE(watchdog.check());
+  EXPECT_FALSE(ctx.is_group_execution_cancelled());
+  frugal::scope step{run, "step"};
+  clock.advance(19s);  // wall 29 s
+  EXPECT_FALSE(watchdog.check());
+  clock.advance(1s);  // wall 30 s
+  EXPECT_TRUE(watchdog.check());
+  EXPECT_TRUE(ctx.is_group_execution_cancelled());
+  EXPECT_EQ(*watchdog.fired_at_ns(), std::chrono::nanoseconds(60s).count());
+}
+
+TEST(DeadlineCheck, NeverFiresOnALimitThatWasRaised) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(30s)};
+  tbb::task_group_context ctx;
+  frugal::deadline_watchdog watchdog{run, ctx};
+  frugal::scope step{run, "step"};
+  clock.advance(10s);
+  EXPECT_FALSE(watchdog.check());  // the moment: 30 s
+  run.set_limits(frugal::limits{}.wall(60s));
+  clock.advance(25s);  // 35 s: past the old moment
+  EXPECT_FALSE(watchdog.check());
+  EXPECT_FALSE(ctx.is_group_execution_cancelled());
+  clock.advance(24s);
+  EXPECT_FALSE(watchdog.check());
+  clock.advance(1s);
+  EXPECT_TRUE(watchdog.check());
+  EXPECT_TRUE(ctx.is_group_execution_cancelled());
+}
+
+TEST(DeadlineCheck, SeesALoweredLimitAtOnce) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(1h)};
+  tbb::task_group_context ctx;
+  frugal::deadline_watchdog watchdog{run, ctx};
+  frugal::scope step{run, "step"};
+  clock.advance(10s);
+  EXPECT_FALSE(watchdog.check());  // the moment: an hour away
+  // Lowered below the wall used: the next check fires without the clock moving (the watchdog's
+  // thread, woken by the same change, may fire first: either way, it has fired).
+  run.set_limits(frugal::limits{}.wall(5s));
+  EXPECT_TRUE(watchdog.check());
+  EXPECT_TRUE(ctx.is_group_execution_cancelled());
+  EXPECT_EQ(*watchdog.fired_at_ns(), std::chrono::nanoseconds(10s).count());
+}
+
+TEST(DeadlineCheck, FiresOnceAnArmedMomentHasPassed) {
+  frugal::manual_clock clock;  // the budget's wall never moves; the armed moment is real time
+  frugal::budget run{"train", frugal::limits{}.wall(1h)};
+  frugal::deadline_watchdog watchdog{run};
+  frugal::scope step{run, "step"};
+  EXPECT_FALSE(watchdog.check());
+  watchdog.arm_after(1h, "far");
+  EXPECT_FALSE(watchdog.check());
+  watchdog.arm_at(std::chrono::steady_clock::now() - 1ms, "passed");
+  EXPECT_TRUE(watchdog.check());  // whoever fired, the check says so at once
+  EXPECT_EQ(watchdog.describe(), "the deadline watchdog fired: passed");
+}
+
+// Checks racing from several threads with limit changes and arming (for ThreadSanitizer): every
+// checker ends up seeing the deadline, which fired once.
+TEST(DeadlineCheck, ChecksFromManyThreadsWhileTheLimitsChange) {
+  frugal::budget run{"train", frugal::limits{}.wall(1h)};
+  tbb::task_group_context ctx;
+  frugal::deadline_watchdog watchdog{run, ctx};
+  frugal::scope step{run, "step"};
+  std::atomic<int> saw{0};
+  std::atomic<bool> gave_up{false};
+  std::vector<std::thread> checkers;
+  for (int t = 0; t < 3; ++t)
+    checkers.emplace_back([&] {
+      const auto t0 = std::chrono::steady_clock::now();
+      while (!watchdog.check()) {
+        if (std::chrono::steady_clock::now() - t0 > 30s) {
+          gave_up = true;
+          return;
+        }
+      }
+      saw.fetch_add(1);
+    });
+  for (int i = 0; i < 100; ++i) run.set_limits(frugal::limits{}.wall(i % 2 ? 2h : 1h));
+  watchdog.arm_after(1ms, "the test's moment");
+  for (auto& t : checkers) t.join();
+  EXPECT_FALSE(gave_up.load());
+  EXPECT_EQ(saw.load(), 3);
+  EXPECT_TRUE(watchdog.fired());
+  EXPECT_TRUE(ctx.is_group_execution_cancelled());
+  EXPECT_EQ(watchdog.describe(), "the deadline watchdog fired: the test's moment; parallel work in flight was cancelled");
+}
+
+// frugal::parallel_for(range, body, watchdog): the chunks check. Each chunk moves the manual
+// clock a minute; the limit is an hour, so the 61st check fires, and at most the chunks already
+// past their check on the other threads run after it. Without the check the loop would run all
+// its chunks: the watchdog's thread sleeps an hour of real time.
+TEST(DeadlineCheck, ParallelForWithTheWatchdogCancelsFromAChunk) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(1h)};
+  tbb::task_group_context ctx;
+  frugal::deadline_watchdog watchdog{run, ctx};
+  constexpr int chunks = 100'000;  // 69 days of manual time: within what a budget represents
+  std::atomic<int> ran{0};
+  {
+    frugal::scope step{run, "step"};
+    frugal::parallel_for(
+        tbb::blocked_range<int>(0, chunks, 1),
+        [&](const tbb::blocked_range<int>&) {
+          ran.fetch_add(1);
+          frugal::add_flops(1);
+          clock.advance(1min);
+        },
+        tbb::simple_partitioner(), watchdog);
+  }
+  EXPECT_TRUE(watchdog.fired());
+  EXPECT_TRUE(ctx.is_group_execution_cancelled());
+  EXPECT_GE(ran.load(), 60);
+  EXPECT_LT(ran.load(), 60 + tbb::this_task_arena::max_concurrency());
+  EXPECT_GE(*watchdog.fired_at_ns(), std::chrono::nanoseconds(1h).count());
+  EXPECT_EQ(watchdog.describe(), "the deadline watchdog fired at the wall limit; parallel work in flight was cancelled");
+  // The chunks that ran were charged to the caller's scope, as with the other overloads.
+  EXPECT_EQ(run.stage("step").flops, static_cast<std::uint64_t>(ran.load()));
+}
+
+// The same on the real clock, chunks of 100 us: the loop stops (the check or the thread,
+// whichever is first).
+TEST(DeadlineCheck, ParallelForWithTheWatchdogStopsARealLoop) {
+  frugal::budget run{"train", frugal::limits{}.wall(50ms)};
+  tbb::task_group_context ctx;
+  frugal::deadline_watchdog watchdog{run, ctx};
+  constexpr int chunks = 1'000'000;
+  std::atomic<int> ran{0};
+  {
+    frugal::scope step{run, "step"};
+    frugal::parallel_for(
+        tbb::blocked_range<int>(0, chunks, 1),
+        [&](const tbb::blocked_range<int>&) {
+          ran.fetch_add(1);
+          const auto t0 = std::chrono::steady_clock::now();
+          while (std::chrono::steady_clock::now() - t0 < 100us) {
+          }
+        },
+        tbb::simple_partitioner(), watchdog);
+  }
+  EXPECT_TRUE(watchdog.fired());
+  EXPECT_TRUE(ctx.is_group_execution_cancelled());
+  EXPECT_LT(ran.load(), chunks);
+  EXPECT_GE(run.used(frugal::resource::wall), 0.050);
+}
+
+TEST(DeadlineCheck, ParallelForNeedsAWatchdogWithAContext) {
+  frugal::budget run{"train", frugal::limits{}.wall(1h)};
+  frugal::deadline_watchdog watchdog{run};
+  int ran = 0;
+  try {
+    frugal::parallel_for(tbb::blocked_range<int>(0, 10), [&](const tbb::blocked_range<int>&) { ++ran; }, watchdog);
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(),
+                 "frugal::parallel_for: the deadline_watchdog has no task_group_context to cancel (construct it as "
+                 "deadline_watchdog{budget, context})");
+  }
+  EXPECT_EQ(ran, 0);
+}
+
+// --- the watchdog's thread asks for a short time slice ---
+
+#if defined(__linux__) && defined(SYS_sched_getattr)
+// The slice thread `tid` (0: the caller) asks for: sched_attr::sched_runtime of a normal task,
+// which Linux >= 6.12 reports (the default, 0.7 ms x (1 + log2 CPUs), unless changed); earlier
+// kernels report 0.
+std::uint64_t requested_slice_ns(long tid) {
+  struct {
+    std::uint32_t size, policy;
+    std::uint64_t flags;
+    std::int32_t nice;
+    std::uint32_t priority;
+    std::uint64_t runtime, deadline, period;
+  } attr{};
+  if (::syscall(SYS_sched_getattr, tid, &attr, sizeof attr, 0) != 0) return 0;
+  return attr.runtime;
+}
+
+// The ids of this process's threads named `name` (/proc/self/task/<tid>/comm).
+std::vector<long> threads_named(const std::string& name) {
+  std::vector<long> tids;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream comm(task.path() / "comm");
+    std::string line;
+    if (std::getline(comm, line) && line == name) tids.push_back(std::stol(task.path().filename().string()));
+  }
+  return tids;
+}
+
+TEST(DeadlineWatchdog, ItsThreadAsksForTheShortestSliceAndLeavesTheCallersAlone) {
+  const std::uint64_t callers = requested_slice_ns(0);
+  if (callers == 0) GTEST_SKIP() << "this kernel reports no requested slices (Linux < 6.12)";
+  frugal::budget run{"train", frugal::limits{}.wall(1h)};
+  frugal::deadline_watchdog watchdog{run};
+  // The thread names itself, then asks for its slice, as it starts: wait for both (a loaded
+  // machine may start it late; 10 s only keeps a broken build from hanging).
+  std::vector<long> found;
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < give_up) {
+    found = threads_named("frugal-deadline");
+    if (found.size() == 1 && requested_slice_ns(found[0]) == 100'000u) break;
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(requested_slice_ns(found[0]), 100'000u);
+  EXPECT_EQ(requested_slice_ns(0), callers);
+}
+#endif
 
 }  // namespace

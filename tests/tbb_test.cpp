@@ -102,6 +102,34 @@ TEST(Tbb, IndexFormAndReduceChargeTheCallersScope) {
   EXPECT_EQ(run.used(frugal::resource::flops), 4000);
 }
 
+// The overload taking a deadline_watchdog, far from its limit, runs every chunk and charges the
+// caller's scope exactly like the others; the context form next to it is not mistaken for it.
+TEST(Tbb, TheWatchdogFormChargesTheCallersScope) {
+  frugal::budget run{"run", frugal::limits{}.wall(std::chrono::hours(1))};
+  tbb::task_group_context group;
+  frugal::deadline_watchdog watchdog{run, group};
+  {
+    frugal::scope s{run, "checked"};
+    frugal::parallel_for(tbb::blocked_range<int>(0, 1000), [](const tbb::blocked_range<int>& r) {
+      frugal::add_flops(r.size());
+    }, watchdog);
+    frugal::parallel_for(tbb::blocked_range<int>(0, 1000, 1), [](const tbb::blocked_range<int>& r) {
+      frugal::add_flops(r.size());
+    }, tbb::simple_partitioner(), watchdog);
+  }
+  {
+    frugal::scope s{run, "context"};
+    frugal::parallel_for(tbb::blocked_range<int>(0, 1000), [](const tbb::blocked_range<int>& r) {
+      frugal::add_flops(r.size());
+    }, group);
+  }
+  EXPECT_FALSE(watchdog.fired());
+  EXPECT_FALSE(group.is_group_execution_cancelled());
+  EXPECT_EQ(run.stage("checked").flops, 2000u);
+  EXPECT_EQ(run.stage("context").flops, 1000u);
+  EXPECT_EQ(run.used(frugal::resource::flops), 3000);
+}
+
 TEST(Tbb, OuterStagesIncludeWorkDoneByWorkersInsideInnerScopes) {
   tbb::global_control allow(tbb::global_control::max_allowed_parallelism, 4);
   frugal::budget run{"run"};

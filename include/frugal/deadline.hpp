@@ -1,7 +1,9 @@
 /// @file
 /// The hard deadline: a watchdog thread that, when a budget's wall time reaches its limit (or a
 /// moment armed with arm_at/arm_after, whichever comes first), sets a stop flag and cancels a bound
-/// tbb::task_group_context, so parallel work in flight stops.
+/// tbb::task_group_context, so parallel work in flight stops; and check(), the same deadline
+/// checked by the parallel work itself at chunk boundaries (frugal::parallel_for(range, body,
+/// watchdog) in <frugal/tbb.hpp> does it for every chunk).
 #pragma once
 
 #include <frugal/budget.hpp>
@@ -16,6 +18,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -24,7 +27,10 @@
 #include <utility>
 
 #if defined(__linux__)
+#include <sched.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 namespace frugal {
@@ -40,13 +46,15 @@ namespace frugal {
 ///   frugal::deadline_watchdog w{run, ctx};
 ///   ctl.cancel_on(w.stop_flag());
 ///   tbb::parallel_for(range, body, ctx);
+///   // or, every chunk also checking the deadline itself (check(), <frugal/tbb.hpp>):
+///   frugal::parallel_for(range, body, w);
 ///
 /// A budget's wall time runs only while one of its scopes is open, so the thread re-reads what
 /// is left each time it wakes and sleeps again until nothing is. budget::set_limits() wakes it
 /// at once (it listens for limit changes), so a lowered or newly set wall limit is enforced from
 /// that moment; no wall limit: it sleeps until one is set. Destruction wakes the thread and joins
 /// it at once. Under a frugal::manual_clock the thread still sleeps in real time; tests call
-/// poll() to check at a chosen moment.
+/// poll() or check() to check at a chosen moment.
 ///
 /// A second deadline, in real time: arm_at(t) / arm_after(d) make it fire at t (or now + d) if the
 /// wall limit has not fired first -- the grace period after a signal asking the job to end
@@ -54,6 +62,23 @@ namespace frugal {
 /// the budget's scopes were open. Arming is thread-safe and wakes the sleeping thread; the
 /// earliest armed moment holds. describe() says which deadline fired, for the controller:
 ///   ctl.cancel_on(w.stop_flag(), frugal::stop_reason::deadline, [&w] { return w.describe(); });
+///
+/// Stop latency on a busy machine. Firing: the thread is woken by a timer but must then get a
+/// CPU, and on an oversubscribed machine the scheduler may first let the task running there
+/// finish its slice -- up to a tick (4 ms at HZ=250). Two things take that out, neither needing
+/// privileges. The thread asks for the shortest time slice Linux gives a normal task (0.1 ms:
+/// sched_attr::sched_runtime, honoured from Linux 6.12, EEVDF; ignored before), which lets its
+/// wake-up preempt a task with a longer slice at once; its share of the CPU does not change,
+/// and it sleeps all but a few microseconds. And check(), called by the parallel work itself at
+/// chunk boundaries -- frugal::parallel_for(range, body, watchdog) in <frugal/tbb.hpp> -- lets a
+/// worker that runs when the deadline passes cancel the group at its next chunk, whether or not
+/// the watchdog's thread has a CPU yet. Returning is another matter, and no unprivileged code
+/// can make it prompt: a chunk in flight on a thread the scheduler has preempted ends only when
+/// that thread runs again -- after the other runnable tasks' turns, one tick or more with two or
+/// three runnable tasks a CPU -- and parallel_for returns only then. benchmarks/controller_bench
+/// (deadline_stop_latency) measures both under load. Waking early and spinning up to the moment
+/// would not help: a spinning thread is runnable, preempted at a tick like any other, and it
+/// takes CPU from the job it guards.
 class deadline_watchdog {
  public:
   /// Watches `run`'s wall limit (and the armed moment) on its own thread; when one fires, sets
@@ -101,6 +126,32 @@ class deadline_watchdog {
     return fired();
   }
 
+  /// The deadline checked from the calling thread, cheaply enough for every chunk of a parallel
+  /// loop: when it has passed, fires (sets stop_flag(), cancels the bound context) and returns
+  /// true -- the chunk should then do nothing -- and returns true from then on. Any thread.
+  ///
+  /// The fast path is one clock read (wall_now_ns()) and one relaxed load, compared (~30 ns
+  /// here): the moment the last slow check computed as then + what was left -- the wall left
+  /// before the wall limit, a cost limit's wall bound, the time to the armed moment, whichever
+  /// is least; with a CPU or FLOP price 10 ms at most, as the thread re-reads. A budget's wall
+  /// time runs only while one of its scopes is open, and then no faster than the clock on the
+  /// wall, so the wall limit cannot be reached before that moment; but it may be reached later
+  /// (the scopes closed for a while, or the limit was raised). So a check past the moment does
+  /// not fire on it: it reads the budget again (as poll() does: a lock and a walk of the
+  /// budget's thread blocks), fires only if a limit is really reached (or the armed moment
+  /// passed), and else moves the moment on. A check never fires early, and reads the budget only
+  /// when its moment passes. set_limits() and arming reset the moment, so the next check reads
+  /// the budget again and sees a lowered limit at once; so does firing (then every check says
+  /// true). A check racing a limit change may miss it for that one chunk, never fire wrongly.
+  /// Under a frugal::manual_clock the moment is on the manual clock: tests drive it by hand.
+  bool check() {
+    if (FRUGAL_LIKELY(wall_now_ns() < check_at_ns_.load(std::memory_order_relaxed))) return false;
+    return check_slow();
+  }
+
+  /// The context this watchdog cancels (nullptr without one).
+  [[nodiscard]] tbb::task_group_context* bound_context() const noexcept { return ctx_; }
+
   /// Fires at `when` (steady clock, real time) unless the wall limit fires first; an earlier
   /// moment armed before holds (arming never postpones). `why` says what the moment is, for
   /// describe() ("the 30 s grace after SIGTERM ran out"). A moment already passed fires at once.
@@ -113,6 +164,7 @@ class deadline_watchdog {
       armed_why_ = std::move(why);
       recheck_ = true;
     }
+    reset_check_moment();
     wake_.notify_all();
   }
   /// Fires `delay` from now (>= 0; 0 fires at once). Throws std::invalid_argument for a negative
@@ -151,6 +203,9 @@ class deadline_watchdog {
   /// How often a cost limit priced beyond the wall (CPU, FLOPs) is re-read: a read is a short
   /// walk of the budget's blocks, so 100 a second cost nothing a step would notice.
   static constexpr double cost_poll_seconds = 0.01;
+  /// The time slice the thread asks for (Linux clamps a custom slice to [0.1 ms, 100 ms]).
+  static constexpr std::uint64_t slice_ns = 100'000;
+  static constexpr std::int64_t check_now = std::numeric_limits<std::int64_t>::min();
 
   void start() {
     listener_ = run_.add_limits_listener([this] { limits_changed(); });
@@ -169,6 +224,7 @@ class deadline_watchdog {
       std::lock_guard<std::mutex> lock(mutex_);
       recheck_ = true;
     }
+    reset_check_moment();
     wake_.notify_all();
   }
 
@@ -198,12 +254,82 @@ class deadline_watchdog {
   }
   void set_reached(resource r) noexcept { reached_.store(r, std::memory_order_relaxed); }
 
+  /// A limit changed, a moment was armed, or the deadline fired: the next check() takes the
+  /// slow path. The generation, bumped first (seq_cst, as the check's stores and reads), lets
+  /// a check that read the budget before and stores its moment after this reset see it and
+  /// undo its store: whichever order they land in, the moment ends up reset.
+  void reset_check_moment() noexcept {
+    check_gen_.fetch_add(1);
+    check_at_ns_.store(check_now);
+  }
+
+  /// check() past its moment: poll(), and when nothing fired, the next moment to check at.
+  FRUGAL_NOINLINE bool check_slow() {
+    if (fired()) return true;
+    const std::uint64_t gen = check_gen_.load();
+    // Both clocks before the reads: the moment is "then + what is left", which the limit
+    // cannot come before.
+    const std::int64_t now_ns = wall_now_ns();
+    const auto steady_now = std::chrono::steady_clock::now();
+    const double left = remaining_seconds();
+    if (left <= 0) {
+      fire(false);
+      return true;
+    }
+    double wait = std::min(left, max_sleep_seconds);
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (armed_passed_locked(steady_now)) {
+        lock.unlock();
+        fire(true);
+        return true;
+      }
+      if (armed_at_) wait = std::min(wait, std::chrono::duration<double>(*armed_at_ - steady_now).count());
+    }
+    // Truncated, never rounded up: the moment stays no later than the limit.
+    check_at_ns_.store(now_ns + static_cast<std::int64_t>(wait * 1e9));
+    if (check_gen_.load() != gen) check_at_ns_.store(check_now);  // reset meanwhile: undo
+    return fired();
+  }
+
+  /// Asks for a short time slice for the calling thread (the watchdog's own). Linux >= 6.12
+  /// (EEVDF) takes sched_attr::sched_runtime as a normal task's requested slice (clamped to
+  /// [0.1 ms, 100 ms]); earlier kernels ignore the field for normal tasks. Only a SCHED_OTHER
+  /// thread is touched, its nice value kept (read first); a failure leaves it as it was. No
+  /// privilege is needed, and the thread's share of the CPU does not change: only how soon its
+  /// wake-up may preempt a task with a longer slice.
+  static void request_short_slice() noexcept {
+#if defined(__linux__) && defined(SYS_sched_setattr) && defined(SYS_sched_getattr)
+    struct sched_attr_v0 {  // SCHED_ATTR_SIZE_VER0 of <linux/sched/types.h>
+      std::uint32_t size;
+      std::uint32_t sched_policy;
+      std::uint64_t sched_flags;
+      std::int32_t sched_nice;
+      std::uint32_t sched_priority;
+      std::uint64_t sched_runtime;
+      std::uint64_t sched_deadline;
+      std::uint64_t sched_period;
+    };
+    static_assert(sizeof(sched_attr_v0) == 48);
+    sched_attr_v0 attr{};
+    if (::syscall(SYS_sched_getattr, 0, &attr, sizeof attr, 0) != 0 || attr.sched_policy != SCHED_OTHER) return;
+    attr.size = sizeof attr;
+    attr.sched_flags &= 0x01;  // SCHED_FLAG_RESET_ON_FORK, kept; nothing else applies here
+    attr.sched_runtime = slice_ns;
+    (void)::syscall(SYS_sched_setattr, 0, &attr, 0);
+#endif
+  }
+
   void watch() {
 #if defined(PR_SET_TIMERSLACK)
     // Linux lets a sleeping thread's timer fire up to 50 us late by default; this thread is
     // about lateness, so it asks for 1 ns (failure only costs those microseconds).
     (void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 #endif
+#if defined(PR_SET_NAME)
+    (void)prctl(PR_SET_NAME, "frugal-deadline", 0UL, 0UL, 0UL);  // for top -H, gdb and perf
+#endif
+    request_short_slice();
     std::unique_lock<std::mutex> lock(mutex_);
     while (!quit_) {
       recheck_ = false;  // before the reads: a change after them sets the flag again
@@ -232,6 +358,7 @@ class deadline_watchdog {
     fired_by_arm_.store(by_arm, std::memory_order_relaxed);
     fired_ns_.store(wall_now_ns(), std::memory_order_relaxed);
     fired_.store(true, std::memory_order_release);
+    reset_check_moment();  // every later check() takes the slow path and says fired
     if (ctx_) ctx_->cancel_group_execution();
   }
 
@@ -242,6 +369,10 @@ class deadline_watchdog {
   std::atomic<bool> fired_by_arm_{false};  ///< which deadline fired; published by fired_
   std::atomic<resource> reached_{resource::wall};  ///< the limit reached (wall or cost); published by fired_
   std::atomic<std::int64_t> fired_ns_{0};
+  /// check()'s moment (wall_now_ns()), read by every chunk: its own cache line, written only
+  /// when a check passes it. check_now at first: the first check reads the budget.
+  alignas(64) std::atomic<std::int64_t> check_at_ns_{check_now};
+  alignas(64) std::atomic<std::uint64_t> check_gen_{0};  ///< bumped by every reset_check_moment()
   std::uint64_t listener_ = 0;  ///< this watchdog's id among run_'s limits listeners
   mutable std::mutex mutex_;
   std::condition_variable wake_;
