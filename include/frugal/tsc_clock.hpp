@@ -35,6 +35,7 @@ struct tsc_clock_status {
   bool enabled = false;          ///< wall_now_ns() reads the TSC (unless a manual_clock is installed)
   std::string reason;            ///< why it is not in use, in words; empty when enabled
   tsc_calibration calibration;   ///< the calibration in use; after a refusal, what it measured, if anything
+  /// Whether the TSC clock is in use: `if (auto s = frugal::use_tsc_clock(); !s) log(s.reason);`
   explicit operator bool() const noexcept { return enabled; }
 };
 
