@@ -147,7 +147,6 @@ inline tsc_fit fit_tsc_samples(const std::vector<tsc_sample>& all, const tsc_fit
 
   std::vector<const tsc_sample*> used;
   for (const auto& s : all) used.push_back(&s);
-  std::vector<double> residual(all.size());
   for (int pass = 0; pass < 2; ++pass) {
     const double span = static_cast<double>(used.back()->steady_ns - used.front()->steady_ns);
     std::vector<double> slopes;
