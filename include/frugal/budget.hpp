@@ -133,7 +133,7 @@ inline void unlink_block(thread_block& b) noexcept {
 [[nodiscard]] inline std::vector<std::string> exhausted_consumables(const usage& u, const limits& l) {
   std::vector<std::string> out;
   for (resource r : all_resources)
-    if (const auto lim = l.get(r); lim && is_consumable(r) && u[r] >= *lim) out.emplace_back(to_string(r));
+    if (const auto lim = l.get(r); lim && is_consumable(r) && u[r] >= *lim) out.push_back(std::string(to_string(r)));
   for (const auto& [unit, lim] : l.unit_limits())
     if (u.of(unit) >= lim) out.push_back(unit);
   return out;
@@ -144,7 +144,7 @@ inline void unlink_block(thread_block& b) noexcept {
 [[nodiscard]] inline std::vector<std::string> crossed_levels(const usage& u, const limits& l) {
   std::vector<std::string> out;
   for (resource r : all_resources)
-    if (const auto lim = l.get(r); lim && is_level(r) && u[r] > *lim) out.emplace_back(to_string(r));
+    if (const auto lim = l.get(r); lim && is_level(r) && u[r] > *lim) out.push_back(std::string(to_string(r)));
   return out;
 }
 }  // namespace detail
@@ -179,8 +179,7 @@ class budget {
         throw std::invalid_argument("frugal::budget::child: budget '" + name_ +
                                     "' already has a child named '" + name + "'");
     check_currency(l, price_, "child '" + name + "''s limits");
-    children_.push_back(std::unique_ptr<budget>(new budget(std::move(name), std::move(l), this)));
-    budget& made = *children_.back();
+    budget& made = *children_.adopt(new budget(std::move(name), std::move(l), this));
     // Usage carried for a child the program makes only now (see carry()).
     for (auto it = pending_children_.begin(); it != pending_children_.end(); ++it)
       if (it->name == made.name_) {
@@ -194,8 +193,8 @@ class budget {
   /// The child named `name`; nullptr when there is none.
   [[nodiscard]] budget* find_child(std::string_view name) const {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (const auto& c : children_)
-      if (c->name_ == name) return c.get();
+    for (budget* c : children_)
+      if (c->name_ == name) return c;
     return nullptr;
   }
 
@@ -203,7 +202,7 @@ class budget {
   [[nodiscard]] std::vector<budget*> children() const {
     std::lock_guard<std::mutex> lock(mutex_);
     std::vector<budget*> out;
-    for (const auto& c : children_) out.push_back(c.get());
+    for (budget* c : children_) out.push_back(c);
     return out;
   }
 
@@ -253,9 +252,14 @@ class budget {
   /// listener is running and none will start, so its owner may be destroyed.
   void remove_limits_listener(std::uint64_t id) noexcept {
     std::lock_guard<std::mutex> lock(listeners_mutex_);
-    listeners_.erase(std::remove_if(listeners_.begin(), listeners_.end(),
-                                    [id](const auto& entry) { return entry.first == id; }),
-                     listeners_.end());
+    // std::remove_if spelt out: the others move up, in order.
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < listeners_.size(); ++i)
+      if (listeners_[i].first != id) {
+        if (i != kept) listeners_[kept] = std::move(listeners_[i]);
+        ++kept;
+      }
+    listeners_.erase(listeners_.begin() + static_cast<std::ptrdiff_t>(kept), listeners_.end());
   }
 
   /// CPU time is measured only for budgets with a CPU limit, or after this call: reading a
@@ -592,13 +596,19 @@ class budget {
       if (const auto index = detail::find_unit(unit)) carried_units_[*index] = amount;
     carried_stages_ = c.stages;
     // The stages appear in the earlier process's order, before any this one adds.
-    for (const stage_stats& s : c.stages)
-      if (std::none_of(stage_names_.begin(), stage_names_.end(), [&](const auto& n) { return *n == s.name; }))
-        stage_names_.push_back(std::make_unique<std::string>(s.name));
+    for (const stage_stats& s : c.stages) {
+      bool known = false;
+      for (const std::string* n : stage_names_)
+        if (*n == s.name) {
+          known = true;
+          break;
+        }
+      if (!known) stage_names_.adopt(new std::string(s.name));
+    }
     for (const carried_usage& child : c.children) {
       budget* existing = nullptr;
-      for (const auto& ch : children_)
-        if (ch->name_ == child.name) existing = ch.get();
+      for (budget* ch : children_)
+        if (ch->name_ == child.name) existing = ch;
       if (existing)
         existing->apply_carried(child, 0);
       else
@@ -772,8 +782,9 @@ class budget {
   /// Spares the aggregates over consumables a snapshot when only levels are limited.
   static bool limits_a_consumable(const frugal::limits& l) noexcept {
     if (!l.unit_limits().empty()) return true;
-    return std::any_of(all_resources.begin(), all_resources.end(),
-                       [&](resource r) { return is_consumable(r) && l.has(r); });
+    for (resource r : all_resources)
+      if (is_consumable(r) && l.has(r)) return true;
+    return false;
   }
 
   static double additive(const detail::thread_block& b, resource r) noexcept {
@@ -923,12 +934,12 @@ class budget {
   energy_counter* energy_ = nullptr;   ///< set_energy_counter(); null: system_energy_counter()
   double energy_base_ = 0;             ///< the counter's joules when the budget started reading it
   bool measure_cpu_requested_ = false;
-  std::vector<std::unique_ptr<budget>> children_;
+  detail::owned_ptrs<budget> children_;
   /// One per thread using the budget at the same time: an exited thread's block goes to the
   /// free list (linked by list_next) and to the next new thread (see detail::thread_block).
-  std::vector<std::unique_ptr<detail::thread_block>> blocks_;
+  detail::owned_ptrs<detail::thread_block> blocks_;
   detail::thread_block* free_blocks_ = nullptr;
-  std::vector<std::unique_ptr<std::string>> stage_names_;     ///< index = stage index
+  detail::owned_ptrs<std::string> stage_names_;               ///< index = stage index
   /// An earlier process's usage (carry()): the resources' amounts are atomics, read without the
   /// lock by the lock-free readings (wall, the levels); the rest under mutex_.
   std::array<std::atomic<double>, resource_count> carried_{};
@@ -971,8 +982,8 @@ struct budget_access {
     thread_block* parent_block = b.parent_ ? block_for(*b.parent_, thread) : nullptr;
     {
       std::lock_guard<std::mutex> lock(b.mutex_);
-      for (const auto& blk : b.blocks_)
-        if (blk->thread_id == thread) return blk.get();
+      for (thread_block* blk : b.blocks_)
+        if (blk->thread_id == thread) return blk;
     }
     thread_blocks* list = this_thread_blocks();
     std::lock_guard<std::mutex> registry(thread_blocks_mutex);
@@ -981,8 +992,7 @@ struct budget_access {
     if (blk) {
       b.free_blocks_ = blk->list_next;
     } else {
-      b.blocks_.push_back(std::make_unique<thread_block>(&b, nullptr, 0));
-      blk = b.blocks_.back().get();
+      blk = b.blocks_.adopt(new thread_block(&b, nullptr, 0));
     }
     blk->thread_id = thread;
     blk->parent = parent_block;
@@ -1020,15 +1030,15 @@ struct budget_access {
     std::lock_guard<std::mutex> lock(b.mutex_);
     for (std::uint32_t i = 0; i < b.stage_names_.size(); ++i)
       if (*b.stage_names_[i] == name) return i;
-    b.stage_names_.push_back(std::make_unique<std::string>(name));
+    b.stage_names_.adopt(new std::string(name));
     return static_cast<std::uint32_t>(b.stage_names_.size() - 1);
   }
 
   static stage_slot* slot_for(budget& b, thread_block& blk, std::uint32_t index) {
     std::lock_guard<std::mutex> lock(b.mutex_);
-    if (blk.stages.size() <= index) blk.stages.resize(index + 1);
-    if (!blk.stages[index]) blk.stages[index] = std::make_unique<stage_slot>(index, b.stage_names_[index].get());
-    return blk.stages[index].get();
+    if (blk.stages.size() <= index) blk.stages.grow_to(index + 1);
+    if (!blk.stages[index]) blk.stages.reset(index, new stage_slot(index, b.stage_names_[index]));
+    return blk.stages[index];
   }
 
   [[nodiscard]] static const std::string& stage_name(const budget& b, std::uint32_t index) {

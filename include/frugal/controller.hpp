@@ -89,8 +89,8 @@ class controller {
       accumulation_ = accumulation_for(batch_);
     }
     for (const auto& r : options_.quantize_rules_) quantize_bits_.push_back(r.from_bits_);
-    prune_state_.assign(options_.prune_rules_.size(), rule_state{});
-    quantize_state_.assign(options_.quantize_rules_.size(), rule_state{});
+    prune_state_ = std::vector<rule_state>(options_.prune_rules_.size());
+    quantize_state_ = std::vector<rule_state>(options_.quantize_rules_.size());
     build_tracked();
     rss_readable_ = detail::read_resident_set().has_value();
     read_now();
@@ -1625,31 +1625,34 @@ class controller {
     return proposed;
   }
 
-  /// Planned work left, in steps at batch fb and epoch ends; nullopt without a plan or before
-  /// the epoch's size is known (planned_epochs).
+  /// Planned work left, in steps at batch fb and epoch ends, into `out`; false (out untouched)
+  /// without a plan or before the epoch's size is known (planned_epochs).
   struct work_left {
     double steps;
     double epoch_ends;
   };
-  [[nodiscard]] std::optional<work_left> planned_work_left(std::size_t fb) const noexcept {
+  [[nodiscard]] bool planned_work_left(std::size_t fb, work_left& out) const noexcept {
     const double n = static_cast<double>(options_.plan_amount_);
     switch (options_.plan_) {
-      case controller_options::plan_kind::none: return std::nullopt;
+      case controller_options::plan_kind::none: return false;
       case controller_options::plan_kind::steps:
-        return work_left{std::max(0.0, n - static_cast<double>(steps_)), 0};
+        out = work_left{std::max(0.0, n - static_cast<double>(steps_)), 0};
+        return true;
       case controller_options::plan_kind::samples:
-        if (fb == 0) return std::nullopt;
-        return work_left{std::ceil(std::max(0.0, n - static_cast<double>(samples_total_)) / static_cast<double>(fb)), 0};
+        if (fb == 0) return false;
+        out = work_left{std::ceil(std::max(0.0, n - static_cast<double>(samples_total_)) / static_cast<double>(fb)), 0};
+        return true;
       case controller_options::plan_kind::epochs: {
         const auto per_epoch = steps_per_epoch(fb);
         const auto left = steps_left_in_epoch(fb);
-        if (!per_epoch || !left) return std::nullopt;
+        if (!per_epoch || !left) return false;
         const double epochs_after = std::max(0.0, n - static_cast<double>(epochs_) - 1);
-        return work_left{static_cast<double>(*left) + epochs_after * static_cast<double>(*per_epoch),
-                         std::max(0.0, n - static_cast<double>(epochs_))};
+        out = work_left{static_cast<double>(*left) + epochs_after * static_cast<double>(*per_epoch),
+                        std::max(0.0, n - static_cast<double>(epochs_))};
+        return true;
       }
     }
-    return std::nullopt;
+    return false;
   }
 
   [[nodiscard]] static bool watches(const std::vector<std::string>& watched, const tracked& t) {
@@ -1670,8 +1673,9 @@ class controller {
   /// Fires pruning / quantization rules when the planned work's forecast cost exceeds what is
   /// left: shortfall = 1 - remaining / forecast, the fraction of the cost to remove.
   void apply_compression_rules(decision& d, std::size_t fb) {
-    const auto work = planned_work_left(fb);
-    if (!work) return;
+    work_left planned{};
+    if (!planned_work_left(fb, planned)) return;
+    const work_left* const work = &planned;
     // Every limited resource's planned-work overrun is an event, rules or not.
     std::vector<double> shortfall(tracked_.size(), 0.0);
     std::vector<double> need(tracked_.size(), 0.0);
@@ -1841,7 +1845,8 @@ class controller {
     for (std::size_t k = 0; k < st.resources.size(); ++k) {
       std::vector<double>& v = st.per_sample[k];
       if (v.empty()) continue;
-      std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+      // On pointers: the same std::nth_element as forecast.hpp's (one instantiation, not two).
+      std::nth_element(v.data(), v.data() + v.size() / 2, v.data() + v.size());
       const double after = v[v.size() / 2];
       compression_record::effect& e = rec.effects[k];
       e.after = after;

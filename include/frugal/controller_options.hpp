@@ -157,8 +157,13 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
     for (int b : w)
       if (b < 1 || b > 64)
         throw std::invalid_argument(std::string(kind_name) + ": widths must be in [1, 64], got " + std::to_string(b));
-    std::sort(w.begin(), w.end(), std::greater<int>());
-    w.erase(std::unique(w.begin(), w.end()), w.end());
+    // Widest first, without repeats: the widths are in [1, 64], so a pass over that range sorts
+    // them (what std::sort with std::greater and std::unique would give, without instantiating them).
+    bool present[65] = {};
+    for (int b : w) present[b] = true;
+    w.clear();
+    for (int b = 64; b >= 1; --b)
+      if (present[b]) w.push_back(b);
     widths_ = std::move(w);
     return *this;
   }
@@ -353,7 +358,8 @@ class controller_options {
   static std::vector<double> checked_thresholds(const std::string& field, std::vector<double> f) {
     for (double v : f)
       if (!(v > 0 && v < 1)) fail(field, "fractions in (0, 1)", detail::units_impl::shortest(v));
-    std::sort(f.begin(), f.end());
+    // On pointers: the same std::sort as memory_model.hpp's (one instantiation, not two).
+    std::sort(f.data(), f.data() + f.size());
     f.erase(std::unique(f.begin(), f.end()), f.end());
     return f;
   }

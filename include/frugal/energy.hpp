@@ -65,7 +65,7 @@ using namespace kernel_files;  // read_file, join, is_directory, trim, as_said, 
       break;
     }
     const std::string_view name = entry->d_name;
-    if (name != "." && name != "..") names.emplace_back(name);
+    if (name != "." && name != "..") names.push_back(std::string(name));
   }
   ::closedir(dir);
   return names;
@@ -79,30 +79,40 @@ struct zone_dir {
   std::string path;  // where it was found: <root>/<zone>, or <root>/intel-rapl:N/<zone>
 };
 
-// Parses a zone's directory name; nullopt for anything else ("intel-rapl", "intel-rapl-mmio:0",
-// "intel-rapl:0:0:1", "intel-rapl:x").
-[[nodiscard]] inline std::optional<zone_dir> parse_zone(std::string_view name) {
+// Parses a zone's directory name into `out`, a new zone_dir (its package, sub and zone); false
+// for anything else ("intel-rapl", "intel-rapl-mmio:0", "intel-rapl:0:0:1", "intel-rapl:x").
+[[nodiscard]] inline bool parse_zone(std::string_view name, zone_dir& out) {
   constexpr std::string_view prefix = "intel-rapl:";
-  if (name.substr(0, prefix.size()) != prefix) return std::nullopt;
+  if (name.substr(0, prefix.size()) != prefix) return false;
   std::string_view rest = name.substr(prefix.size());
   std::uint64_t numbers[2] = {0, 0};
   int count = 0;
   while (count < 2) {
-    if (rest.empty() || rest.front() < '0' || rest.front() > '9') return std::nullopt;
+    if (rest.empty() || rest.front() < '0' || rest.front() > '9') return false;
     const auto res = std::from_chars(rest.data(), rest.data() + rest.size(), numbers[count]);
-    if (res.ec != std::errc()) return std::nullopt;
+    if (res.ec != std::errc()) return false;
     rest.remove_prefix(static_cast<std::size_t>(res.ptr - rest.data()));
     ++count;
     if (rest.empty()) break;
-    if (rest.front() != ':') return std::nullopt;
+    if (rest.front() != ':') return false;
     rest.remove_prefix(1);
   }
-  if (!rest.empty()) return std::nullopt;
-  zone_dir out;
+  if (!rest.empty()) return false;
   out.package = numbers[0];
   if (count == 2) out.sub = numbers[1];
   out.zone = std::string(name);
-  return out;
+  return true;
+}
+
+// The order zones are summed in: by (package, whether a subzone, subzone, name), so packages
+// come first within each package number. Names are unique, so the order is total.
+[[nodiscard]] inline bool zone_before(const zone_dir& a, const zone_dir& b) noexcept {
+  if (a.package != b.package) return a.package < b.package;
+  if (a.sub.has_value() != b.sub.has_value()) return !a.sub.has_value();
+  const std::uint64_t a_sub = a.sub.value_or(0);
+  const std::uint64_t b_sub = b.sub.value_or(0);
+  if (a_sub != b_sub) return a_sub < b_sub;
+  return a.zone < b.zone;
 }
 
 // One summed domain's energy_uj file, its range and its last reading.
@@ -224,10 +234,10 @@ class energy_counter {
 
     std::vector<d::zone_dir> zones;
     for (const std::string& entry : entries) {
-      auto zone = d::parse_zone(entry);
-      if (!zone) continue;
-      zone->path = d::join(root_, entry);
-      if (d::is_directory(zone->path)) zones.push_back(std::move(*zone));
+      d::zone_dir zone;
+      if (!d::parse_zone(entry, zone)) continue;
+      zone.path = d::join(root_, entry);
+      if (d::is_directory(zone.path)) zones.push_back(std::move(zone));
     }
     // Subzones inside their package's directory, unless already found as links at the top.
     const std::size_t top = zones.size();
@@ -239,19 +249,23 @@ class energy_counter {
       if (error != 0) return d::not_readable(package_dir, error, false);
       for (const std::string& entry : inner) {
         if (entry.compare(0, own.size(), own) != 0) continue;
-        auto zone = d::parse_zone(entry);
-        if (!zone || !zone->sub) continue;
-        const bool seen = std::any_of(zones.begin(), zones.end(), [&](const d::zone_dir& z) { return z.zone == entry; });
+        d::zone_dir zone;
+        if (!d::parse_zone(entry, zone) || !zone.sub) continue;
+        bool seen = false;
+        for (const d::zone_dir& z : zones)
+          if (z.zone == entry) {
+            seen = true;
+            break;
+          }
         if (seen) continue;
-        zone->path = d::join(package_dir, entry);
-        if (d::is_directory(zone->path)) zones.push_back(std::move(*zone));
+        zone.path = d::join(package_dir, entry);
+        if (d::is_directory(zone.path)) zones.push_back(std::move(zone));
       }
     }
     if (zones.empty()) return root_ + " has no intel-rapl zone (no RAPL domains)";
-    std::sort(zones.begin(), zones.end(), [](const d::zone_dir& a, const d::zone_dir& b) {
-      return std::make_tuple(a.package, a.sub.has_value(), a.sub.value_or(0), a.zone) <
-             std::make_tuple(b.package, b.sub.has_value(), b.sub.value_or(0), b.zone);
-    });
+    // An insertion sort: a handful of zones, in a total order (so the result is the only sorted one).
+    for (std::size_t i = 1; i < zones.size(); ++i)
+      for (std::size_t j = i; j > 0 && d::zone_before(zones[j], zones[j - 1]); --j) std::swap(zones[j], zones[j - 1]);
 
     std::string left_out;  // zones found but not summed, for the reason when none is summed
     for (const d::zone_dir& z : zones) {

@@ -389,7 +389,36 @@ class callback_list {
 
  private:
   using hook = void (*)(void* self, void* event);
-  using owner = std::unique_ptr<void, void (*)(void*)>;
+  // Owns a callback object: what std::unique_ptr<void, void (*)(void*)> would do, spelt out
+  // (cheaper to compile in every translation unit that includes frugal).
+  class owner {
+   public:
+    owner(void* p, void (*destroy)(void*)) noexcept : p_(p), destroy_(destroy) {}
+    owner(owner&& other) noexcept : p_(other.p_), destroy_(other.destroy_) { other.p_ = nullptr; }
+    owner& operator=(owner&& other) noexcept {
+      if (this != &other) {
+        reset();
+        p_ = other.p_;
+        destroy_ = other.destroy_;
+        other.p_ = nullptr;
+      }
+      return *this;
+    }
+    owner(const owner&) = delete;
+    owner& operator=(const owner&) = delete;
+    ~owner() { reset(); }
+    [[nodiscard]] void* get() const noexcept { return p_; }
+    void reset() noexcept {
+      if (void* p = p_) {
+        p_ = nullptr;
+        destroy_(p);
+      }
+    }
+
+   private:
+    void* p_;
+    void (*destroy_)(void*);
+  };
   struct entry {
     std::string name;
     owner self;

@@ -122,15 +122,18 @@ inline void print_budget(std::ostream& out, const budget& b, const std::string& 
   if (!stages.empty()) {
     const double wall = u[resource::wall];
     // Allocation columns only where something counted them (the allocation hooks).
-    const bool allocations = std::any_of(stages.begin(), stages.end(), [](const stage_stats& s) { return s.allocations > 0; });
-    std::vector<std::vector<std::string>> st{{"stage", "calls", "wall", "share", "flops"}};
-    const bool peaks =
-        std::any_of(stages.begin(), stages.end(), [](const stage_stats& s) { return s.peak_rise_bytes > 0; });
-    if (allocations) {
-      st.front().emplace_back("allocations");
-      st.front().emplace_back("alloc bytes");
+    bool allocations = false;
+    bool peaks = false;
+    for (const stage_stats& s : stages) {
+      allocations = allocations || s.allocations > 0;
+      peaks = peaks || s.peak_rise_bytes > 0;
     }
-    if (peaks) st.front().emplace_back("peak rise");  // above the heap when the scope opened
+    std::vector<std::vector<std::string>> st{{"stage", "calls", "wall", "share", "flops"}};
+    if (allocations) {
+      st.front().push_back(std::string("allocations"));
+      st.front().push_back(std::string("alloc bytes"));
+    }
+    if (peaks) st.front().push_back(std::string("peak rise"));  // above the heap when the scope opened
     for (const auto& s : stages) {
       st.push_back({s.name, std::to_string(s.calls), format_duration(s.wall_seconds),
                     wall > 0 ? percent(s.wall_seconds / wall) : "-", format_count(static_cast<double>(s.flops))});
@@ -236,9 +239,14 @@ inline void json_budget(json_writer& w, const budget& b) {
   // Every charged unit, and every limited one (at 0 if nothing was charged yet).
   std::vector<std::pair<std::string, double>> units = u.units;
   for (const auto& limited : l.unit_limits()) {
-    const std::string& name = limited.first;  // a named variable: lambdas may not capture bindings in C++17
-    if (std::none_of(units.begin(), units.end(), [&](const auto& e) { return e.first == name; }))
-      units.emplace_back(name, 0.0);
+    const std::string& name = limited.first;
+    bool charged = false;
+    for (const auto& e : units)
+      if (e.first == name) {
+        charged = true;
+        break;
+      }
+    if (!charged) units.emplace_back(name, 0.0);
   }
   w.key("used").begin_object();
   for (resource r : all_resources) {
@@ -333,7 +341,7 @@ inline std::string csv_number(double v) {
 inline void collect_stage_units(const budget& b, std::vector<std::string>& names) {
   for (const stage_stats& s : b.stages())
     for (const auto& [name, value] : s.units)
-      if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+      if (std::find(names.cbegin(), names.cend(), name) == names.cend()) names.push_back(name);
   for (const budget* c : b.children()) collect_stage_units(*c, names);
 }
 

@@ -257,11 +257,10 @@ inline std::optional<std::string> unit_name_problem(std::string_view name) {
   // silently never gets charged.
   for (resource r : all_resources) {
     std::string_view builtin = to_string(r);
-    if (builtin.size() == name.size() &&
-        std::equal(builtin.begin(), builtin.end(), name.begin(),
-                   [](char a, char b) { return a == to_lower(b); })) {
-      return "name is reserved for the builtin resource '" + std::string(builtin) + "'";
-    }
+    if (builtin.size() != name.size()) continue;
+    bool same = true;
+    for (std::size_t i = 0; i < name.size() && same; ++i) same = builtin[i] == to_lower(name[i]);
+    if (same) return "name is reserved for the builtin resource '" + std::string(builtin) + "'";
   }
   return std::nullopt;
 }
@@ -318,8 +317,9 @@ inline constexpr std::array<scaled_unit, 7> energy_units = {{
 
 // ISO 4217 codes are three capital letters; anything else in a budget is a typo (usd, US$).
 inline std::optional<std::string> currency_problem(std::string_view code) {
-  if (code.size() == 3 && std::all_of(code.begin(), code.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
-    return std::nullopt;
+  bool capitals = code.size() == 3;
+  for (char c : code) capitals = capitals && c >= 'A' && c <= 'Z';
+  if (capitals) return std::nullopt;
   return "a currency is an ISO 4217 code of three capital letters (USD, EUR, GBP, ...), got '" +
          std::string(code) + "'";
 }
@@ -856,8 +856,10 @@ class limits {
 
   /// Whether nothing is capped.
   [[nodiscard]] bool empty() const noexcept {
-    return units_.empty() &&
-           std::none_of(builtin_.begin(), builtin_.end(), [](const auto& v) { return v.has_value(); });
+    if (!units_.empty()) return false;
+    for (const auto& v : builtin_)
+      if (v.has_value()) return false;
+    return true;
   }
 
   ///@{

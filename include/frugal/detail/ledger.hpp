@@ -17,6 +17,73 @@ class budget;
 
 namespace detail {
 
+// An owning list of heap objects in the order they were added: what
+// std::vector<std::unique_ptr<T>> would be -- an entry reads as a T* (null for an entry not
+// filled yet), the objects are deleted first to last -- but held in one std::vector<void*> that
+// every T shares. A unique_ptr and a vector of it per T would cost every translation unit that
+// includes frugal a noticeable share of its compile time (frugal is header-only).
+template <class T>
+class owned_ptrs {
+ public:
+  owned_ptrs() noexcept = default;
+  owned_ptrs(const owned_ptrs&) = delete;
+  owned_ptrs& operator=(const owned_ptrs&) = delete;
+  ~owned_ptrs() { clear(); }
+
+  [[nodiscard]] std::size_t size() const noexcept { return items_.size(); }
+  [[nodiscard]] bool empty() const noexcept { return items_.empty(); }
+  [[nodiscard]] T* operator[](std::size_t i) const noexcept { return static_cast<T*>(items_[i]); }
+  // Throws std::out_of_range past the end, as std::vector::at does.
+  [[nodiscard]] T* at(std::size_t i) const { return static_cast<T*>(items_.at(i)); }
+  [[nodiscard]] T* back() const noexcept { return static_cast<T*>(items_.back()); }
+
+  // Appends p and owns it; when that fails (out of memory), deletes p and rethrows.
+  T* adopt(T* p) {
+    try {
+      items_.push_back(p);
+    } catch (...) {
+      delete p;
+      throw;
+    }
+    return p;
+  }
+  // Grows to n entries, the new ones null.
+  void grow_to(std::size_t n) {
+    if (items_.size() < n) items_.resize(n, nullptr);
+  }
+  // Entry i owns p from now on (the object it held, if any, is deleted).
+  void reset(std::size_t i, T* p) noexcept {
+    delete static_cast<T*>(items_[i]);
+    items_[i] = p;
+  }
+  // Deletes every object, first to last, and empties the list.
+  void clear() noexcept {
+    static_assert(sizeof(T) > 0, "owned_ptrs<T> deletes a T: T must be complete");
+    for (void* p : items_) delete static_cast<T*>(p);
+    items_.clear();
+  }
+
+  // Range-for yields the T* of each entry.
+  class iterator {
+   public:
+    explicit iterator(void* const* at) noexcept : at_(at) {}
+    T* operator*() const noexcept { return static_cast<T*>(*at_); }
+    iterator& operator++() noexcept {
+      ++at_;
+      return *this;
+    }
+    bool operator!=(const iterator& other) const noexcept { return at_ != other.at_; }
+
+   private:
+    void* const* at_;
+  };
+  [[nodiscard]] iterator begin() const noexcept { return iterator(items_.data()); }
+  [[nodiscard]] iterator end() const noexcept { return iterator(items_.data() + items_.size()); }
+
+ private:
+  std::vector<void*> items_;
+};
+
 // A counter written by exactly one thread and read by any. The owner's update is a relaxed
 // load and store (no lock prefix, no shared cache line in the owner's inner loop); readers
 // see a value that is at most one update old.
@@ -93,7 +160,7 @@ struct thread_block {
   std::array<owned_counter<double>, FRUGAL_MAX_UNITS> units{};
 
   // Grown by the owning thread, read by others; both under the budget's mutex.
-  std::vector<std::unique_ptr<stage_slot>> stages;
+  owned_ptrs<stage_slot> stages;
 };
 
 // The blocks a live thread holds, so that its exit hands them on (budget.hpp).

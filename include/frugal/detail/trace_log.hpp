@@ -56,8 +56,8 @@ struct trace_state {
   std::size_t forgotten = 0;  // recorded events dropped later (forget_trace_names); under mutex
 
   std::mutex mutex;  // guards everything below; never taken while a chunk has room
-  std::vector<std::unique_ptr<trace_chunk>> chunks;
-  std::vector<std::unique_ptr<trace_thread_log>> logs;
+  owned_ptrs<trace_chunk> chunks;
+  owned_ptrs<trace_thread_log> logs;
   // Names of budgets destroyed while their events lived; a list (stable addresses) because,
   // unlike std::deque, it allocates nothing when constructed.
   std::list<std::string> names;
@@ -92,19 +92,16 @@ FRUGAL_NOINLINE inline trace_chunk* next_trace_chunk() noexcept {
     const std::uint64_t generation = t.generation.load(std::memory_order_relaxed);
     trace_thread_log* log = this_thread_log_generation == generation ? this_thread_log : nullptr;
     if (!log) {
-      auto owned = std::make_unique<trace_thread_log>();
+      auto* owned = new trace_thread_log();
       owned->thread_id = current_thread_id();
-      t.logs.push_back(std::move(owned));  // strong guarantee: on failure `owned` is freed
-      log = t.logs.back().get();
+      log = t.logs.adopt(owned);  // strong guarantee: on failure `owned` is freed
       this_thread_log = log;
       this_thread_log_generation = generation;
     }
     if (t.reserved.load(std::memory_order_relaxed) + trace_chunk_events > t.max_events.load(std::memory_order_relaxed))
       return nullptr;
-    auto owned = std::make_unique<trace_chunk>();
-    t.chunks.push_back(std::move(owned));  // likewise
+    trace_chunk* c = t.chunks.adopt(new trace_chunk());  // likewise
     t.reserved.fetch_add(trace_chunk_events, std::memory_order_relaxed);
-    trace_chunk* c = t.chunks.back().get();
     if (log->tail)
       log->tail->next.store(c, std::memory_order_release);
     else
@@ -149,12 +146,14 @@ inline void forget_trace_names(std::uint64_t budget_uid) noexcept {
   if (t.chunks.empty()) return;
   try {
     // First every copy (may throw), then the rewrite (cannot): no event is left half-renamed.
-    std::vector<std::pair<const std::string*, const std::string*>> copies;  // original -> copy
+    std::vector<const std::string*> originals;  // originals[i] -> copies[i]
+    std::vector<const std::string*> copies;
     auto copy_of = [&](const std::string* original) {
-      for (const auto& [from, to] : copies)
+      for (const std::string* from : originals)
         if (from == original) return;
-      copies.emplace_back(original, nullptr);
-      copies.back().second = &t.names.emplace_back(*original);
+      originals.push_back(original);
+      copies.push_back(nullptr);
+      copies.back() = &t.names.emplace_back(*original);
     };
     for (const auto& chunk : t.chunks) {
       const std::size_t n = chunk->count.load(std::memory_order_acquire);
@@ -166,8 +165,8 @@ inline void forget_trace_names(std::uint64_t budget_uid) noexcept {
       }
     }
     auto find = [&](const std::string* original) {
-      for (const auto& [from, to] : copies)
-        if (from == original) return to;
+      for (std::size_t i = 0; i < originals.size(); ++i)
+        if (originals[i] == original) return copies[i];
       return original;  // not reached: every name was copied above
     };
     for (const auto& chunk : t.chunks) {
