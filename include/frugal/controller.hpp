@@ -144,9 +144,19 @@ class controller {
     callbacks_.notify(event_kind::step_end, step_end_event{steps_, epochs_, s, batch}, steps_);
     fire_thresholds();
     decision d = decide_step(s, batch);
-    commit(d, checkpoint::step);
-    previous_batch_ = batch;
-    end_window();
+    // The step is over whether or not its decision is taken (an agreement may throw, see
+    // agree_with): its bookkeeping completes either way.
+    const auto finish = [&] {
+      previous_batch_ = batch;
+      end_window();
+    };
+    try {
+      commit(d, checkpoint::step);
+    } catch (...) {
+      finish();
+      throw;
+    }
+    finish();
     return d;
   }
 
@@ -187,14 +197,23 @@ class controller {
     callbacks_.notify(event_kind::epoch_end, epoch_end_event{epochs_, steps_in_epoch_, e, ended_early}, steps_);
     fire_thresholds();
     decision d = decide_epoch(e);
-    commit(d, checkpoint::epoch);
-    ++epochs_;
-    steps_in_epoch_ = 0;
-    samples_in_epoch_ = 0;
-    samples_known_ = true;
-    epoch_ending_ = false;
-    epoch_end_open_ = true;
-    end_window();
+    // Likewise: the epoch is over, and counted, whether or not its decision is taken.
+    const auto finish = [&] {
+      ++epochs_;
+      steps_in_epoch_ = 0;
+      samples_in_epoch_ = 0;
+      samples_known_ = true;
+      epoch_ending_ = false;
+      epoch_end_open_ = true;
+      end_window();
+    };
+    try {
+      commit(d, checkpoint::epoch);
+    } catch (...) {
+      finish();
+      throw;
+    }
+    finish();
     return d;
   }
 
@@ -264,10 +283,16 @@ class controller {
   /// Stops the run, from any thread or hook: should_stop() at once, and the next checkpoint
   /// decides stop (user). A request holds until the run ends: no later checkpoint clears it and
   /// no callback can veto it. Repeated requests keep the first message.
-  void request_stop(std::string message) {
+  void request_stop(std::string message) { request_stop(std::move(message), frugal::stop_reason::user); }
+  /// The same with its cause: another process's stop passed on (<frugal/mpi.hpp>), a signal
+  /// seen elsewhere. Throws std::invalid_argument for stop_reason::none.
+  void request_stop(std::string message, frugal::stop_reason cause) {
+    if (cause == frugal::stop_reason::none) fail("request_stop cause", "a reason other than none", "none");
     std::lock_guard<std::mutex> lock(stop_mutex_);
     if (stop_requested_.load(std::memory_order_relaxed)) return;
-    requested_message_ = "stop (user): " + (message.empty() ? std::string("stop requested") : message);
+    requested_message_ = "stop (" + std::string(frugal::to_string(cause)) +
+                         "): " + (message.empty() ? std::string("stop requested") : message);
+    requested_cause_ = cause;
     stop_requested_.store(true, std::memory_order_release);
   }
 
@@ -288,6 +313,41 @@ class controller {
   controller& stop_on(const std::atomic<bool>& flag, frugal::stop_reason why, std::function<std::string()> describe = {}) {
     return watch_flag(flag, why, std::move(describe), false, "stop_on");
   }
+
+  // --- decisions shared with other processes (<frugal/mpi.hpp>) ---
+
+  /// Gives `agree` the last word on every checkpoint's decision, for processes that must take
+  /// the same one (an MPI job's ranks: a rank that stops alone leaves the others waiting in the
+  /// next collective). At each end_step and end_epoch, after the rules, the callbacks and any
+  /// stop request have had their say, `agree` receives the decision as a vote (with the
+  /// checkpoint) and leaves in it the one to take; the controller then takes that one -- its
+  /// stop, epoch end, batch size, prune and quantize, the rules' actions included -- as if it
+  /// had decided it: the history, stop_event and the loop see it. A stop takes only an epoch's
+  /// end with it (no prune, quantize or batch change); shrink or grow follow the batch size
+  /// agreed. The agreement may drop this process's stop -- a request_stop() or stop flag then
+  /// stays pending (should_stop() is true) and is voted again at the next checkpoint: how an MPI
+  /// job's ranks wait for their next exchange. If `agree` throws, or leaves a vote the
+  /// controller cannot take -- a batch size outside its limits, a rule index it does not have, a
+  /// fraction or bit width out of range, a stop without a cause: std::invalid_argument naming
+  /// the field -- the checkpoint throws with no decision taken (no stop, batch change, rule
+  /// action or history record); the checkpoint itself stays counted (the step and its costs,
+  /// the epoch and its metrics, as early stopping saw them). Empty: decisions are this
+  /// process's alone again.
+  controller& agree_with(std::function<void(decision_vote&, checkpoint)> agree) {
+    agreement_ = std::move(agree);
+    return *this;
+  }
+  /// Decisions made at a checkpoint hold for the next `steps` steps (an agreement that runs
+  /// every `steps` steps, <frugal/mpi.hpp>): a step's stop rule then forecasts that many steps
+  /// -- the largest recent cost for the first, the mean for the rest -- and an epoch ends early
+  /// when they and its end would not fit. 1 (the default): the next step alone. Throws
+  /// std::invalid_argument for 0.
+  void set_decision_horizon(std::size_t steps) {
+    if (steps == 0) fail("decision_horizon", "at least 1 step", "0");
+    horizon_ = steps;
+  }
+  /// The steps a decision holds for (set_decision_horizon).
+  [[nodiscard]] std::size_t decision_horizon() const noexcept { return horizon_; }
 
   // --- the batch-size knob (0 when the controller does not manage it) ---
 
@@ -881,7 +941,7 @@ class controller {
   }
   /// A stop asked for, not yet decided: request_stop() (user) first, then a stop_on flag.
   [[nodiscard]] frugal::stop_reason requested_reason() const noexcept {
-    if (stop_requested_.load(std::memory_order_acquire)) return frugal::stop_reason::user;
+    if (stop_requested_.load(std::memory_order_acquire)) return requested_cause_;
     const watched_flag* w = flags_.empty() ? nullptr : flag_set(false);
     return w ? w->why : frugal::stop_reason::none;
   }
@@ -1377,15 +1437,16 @@ class controller {
     std::string clauses;
     for (auto& t : tracked_) {
       if (!std::isfinite(t.limit) || (t.level ? t.memory.empty() : t.step.empty())) continue;
-      const double f = t.level ? level_forecast(t, fb) : t.step.high(fb) * step_scale(t, fb);
+      const double f = t.level ? level_forecast(t, fb) : ahead(t, fb, horizon_);
       // A level's model judges a size below the one it measured only once it has a line.
       const bool over = t.level ? f > t.limit && (t.memory.fitted() || fb >= t.memory.smallest_size())
                                 : t.used + f > t.limit;
       overrun(t, forecast_horizon::next_step, over, f);
       if (!over || d.stops()) continue;
       if (!clauses.empty()) clauses += "; ";
-      clauses += !t.level ? t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) +
-                                ", next step forecast " + format(t, f) + headroom_text(step_scale(t, fb))
+      clauses += !t.level ? t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + ", next " +
+                                (horizon_ > 1 ? std::to_string(horizon_) + " steps" : std::string("step")) +
+                                " forecast " + format(t, f) + headroom_text(step_scale(t, fb))
                           : t.name + ": next step forecast " + level_forecast_text(t, fb) + " over limit " +
                                 format(t, t.limit) +
                                 (manages_batch() && fb <= options_.batch_min_ ? " (batch at its minimum)" : "");
@@ -1444,14 +1505,13 @@ class controller {
     clauses.clear();
     for (auto& t : tracked_) {
       if (t.level || !std::isfinite(t.limit) || t.step.empty()) continue;
-      const double f = t.step.high(fb) * step_scale(t, fb) + end_reserve(t, fb);
+      const double f = ahead(t, fb, horizon_) + end_reserve(t, fb);
       const bool over = t.used + f > t.limit;
       overrun(t, forecast_horizon::epoch_end, over, f);
       if (!over) continue;
       if (!clauses.empty()) clauses += "; ";
-      clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) +
-                 (options_.run_end_work_ > 0 ? ", one step, an epoch end and the run's end forecast "
-                                             : ", one step and an epoch end forecast ") +
+      clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + ", " + steps_words(horizon_) +
+                 (options_.run_end_work_ > 0 ? ", an epoch end and the run's end forecast " : " and an epoch end forecast ") +
                  format(t, f) + headroom_text(end_scale(t, fb));
     }
     if (!clauses.empty()) d.stop(clauses, frugal::stop_reason::forecast);
@@ -1478,6 +1538,18 @@ class controller {
     return std::nullopt;
   }
 
+  /// "one step" or "N steps", for the words of a forecast over the decision horizon.
+  [[nodiscard]] static std::string steps_words(std::size_t n) {
+    return n == 1 ? std::string("one step") : std::to_string(n) + " steps";
+  }
+
+  /// The forecast cost of the next `steps` steps at batch fb: the largest recent cost (with
+  /// its headroom) for the first, the mean for the rest.
+  [[nodiscard]] double ahead(const tracked& t, std::size_t fb, std::uint64_t steps) const noexcept {
+    const double first = t.step.high(fb) * step_scale(t, fb);
+    return steps <= 1 ? first : first + static_cast<double>(steps - 1) * t.step.mean(fb);
+  }
+
   /// End the epoch now when the rest of it cannot fit and the next step plus the epoch's end
   /// (its evaluation, checkpoint) would not fit either: the latest moment that leaves room for
   /// the end-of-epoch work. Stop instead when even the epoch's end alone no longer fits (its
@@ -1491,7 +1563,8 @@ class controller {
     std::string end_clauses, stop_clauses;
     for (auto& t : tracked_) {
       if (t.level || !std::isfinite(t.limit) || t.step.empty() || t.epoch_end.empty()) continue;
-      const double next = t.step.high(fb) * step_scale(t, fb);
+      // The steps until the next decision (the rest of the epoch when fewer).
+      const double next = ahead(t, fb, left ? std::max<std::uint64_t>(1, std::min<std::uint64_t>(*left, horizon_)) : horizon_);
       const double end = end_reserve(t, fb);
       if (t.used + end > t.limit) {
         overrun(t, forecast_horizon::epoch_end, true, end);
@@ -1502,12 +1575,13 @@ class controller {
         continue;
       }
       if (ends_now) continue;
-      const double rest = left ? next + static_cast<double>(*left - 1) * t.step.mean(fb) : next;
+      const double rest = left ? ahead(t, fb, *left) : next;
       const bool over = t.used + next + end > t.limit && t.used + rest + end > t.limit;
       overrun(t, forecast_horizon::epoch_end, over, next + end);
       if (!over) continue;
       if (!end_clauses.empty()) end_clauses += "; ";
-      end_clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + "; the next step (" +
+      end_clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + "; the next " +
+                     (horizon_ > 1 ? std::to_string(std::min<std::uint64_t>(horizon_, left ? std::max<std::uint64_t>(1, *left) : horizon_)) + " steps (" : std::string("step (")) +
                      format(t, next) + ") and " + end_reserve_words() + " (" + format(t, end) + ")" +
                      headroom_text(end_scale(t, fb)) +
                      " would not fit" + (left ? ", " + std::to_string(*left) + " steps of the epoch left" : "");
@@ -1748,6 +1822,7 @@ class controller {
       d.cause_ = why;
       d.note(requested_message_locked());
     }
+    if (agreement_) take_agreed(d, where);
     if (d.stops()) {
       // A stop takes no batch change with it.
       d.clear(action::shrink_batch);
@@ -1783,6 +1858,55 @@ class controller {
     run_rule_actions(d);
     if (d.stops() && !was_stopped)
       callbacks_.notify(event_kind::stopped, stop_event{steps_, epoch_index, where, d.cause_, d.reason_}, steps_);
+  }
+
+  /// Hands `d` to the agreement (agree_with) and makes it the agreed one; throws, before
+  /// anything changed, when the agreed vote is one this controller cannot take.
+  void take_agreed(decision& d, checkpoint where) {
+    decision_vote vote;
+    vote.actions = d.actions_;
+    vote.cause = d.cause_;
+    vote.batch_size = d.batch_;
+    vote.prune_fraction = d.prune_fraction_;
+    vote.quantize_bits = d.quantize_bits_;
+    vote.prune_rule = d.has(action::prune) && pending_prune_rule_ != no_rule ? pending_prune_rule_ : decision_vote::no_rule;
+    vote.quantize_rule =
+        d.has(action::quantize) && pending_quantize_rule_ != no_rule ? pending_quantize_rule_ : decision_vote::no_rule;
+    vote.repeats_stop = d.repeats_stop_;
+    vote.reason = d.reason_;
+    agreement_(vote, where);
+    const auto bad = [](const std::string& field, const std::string& value) {
+      throw std::invalid_argument("frugal::controller: the agreed decision's " + field + " is " + value);
+    };
+    if (vote.stops() && vote.cause == frugal::stop_reason::none) bad("cause", "none for a stop");
+    if (vote.has(action::prune) && !(vote.prune_fraction > 0 && vote.prune_fraction <= 1))
+      bad("prune_fraction", detail::units_impl::shortest(vote.prune_fraction) + ", not in (0, 1]");
+    if (vote.has(action::quantize) && (vote.quantize_bits < 1 || vote.quantize_bits > 64))
+      bad("quantize_bits", std::to_string(vote.quantize_bits) + ", not in [1, 64]");
+    if (vote.prune_rule != decision_vote::no_rule && vote.prune_rule >= options_.prune_rules_.size())
+      bad("prune_rule", std::to_string(vote.prune_rule) + " (the controller has " +
+                            std::to_string(options_.prune_rules_.size()) + " prune rules)");
+    if (vote.quantize_rule != decision_vote::no_rule && vote.quantize_rule >= options_.quantize_rules_.size())
+      bad("quantize_rule", std::to_string(vote.quantize_rule) + " (the controller has " +
+                               std::to_string(options_.quantize_rules_.size()) + " quantize rules)");
+    if (manages_batch() && !vote.stops() && (vote.batch_size < options_.batch_min_ || vote.batch_size > options_.batch_max_))
+      bad("batch_size", std::to_string(vote.batch_size) + ", outside batch_limits [" +
+                            std::to_string(options_.batch_min_) + ", " + std::to_string(options_.batch_max_) + "]");
+    // A stop takes nothing else with it but an epoch's end; the batch actions follow the batch
+    // size agreed, whatever flags came with it.
+    constexpr auto bit = [](action a) { return static_cast<std::uint8_t>(a); };
+    if (vote.stops()) vote.actions &= static_cast<std::uint8_t>(bit(action::stop) | bit(action::cancelled) | bit(action::end_epoch));
+    vote.actions &= static_cast<std::uint8_t>(~(bit(action::shrink_batch) | bit(action::grow_batch)));
+    if (manages_batch() && !vote.stops() && vote.batch_size != batch_)
+      vote.actions |= vote.batch_size < batch_ ? bit(action::shrink_batch) : bit(action::grow_batch);
+    d.actions_ = vote.actions;
+    d.cause_ = vote.stops() ? vote.cause : frugal::stop_reason::none;
+    if (manages_batch()) d.batch_ = vote.stops() ? batch_ : vote.batch_size;
+    d.prune_fraction_ = vote.has(action::prune) ? vote.prune_fraction : 0;
+    d.quantize_bits_ = vote.has(action::quantize) ? vote.quantize_bits : 0;
+    d.reason_ = std::move(vote.reason);
+    pending_prune_rule_ = vote.has(action::prune) ? vote.prune_rule : no_rule;
+    pending_quantize_rule_ = vote.has(action::quantize) ? vote.quantize_rule : no_rule;
   }
 
   void run_rule_actions(const decision& d) {
@@ -1924,6 +2048,7 @@ class controller {
   mutable std::mutex stop_mutex_;
   std::string stop_message_;
   std::string requested_message_;
+  frugal::stop_reason requested_cause_ = frugal::stop_reason::user;  ///< written before stop_requested_ (release)
   std::vector<watched_flag> flags_;
   bool in_checkpoint_ = false;
 
@@ -1943,6 +2068,8 @@ class controller {
   std::vector<rule_state> quantize_state_;
   std::size_t pending_prune_rule_ = no_rule;
   std::size_t pending_quantize_rule_ = no_rule;
+  std::function<void(decision_vote&, checkpoint)> agreement_;  ///< agree_with; empty: decisions are local
+  std::size_t horizon_ = 1;  ///< set_decision_horizon: the steps a decision holds for
 };
 
 }  // namespace frugal

@@ -325,4 +325,36 @@ class [[nodiscard]] decision {
   std::string reason_;
 };
 
+/// A decision in plain fields, for processes that must all take the same one (an MPI job's
+/// ranks, <frugal/mpi.hpp>): controller::agree_with() hands the agreement each checkpoint's
+/// decision as a vote and then takes the vote the agreement leaves (merge_votes() in
+/// <frugal/agreement.hpp> is the rule that makes it the same everywhere).
+struct decision_vote {
+  /// No rule behind an action (a callback's amendment, or no such action).
+  static constexpr std::size_t no_rule = static_cast<std::size_t>(-1);
+
+  std::uint8_t actions = 0;                 ///< frugal::action bits, or-ed (0: continue)
+  stop_reason cause = stop_reason::none;    ///< why it stops (none unless it does)
+  std::size_t batch_size = 0;               ///< the next step's batch size (0: not managed)
+  double prune_fraction = 0;                ///< with prune: the fraction of the per-step cost, in (0, 1]
+  int quantize_bits = 0;                    ///< with quantize: the bit width, in [1, 64]
+  std::size_t prune_rule = no_rule;         ///< the controller's prune rule behind prune (its index)
+  std::size_t quantize_rule = no_rule;      ///< the controller's quantize rule behind quantize (its index)
+  bool repeats_stop = false;                ///< a stop decided at an earlier checkpoint (read only)
+  std::string reason;                       ///< the words, as decision::reason()
+
+  /// Whether the vote carries `a`; has(action::continue_run) is "no action at all".
+  [[nodiscard]] bool has(action a) const noexcept {
+    return a == action::continue_run ? actions == 0 : (actions & static_cast<std::uint8_t>(a)) != 0;
+  }
+  /// Whether it stops the run (stop or cancelled).
+  [[nodiscard]] bool stops() const noexcept { return has(action::stop) || has(action::cancelled); }
+  /// Same actions, cause, batch size, fraction, bits and rules as `other` (not the words).
+  [[nodiscard]] bool same_choice(const decision_vote& other) const noexcept {
+    return actions == other.actions && cause == other.cause && batch_size == other.batch_size &&
+           prune_fraction == other.prune_fraction && quantize_bits == other.quantize_bits &&
+           prune_rule == other.prune_rule && quantize_rule == other.quantize_rule;
+  }
+};
+
 }  // namespace frugal
