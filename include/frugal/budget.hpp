@@ -356,22 +356,22 @@ class budget {
   [[nodiscard]] double used(resource r) const {
     detail::flush_pending(detail::this_thread);
     switch (r) {
-      case resource::wall: return wall_seconds();
-      case resource::cpu: return cpu_seconds();
+      case resource::wall: return with_peers(r, wall_seconds());
+      case resource::cpu: return with_peers(r, cpu_seconds());
       case resource::flops:
       case resource::allocations:
       case resource::alloc_bytes: {
         double total = carried_of(r);
         for_each_block_in_subtree([&](const detail::thread_block& b) { total += additive(b, r); });
-        return total;
+        return with_peers(r, total);
       }
-      case resource::peak_bytes: return peak_bytes();
+      case resource::peak_bytes: return with_peers(r, peak_bytes());
       case resource::rss_bytes:
         (void)read_rss();
-        return rss_high();
+        return with_peers(r, rss_high());
       case resource::cost: {
         const frugal::price p = price();
-        return p.empty() ? 0 : p.cost(wall_seconds(), cpu_seconds(), used(resource::flops));
+        return p.empty() ? 0 : p.cost(used(resource::wall), used(resource::cpu), used(resource::flops));
       }
       case resource::energy: return energy_joules();
     }
@@ -387,14 +387,17 @@ class budget {
     double total = 0;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      total = carried_units_[*index];
+      total = carried_units_[*index] + peer_units_[*index];
     }
     for_each_block_in_subtree([&](const detail::thread_block& b) { total += b.units[*index].get(); });
     return total;
   }
 
   /// Everything, the resident set read now included.
-  [[nodiscard]] usage snapshot() const { return read_usage(true, true); }
+  [[nodiscard]] usage snapshot() const { return read_usage(true, true, true); }
+  /// The same without the peers' usage (set_peer_usage): what this process used (and carried).
+  /// Without `energy`, the energy counter is not read (a file read per RAPL domain; energy 0).
+  [[nodiscard]] usage local_snapshot(bool energy = true) const { return read_usage(true, energy, false); }
 
   /// A consumable: what is left to spend, limit - used. A level: the headroom, limit - the
   /// height reached. Never below 0 (crossed_levels() tells a crossed ceiling apart); +infinity
@@ -419,7 +422,7 @@ class budget {
     const detail::bookkeeping own_allocations;
     const frugal::limits l = limits();
     if (!limits_a_consumable(l)) return 0;
-    return detail::consumed_fraction(read_usage(false, l.has(resource::energy)), l);
+    return detail::consumed_fraction(read_usage(false, l.has(resource::energy), true), l);
   }
 
   /// The limited consumables whose use has reached the limit (names as in limits::parse).
@@ -428,7 +431,7 @@ class budget {
     const detail::bookkeeping own_allocations;
     const frugal::limits l = limits();
     if (!limits_a_consumable(l)) return {};
-    return detail::exhausted_consumables(read_usage(false, l.has(resource::energy)), l);
+    return detail::exhausted_consumables(read_usage(false, l.has(resource::energy), true), l);
   }
 
   /// Some consumable's limit reached. Running out is a decision for the caller (or the
@@ -455,7 +458,7 @@ class budget {
 
   /// used(resource::wall) as a duration: the time at least one of its scopes was open.
   [[nodiscard]] std::chrono::duration<double> elapsed() const {
-    return std::chrono::duration<double>(wall_seconds());
+    return std::chrono::duration<double>(with_peers(resource::wall, wall_seconds()));
   }
 
   /// The charges of one stage of this budget; zero calls if no scope has opened it yet.
@@ -480,6 +483,42 @@ class budget {
 
   /// What limit() returns for an unlimited resource: +infinity.
   static constexpr double unlimited = std::numeric_limits<double>::infinity();
+
+  // --- a budget shared by several processes ---
+
+  /// The usage of the other processes that share this budget (an MPI job's other ranks, summed:
+  /// <frugal/mpi.hpp> exchanges it), as of their last report; replaces the previous one. From
+  /// now on every reading of this budget -- used(), snapshot(), remaining(), fraction_used(),
+  /// exhausted(), reports, and so the controller -- is the job's: cpu, flops, allocations,
+  /// alloc_bytes and user units add the peers' amounts; wall time, peak_bytes and rss_bytes
+  /// are the larger of this process's and the peers' (the job's wall is its longest process's;
+  /// a heap or resident-set limit holds per process); cost follows from wall, cpu and flops;
+  /// energy stays this machine's (a machine-wide reading: processes sharing a machine would
+  /// count it twice). Children, stages and local_snapshot() are this process's alone, and a
+  /// parent's readings do not include a child's peers: set it on the budget the job shares. A
+  /// negative or non-finite amount, or an invalid unit name, is std::invalid_argument, and
+  /// nothing changes.
+  void set_peer_usage(const usage& peers) {
+    const detail::bookkeeping own_allocations;
+    for (resource r : all_resources)
+      if (const double v = peers[r]; !(std::isfinite(v) && v >= 0))
+        throw std::invalid_argument("frugal::budget::set_peer_usage: budget '" + path() + "': " +
+                                    std::string(to_string(r)) + " must be finite and >= 0, got " +
+                                    detail::units_impl::shortest(v));
+    std::array<double, FRUGAL_MAX_UNITS> units{};
+    for (const auto& [unit, v] : peers.units) {
+      if (auto problem = detail::units_impl::unit_name_problem(unit))
+        throw std::invalid_argument("frugal::budget::set_peer_usage: budget '" + path() + "': unit '" + unit +
+                                    "': " + *problem);
+      if (!(std::isfinite(v) && v >= 0))
+        throw std::invalid_argument("frugal::budget::set_peer_usage: budget '" + path() + "': unit " + unit +
+                                    " must be finite and >= 0, got " + detail::units_impl::shortest(v));
+    }
+    for (const auto& [unit, v] : peers.units) units[detail::register_unit(unit)] += v;
+    for (resource r : all_resources) peers_[static_cast<std::size_t>(r)].store(peers[r], std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(mutex_);
+    peer_units_ = units;
+  }
 
   // --- resuming a run in a new process ---
 
@@ -621,6 +660,20 @@ class budget {
     return carried_[static_cast<std::size_t>(r)].load(std::memory_order_relaxed);
   }
 
+  /// This process's amount of `r` combined with the peers' (set_peer_usage): the larger for
+  /// wall and the levels, the sum for the other consumables; energy and cost as they are.
+  [[nodiscard]] double with_peers(resource r, double own) const noexcept {
+    const double peers = peers_[static_cast<std::size_t>(r)].load(std::memory_order_relaxed);
+    switch (r) {
+      case resource::wall:
+      case resource::peak_bytes:
+      case resource::rss_bytes: return std::max(own, peers);
+      case resource::cost:
+      case resource::energy: return own;
+      default: return own + peers;
+    }
+  }
+
   /// Wall time is a union of intervals over threads. busy_ packs it in one atomic word so the
   /// union needs no lock: the low 22 bits count the threads that have the budget active (any
   /// number Linux can run), the other 42 hold (sum of busy-period ends - sum of busy-period
@@ -714,7 +767,8 @@ class budget {
   /// What snapshot() returns; without the levels for the aggregates over consumables, which
   /// would read the resident set for nothing, and without energy unless it is limited (a read of
   /// the counters' files).
-  [[nodiscard]] usage read_usage(bool levels, bool energy) const {
+  /// What snapshot() returns; with `peers`, the peers' usage (set_peer_usage) combined in.
+  [[nodiscard]] usage read_usage(bool levels, bool energy, bool peers) const {
     const detail::bookkeeping own_allocations;
     detail::flush_pending(detail::this_thread);
     usage u;
@@ -739,6 +793,13 @@ class budget {
         u.by_resource[static_cast<std::size_t>(r)] += additive(b, r);
       for (std::size_t i = 0; i < units.size(); ++i) units[i] += b.units[i].get();
     });
+    if (peers) {
+      for (resource r : all_resources)
+        if (r != resource::cost && r != resource::energy && (levels || !is_level(r)))
+          u.by_resource[static_cast<std::size_t>(r)] = with_peers(r, u[r]);
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (std::size_t i = 0; i < units.size(); ++i) units[i] += peer_units_[i];
+    }
     const std::uint32_t n = detail::units_registered.count.load(std::memory_order_acquire);
     for (std::uint32_t i = 0; i < n; ++i)
       if (units[i] != 0) u.units.emplace_back(std::string(detail::unit_name(i)), units[i]);
@@ -945,6 +1006,9 @@ class budget {
   std::array<std::atomic<double>, resource_count> carried_{};
   std::array<double, FRUGAL_MAX_UNITS> carried_units_{};      ///< index = unit index
   std::vector<stage_stats> carried_stages_;
+  /// The other processes' usage (set_peer_usage), likewise: atomics, and the units under mutex_.
+  std::array<std::atomic<double>, resource_count> peers_{};
+  std::array<double, FRUGAL_MAX_UNITS> peer_units_{};         ///< index = unit index
   std::vector<carried_usage> pending_children_;               ///< for children not made yet
   std::atomic<bool> resumed_{false};
   std::atomic<double> downtime_{0};
