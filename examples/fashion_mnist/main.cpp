@@ -2,6 +2,7 @@
 // samples, ...), stopping before a limit is crossed, then reporting what everything cost.
 #include "checkpoint.hpp"
 #include "cli.hpp"
+#include "data_parallel.hpp"
 #include "deploy.hpp"
 #include "idx.hpp"
 #include "mlp.hpp"
@@ -99,20 +100,23 @@ void write_epochs_csv(std::ostream& out, const std::vector<epoch_row>& rows) {
 // peak_bytes limit, by its memory model of the "evaluation" stage (the first chunks measure it);
 // otherwise the trainer's default chunk. With `fits`, each chunk first asks it whether a chunk of
 // up to that many images still fits the budget, and the evaluation ends where one does not (the
-// result's `samples` says how many images it covers).
-fmnist::evaluation evaluate(frugal::controller& ctl, fmnist::trainer& trainer, const fmnist::image_set& images,
-                            const std::vector<std::uint8_t>& labels, const std::vector<std::uint32_t>& index,
-                            const std::function<bool(std::size_t)>& fits = {}) {
+// result's `samples` says how many images it covers). Under MPI a chunk is the job's (the default
+// chunk per rank), each rank evaluates its share of it, and the result is the job's.
+fmnist::evaluation evaluate(fmnist::data_parallel& dp, frugal::controller& ctl, fmnist::trainer& trainer,
+                            const fmnist::image_set& images, const std::vector<std::uint8_t>& labels,
+                            const std::vector<std::uint32_t>& index, const std::function<bool(std::size_t)>& fits = {}) {
+  const std::size_t most = static_cast<std::size_t>(fmnist::trainer::default_eval_chunk) * static_cast<std::size_t>(dp.size());
   trainer.begin_evaluation();
   for (std::size_t at = 0; at < index.size();) {
     const std::size_t left = index.size() - at;
-    if (fits && !fits(std::min<std::size_t>(fmnist::trainer::default_eval_chunk, left))) break;
-    const std::size_t chunk = ctl.chunk_size("evaluation", std::min<std::size_t>(fmnist::trainer::default_eval_chunk, left));
-    trainer.evaluate_chunk(images, labels, index.data() + at, static_cast<Eigen::Index>(chunk));
+    if (fits && !fits(std::min(most, left))) break;
+    const std::size_t chunk = ctl.chunk_size("evaluation", std::min(most, left));
+    const auto [first, mine] = dp.share(chunk);
+    if (mine > 0) trainer.evaluate_chunk(images, labels, index.data() + at + first, static_cast<Eigen::Index>(mine));
     ctl.end_chunk("evaluation", chunk);
     at += chunk;
   }
-  return trainer.end_evaluation();
+  return dp.combine(trainer.end_evaluation());
 }
 
 std::vector<std::pair<std::string, double>> fractions(const frugal::budget& run) {
@@ -145,14 +149,15 @@ bool prepare_directory(const char* option, const std::filesystem::path& dir) {
   return true;
 }
 
-int train(options opt) {
+int train(options opt, fmnist::data_parallel& dp) {
   namespace fs = std::filesystem;
-  fmnist::progress_bar progress(stderr);
+  fmnist::progress_bar progress(dp.progress_stream());
 
   // ---- output directories: checked first, so a typo costs no training -----------------
   const fs::path out_dir = opt.out_dir;
   std::error_code ec;
-  if (!prepare_directory("--out", out_dir)) return 1;
+  // Under MPI rank 0 writes the files: the others wait for its answer.
+  if (!dp.all(!dp.writes() || prepare_directory("--out", out_dir))) return 1;
   const fs::path checkpoint_dir = opt.checkpoint_dir;
   if (!opt.checkpoint_dir.empty()) {
 #if !FMNIST_STATE_JSON
@@ -167,12 +172,14 @@ int train(options opt) {
   doing("loading the data from %s", opt.data_dir.c_str());
   fmnist::dataset data;
   const auto load_start = std::chrono::steady_clock::now();
+  bool loaded = true;
   try {
     data = fmnist::load_fashion_mnist(opt.data_dir);
   } catch (const fmnist::data_error& e) {
     std::fprintf(stderr, "fashion_mnist: %s\n", e.what());
-    return 1;
+    loaded = false;
   }
+  if (!dp.all(loaded)) return 1;
   const double load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
   // The last 5000 training images are held out for validation (early stopping, val loss).
   const std::size_t total = data.train_images.count;
@@ -191,7 +198,8 @@ int train(options opt) {
   // ---- model, shards, budget ------------------------------------------------------------
   // --threads N: N shards on N threads. auto: a shard per core, and how many threads run them is
   // measured as the run goes (thread_choice.hpp); the shards, hence the results, stay the same.
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Under MPI, the cores of this machine shared by its ranks.
+  const int cores = dp.cores();
   const int shards = opt.threads > 0 ? opt.threads : cores;
   tbb::global_control threads(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(shards));
   {
@@ -274,10 +282,10 @@ int train(options opt) {
   frugal::signal_stop signals;
   signals.bind(ctl);
   const double evaluation_flops = validation_flops + test_flops;
-  const double first_step_flops = static_cast<double>(trainer.step_flops(batch));
+  const double first_step_flops = static_cast<double>(dp.step_flops(trainer, batch));
   const fmnist::evaluation_cost evaluation_cost(ctl, validation_flops, test_flops, test_ratio,
                                                 [&](std::size_t b) {
-                                                  return static_cast<double>(trainer.step_flops(static_cast<Eigen::Index>(
+                                                  return static_cast<double>(dp.step_flops(trainer, static_cast<Eigen::Index>(
                                                       b > 0 ? b : static_cast<std::size_t>(batch))));
                                                 });
   // The controller learns an evaluation's cost at the first epoch's end; until then this
@@ -336,6 +344,8 @@ int train(options opt) {
                   frugal::format_bytes(m->rise_per_unit()) + " per sample; batch " + std::to_string(ctl.batch_size()) +
                   " x " + std::to_string(ctl.accumulation_steps()) + " accumulation");
   frugal::heap_watch heap;  // a step's heap (its level, and where it started), for the memory model
+  // Under MPI, from here on: one budget for the job, decisions agreed, gradients summed.
+  dp.join(run, ctl, trainer);
 
   char optimizer_text[64];
   if (opt.optimizer == fmnist::optimizer_kind::sgd)
@@ -361,7 +371,7 @@ int train(options opt) {
   // Before anything is measured, the formulas: a FLOP or sample limit that cannot hold one step
   // and the evaluation is not worth starting on. (A budget already spent, the controller has
   // stopped on its own: its words stand.)
-  if (!ctl.should_stop()) {
+  if (!dp.should_stop(ctl)) {
     if (const auto flops = limits.get(frugal::resource::flops); flops && first_step_flops + evaluation_flops > *flops)
       stop_reason = "budget: one step and the final evaluation do not fit the flops limit (forecast from the formulas)";
     if (const auto n = limits.get("samples"); n && static_cast<double>(batch) > *n)
@@ -405,7 +415,7 @@ int train(options opt) {
       opt.threads > 0 ? std::vector<int>{opt.threads} : fmnist::thread_choice::candidates_for(cores),
       limits.get(frugal::resource::cpu).has_value() && !limits.get(frugal::resource::wall).has_value());
   std::int64_t steps_here = 0;  // steps this process ran (a resume of a finished run runs none)
-  while (prog.epoch <= opt.epochs && stop_reason.empty() && !ctl.should_stop()) {
+  while (prog.epoch <= opt.epochs && stop_reason.empty() && !dp.should_stop(ctl)) {
     const int epoch = prog.epoch;
     workers.remeasure();
     doing("training (epoch %d, MLP %s, batch %d, %d thread(s))", epoch, layers.c_str(), batch, workers.chosen());
@@ -431,8 +441,11 @@ int train(options opt) {
         const std::int64_t began = by_cpu ? frugal::process_cpu_now_ns() : frugal::wall_now_ns();
         {
           frugal::scope s{run, "step"};
-          r = trainer.step(data, order.data() + start, static_cast<Eigen::Index>(n), prog.lr, &run, batch, apply);
-          frugal::add_units(samples, static_cast<double>(n));
+          // Under MPI this rank's share of the batch; r is then the whole batch's.
+          const auto [first, mine] = dp.share(n);
+          r = trainer.step(data, order.data() + start + first, static_cast<Eigen::Index>(mine), prog.lr, &run, batch,
+                           apply);
+          frugal::add_units(samples, static_cast<double>(mine));
         }
         if (timed) {
           const std::int64_t ended = by_cpu ? frugal::process_cpu_now_ns() : frugal::wall_now_ns();
@@ -448,7 +461,7 @@ int train(options opt) {
         prog.correct += r.correct;
         prog.seen += n;
         prog.train_peak = std::max(prog.train_peak, static_cast<double>(heap.peak_bytes()));
-        const frugal::decision d = ctl.end_step(frugal::step{}
+        const frugal::decision d = dp.end_step(ctl, frugal::step{}
                                                     .loss(r.loss_sum / static_cast<double>(n))
                                                     .samples(n)
                                                     .peak_bytes(static_cast<double>(heap.peak_bytes()))
@@ -512,17 +525,17 @@ int train(options opt) {
       {
         doing("evaluating the validation set (epoch %d)", epoch);
         frugal::scope s{eval, "validation"};
-        val = evaluate(ctl, trainer, data.train_images, data.train_labels, val_index);
+        val = evaluate(dp, ctl, trainer, data.train_images, data.train_labels, val_index);
       }
       if (opt.test_every_epoch) {
         doing("evaluating the test set (epoch %d)", epoch);
         frugal::scope s{eval, "test"};
-        test = evaluate(ctl, trainer, data.test_images, data.test_labels, test_index);
+        test = evaluate(dp, ctl, trainer, data.test_images, data.test_labels, test_index);
         prog.last_test = test;
       }
       prog.eval_peak = std::max(prog.eval_peak, static_cast<double>(heap.peak_bytes()));
       // Early stopping, and whether one more step and evaluation fit.
-      (void)ctl.end_epoch(frugal::epoch{}.metric("val_loss", val.loss));
+      (void)dp.end_epoch(ctl, frugal::epoch{}.metric("val_loss", val.loss));
       at_epoch_end = true;
 
       prog.rows.push_back(epoch_row{epoch, run.used(frugal::resource::wall), run.fraction_used(),
@@ -546,7 +559,7 @@ int train(options opt) {
     // The stop's save comes after end_run(), below.
     if (!ctl.should_stop() && prog.epoch <= opt.epochs && !save_checkpoint()) return 1;
   }
-  (void)ctl.end_run();  // a stop that came between checkpoints becomes the run's stop here
+  dp.end_run(ctl);  // a stop that came between checkpoints (on any rank) becomes the run's stop here
   if (stop_reason.empty())
     stop_reason = ctl.should_stop() ? ctl.stop_message() : "done: all " + std::to_string(opt.epochs) + " epochs";
 
@@ -564,8 +577,9 @@ int train(options opt) {
     // otherwise cost all of it; then the accuracy is that of the first images only, and says so.
     const std::size_t test_n = test_index.size();
     auto share = [&](std::size_t images) { return static_cast<double>(images) / static_cast<double>(test_n); };
-    const std::string misfit = fmnist::final_test_misfit(
-        ctl, evaluation_cost, !at_epoch_end, share(std::min<std::size_t>(fmnist::trainer::default_eval_chunk, test_n)));
+    const std::size_t first_chunk = static_cast<std::size_t>(fmnist::trainer::default_eval_chunk) * static_cast<std::size_t>(dp.size());
+    std::string misfit = fmnist::final_test_misfit(ctl, evaluation_cost, !at_epoch_end, share(std::min(first_chunk, test_n)));
+    if (!dp.all(misfit.empty()) && misfit.empty()) misfit = "another rank's forecast";
     if (resumable) {
       prog.last_test.reset();
       test_note = "stopped by a signal: the process that resumes from " + opt.checkpoint_dir +
@@ -578,8 +592,9 @@ int train(options opt) {
       heap.reset();
       {
         frugal::scope s{eval, "test"};
-        prog.last_test = evaluate(ctl, trainer, data.test_images, data.test_labels, test_index, [&](std::size_t chunk) {
-          return fmnist::final_test_misfit(ctl, evaluation_cost, !at_epoch_end, share(chunk)).empty();
+        prog.last_test = evaluate(dp, ctl, trainer, data.test_images, data.test_labels, test_index, [&](std::size_t chunk) {
+          dp.exchange();  // under MPI, the job's usage now: every rank decides alike
+          return dp.all(fmnist::final_test_misfit(ctl, evaluation_cost, !at_epoch_end, share(chunk)).empty());
         });
       }
       prog.eval_peak = std::max(prog.eval_peak, static_cast<double>(heap.peak_bytes()));
@@ -613,6 +628,9 @@ int train(options opt) {
                 (static_cast<std::size_t>(batch) + smallest - 1) / smallest, ctl.batch_size());
 
   // ---- report -------------------------------------------------------------------------------
+  // Under MPI: the job's exact totals, and the replicas compared (the last collective work).
+  dp.exchange();
+  const bool same_weights = dp.same_weights(model.params());
   doing("writing the report to %s", opt.out_dir.c_str());
   const double samples_seen = run.used("samples");
   std::printf("stopped: %s\nafter %.2f epochs (%ld steps, %.0f samples, %zu evaluations)\n", stop_reason.c_str(),
@@ -647,13 +665,19 @@ int train(options opt) {
                 spent[frugal::resource::wall] > 0 ? spent[frugal::resource::energy] / spent[frugal::resource::wall] : 0.0);
   std::printf("\n");
   frugal::print_report(std::cout, run);
+  if (dp.size() > 1)
+    std::cout << "\nreplicas: " << (same_weights ? "the same weights on all " : "DIFFERENT weights on the ")
+              << dp.size() << " ranks\n";
+  dp.print_summary(std::cout, trainer.shards());
   std::cout << std::endl;
+  if (!same_weights && dp.writes())
+    std::fprintf(stderr, "fashion_mnist: the ranks' weights differ at the end of training\n");
 
   // Every file is written whole or not at all (a temporary file, fsync, rename): a full disk or
   // a kill during the write leaves no truncated report. A failure says which file and why.
   std::string written = (out_dir / "report.json").string() + ", epochs.csv, stages.csv";
-  try {
-    frugal::write_file_atomically(out_dir / "report.json", [&](std::ostream& o) { frugal::write_json_report(o, run, ctl); });
+  if (dp.writes()) try {
+    frugal::write_file_atomically(out_dir / "report.json", [&](std::ostream& o) { dp.write_report(o, run, ctl); });
     frugal::write_file_atomically(out_dir / "epochs.csv", [&](std::ostream& o) { write_epochs_csv(o, prog.rows); });
     frugal::write_file_atomically(out_dir / "stages.csv", [&](std::ostream& o) { frugal::write_stages_csv(o, run); });
 #if FRUGAL_EXAMPLE_TRACE
@@ -693,7 +717,7 @@ int train(options opt) {
       std::fprintf(stderr, "fashion_mnist: --deploy: %s\n", e.what());
       return 1;
     }
-  } else {
+  } else if (dp.writes()) {
     for (const fs::path& f : deployed_files) fs::remove(f, ec);  // not this run's: an older run's would mislead
   }
   if (!test_partial.empty()) std::printf("%s\n", test_partial.c_str());
@@ -714,13 +738,17 @@ int train(options opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // fashion_mnist_mpi: MPI for the program's life, this rank's place in the job; else one process.
+  fmnist::data_parallel dp(argc, argv);
   options opt;
   try {
     opt = fmnist::parse_options(argc, argv);
+    dp.check(opt);  // with several ranks, what the job cannot do alike on every rank
   } catch (const std::invalid_argument& e) {
-    std::fprintf(stderr, "fashion_mnist: error: %s\n(run with --help for the options)\n", e.what());
+    if (dp.writes()) std::fprintf(stderr, "fashion_mnist: error: %s\n(run with --help for the options)\n", e.what());
     return 2;
   }
+  if (!dp.writes()) opt.trace_events = 0;  // trace.json is rank 0's
   if (opt.help) {
     std::fputs(fmnist::help_text(argc > 0 ? argv[0] : "fashion_mnist").c_str(), stdout);
     return 0;
@@ -737,10 +765,13 @@ int main(int argc, char** argv) {
   }
   // Out of memory: a clear message naming what could not be allocated, status 1 (as for a data
   // or output error), never an abort. Caught here, so the run's memory is freed first.
+  // Under MPI every rank ends with the same status (a signal's on any rank), and one rank out of
+  // memory ends the job.
   try {
-    return train(opt);
+    return dp.finish(train(opt, dp));
   } catch (const std::bad_alloc& e) {
     std::fprintf(stderr, "fashion_mnist: out of memory %s: %s\n", g_doing, e.what());
+    dp.fail(1);
     return 1;
   }
 }

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -45,6 +46,14 @@ class trainer {
   }
 
   [[nodiscard]] int shards() const noexcept { return shards_; }
+
+  // Data-parallel training across processes (data_parallel.hpp): at every step, after this
+  // process's shards are reduced and before the update, `f` gets the gradient about to be
+  // applied (null on a step that only accumulates), the step's scores and its learning rate, and
+  // may replace them (the sums over the processes; one process's rate, so that every process
+  // applies the same update). Empty, the default: this process's batch alone.
+  using reduction = std::function<void(parameters* gradient, batch_result& scores, float& lr)>;
+  void reduce_with(reduction f) { reduce_ = std::move(f); }
   // The shards of the next steps and evaluations run in `arena` (nullptr: the caller's). The
   // shards stay as many: the threads change the speed, never the arithmetic.
   void run_in(tbb::task_arena* arena) noexcept { arena_ = arena; }
@@ -109,6 +118,11 @@ class trainer {
       if (run) s.emplace(*run, "backward");
       for_shards(used, [&](int k) { backward(model_, work_[static_cast<std::size_t>(k)], range(k).second); });
       for (int k = 1; k < used; ++k) work_[0].grad.add(work_[static_cast<std::size_t>(k)].grad);
+      if (used == 0)  // a process's empty share of a batch (data_parallel.hpp): it adds nothing
+        for (std::size_t l = 0; l < work_[0].grad.w.size(); ++l) {
+          work_[0].grad.w[l].setZero();
+          work_[0].grad.b[l].setZero();
+        }
       if (pending_ || !apply) {
         if (!pending_) {
           *accumulated_ = work_[0].grad;  // same shapes: no allocation
@@ -118,16 +132,17 @@ class trainer {
         pending_ = true;
       }
     }
+    batch_result r;
+    for (int k = 0; k < used; ++k) {
+      r.loss_sum += work_[static_cast<std::size_t>(k)].loss_sum;
+      r.correct += work_[static_cast<std::size_t>(k)].correct;
+    }
+    if (reduce_) reduce_(apply ? (pending_ ? &*accumulated_ : &work_[0].grad) : nullptr, r, lr);
     if (apply) {
       std::optional<frugal::scope> s;
       if (run) s.emplace(*run, "update");
       opt_.step(model_, pending_ ? *accumulated_ : work_[0].grad, lr);
       pending_ = false;
-    }
-    batch_result r;
-    for (int k = 0; k < used; ++k) {
-      r.loss_sum += work_[static_cast<std::size_t>(k)].loss_sum;
-      r.correct += work_[static_cast<std::size_t>(k)].correct;
     }
     return r;
   }
@@ -273,6 +288,7 @@ class trainer {
   bool pending_ = false;
   int shards_;
   tbb::task_arena* arena_ = nullptr;
+  reduction reduce_;
   std::vector<workspace> work_;
   std::size_t evaluated_ = 0;  // images in the evaluation under way
 };
