@@ -2,6 +2,8 @@
 # to install) when Fashion-MNIST is absent, and runs the example into a fresh WORK directory.
 #   frugal_check_prologue(<script name>)          sets THREADS (default 2) unless given
 #   frugal_run_example(<arg>...)                  runs EXE with DATA/WORK/THREADS; sets rc, out, err
+#   json(<out var> <key or index>...)             the value there in the caller's ${report} (the
+#                                                 text of report.json); fail()s when it is absent
 # A script that includes this file must return() when PROLOGUE_SKIPPED is set.
 macro(frugal_check_prologue script)
   foreach(v EXE DATA WORK)
@@ -28,3 +30,11 @@ macro(frugal_run_example)
     fail("exit status ${rc}, expected 0")
   endif()
 endmacro()
+
+function(json out_var)
+  string(JSON value ERROR_VARIABLE error GET "${report}" ${ARGN})
+  if(error)
+    fail("report.json: ${ARGN}: ${error}")
+  endif()
+  set(${out_var} "${value}" PARENT_SCOPE)
+endfunction()

@@ -54,14 +54,6 @@ if(NOT EXISTS "${WORK}/report.json")
 endif()
 file(READ "${WORK}/report.json" report)
 
-function(json out_var)
-  string(JSON value ERROR_VARIABLE error GET "${report}" ${ARGN})
-  if(error)
-    fail("report.json: ${ARGN}: ${error}")
-  endif()
-  set(${out_var} "${value}" PARENT_SCOPE)
-endfunction()
-
 # The stage named `name` of the budget at `path` (a list of JSON keys/indices): its `field`.
 function(stage_field out_var name field)
   string(JSON count LENGTH "${report}" ${ARGN} stages)
