@@ -1444,9 +1444,8 @@ class controller {
       overrun(t, forecast_horizon::next_step, over, f);
       if (!over || d.stops()) continue;
       if (!clauses.empty()) clauses += "; ";
-      clauses += !t.level ? t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + ", next " +
-                                (horizon_ > 1 ? std::to_string(horizon_) + " steps" : std::string("step")) +
-                                " forecast " + format(t, f) + headroom_text(step_scale(t, fb))
+      clauses += !t.level ? t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + ", " +
+                                next_steps_words(horizon_) + " forecast " + format(t, f) + headroom_text(step_scale(t, fb))
                           : t.name + ": next step forecast " + level_forecast_text(t, fb) + " over limit " +
                                 format(t, t.limit) +
                                 (manages_batch() && fb <= options_.batch_min_ ? " (batch at its minimum)" : "");
@@ -1539,8 +1538,12 @@ class controller {
   }
 
   /// "one step" or "N steps", for the words of a forecast over the decision horizon.
-  [[nodiscard]] static std::string steps_words(std::size_t n) {
+  [[nodiscard]] static std::string steps_words(std::uint64_t n) {
     return n == 1 ? std::string("one step") : std::to_string(n) + " steps";
+  }
+  /// "next step" or "next N steps".
+  [[nodiscard]] static std::string next_steps_words(std::uint64_t n) {
+    return n == 1 ? std::string("next step") : "next " + std::to_string(n) + " steps";
   }
 
   /// The forecast cost of the next `steps` steps at batch fb: the largest recent cost (with
@@ -1560,11 +1563,12 @@ class controller {
     if (epochs_ == 0) return;
     const auto left = steps_left_in_epoch(fb);
     const bool ends_now = left && *left == 0;
+    // The steps until the next decision (the rest of the epoch when fewer).
+    const std::uint64_t next_steps = left ? std::max<std::uint64_t>(1, std::min<std::uint64_t>(*left, horizon_)) : horizon_;
     std::string end_clauses, stop_clauses;
     for (auto& t : tracked_) {
       if (t.level || !std::isfinite(t.limit) || t.step.empty() || t.epoch_end.empty()) continue;
-      // The steps until the next decision (the rest of the epoch when fewer).
-      const double next = ahead(t, fb, left ? std::max<std::uint64_t>(1, std::min<std::uint64_t>(*left, horizon_)) : horizon_);
+      const double next = ahead(t, fb, next_steps);
       const double end = end_reserve(t, fb);
       if (t.used + end > t.limit) {
         overrun(t, forecast_horizon::epoch_end, true, end);
@@ -1580,9 +1584,8 @@ class controller {
       overrun(t, forecast_horizon::epoch_end, over, next + end);
       if (!over) continue;
       if (!end_clauses.empty()) end_clauses += "; ";
-      end_clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + "; the next " +
-                     (horizon_ > 1 ? std::to_string(std::min<std::uint64_t>(horizon_, left ? std::max<std::uint64_t>(1, *left) : horizon_)) + " steps (" : std::string("step (")) +
-                     format(t, next) + ") and " + end_reserve_words() + " (" + format(t, end) + ")" +
+      end_clauses += t.name + ": " + format(t, t.used) + " used of " + format(t, t.limit) + "; the " +
+                     next_steps_words(next_steps) + " (" + format(t, next) + ") and " + end_reserve_words() + " (" + format(t, end) + ")" +
                      headroom_text(end_scale(t, fb)) +
                      " would not fit" + (left ? ", " + std::to_string(*left) + " steps of the epoch left" : "");
     }
