@@ -129,6 +129,48 @@ TEST(Budget, WallIsTheUnionOfIntervalsOverThreads) {
   EXPECT_EQ(run.stage("work").calls, 2u);
 }
 
+// Two threads' transitions with clock readings that arrive out of order, as when a thread is
+// preempted between reading the clock and publishing its transition. Driven through the
+// blocks of two thread ids the test thread plays itself, so the order is exact.
+class OutOfOrderTransitions : public ::testing::Test {
+ protected:
+  using access = frugal::detail::budget_access;
+  static constexpr std::uint64_t thread_a = ~std::uint64_t{0} - 1;  // far from any real thread's id
+  static constexpr std::uint64_t thread_b = ~std::uint64_t{0} - 2;
+
+  [[nodiscard]] std::int64_t at_ms(int ms) const { return origin_ + std::int64_t{ms} * 1'000'000; }
+
+  frugal::manual_clock clock_;
+  frugal::budget run_{"run"};
+  std::int64_t origin_ = frugal::wall_now_ns();
+  frugal::detail::thread_block& a_ = *access::block_for(run_, thread_a);
+  frugal::detail::thread_block& b_ = *access::block_for(run_, thread_b);
+};
+
+// b read 5 ms, was preempted, and started after a had ended at 10 ms: b's period starts at the
+// end, or [5, 10] would count twice (25 ms instead of 20).
+TEST_F(OutOfOrderTransitions, AStartReadBeforeThePreviousEndBeginsAtThatEnd) {
+  access::open(a_, at_ms(0));
+  access::close(a_, at_ms(10));
+  access::open(b_, at_ms(5));
+  access::close(b_, at_ms(20));
+  EXPECT_DOUBLE_EQ(run_.used(frugal::resource::wall), 0.020);
+}
+
+// a read 20 ms to leave and was preempted while b, which entered at 25 ms, left at 30 ms: the
+// period ends at b's leave, not at a's stale reading (20 ms would lose [20, 30]).
+TEST_F(OutOfOrderTransitions, TheLastOutEndsNoEarlierThanAnotherThreadsLaterLeave) {
+  access::open(a_, at_ms(0));
+  access::open(b_, at_ms(25));
+  access::close(b_, at_ms(30));
+  access::close(a_, at_ms(20));
+  EXPECT_DOUBLE_EQ(run_.used(frugal::resource::wall), 0.030);
+  // And the next period still starts no earlier than that end.
+  access::open(b_, at_ms(28));
+  access::close(b_, at_ms(40));
+  EXPECT_DOUBLE_EQ(run_.used(frugal::resource::wall), 0.040);
+}
+
 TEST(Budget, ChildTimeIsParentTimeButNotTheReverse) {
   frugal::manual_clock clock;
   frugal::budget run{"run"};

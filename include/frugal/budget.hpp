@@ -892,21 +892,38 @@ class budget {
   ///
   /// A thread reads the clock before its transition's CAS and may be preempted in between, so
   /// raw timestamps can arrive out of order: a start earlier than the previous end would count
-  /// the overlap twice. Every transition therefore first raises last_transition_ns_ to its
-  /// time, and a boundary transition (the first thread in, the last out) uses the larger of its
+  /// the overlap twice. Leaves therefore raise last_transition_ns_ to their time before their
+  /// CAS, and a boundary transition (the first thread in, the last out) uses the larger of its
   /// own time and that mark, reloaded on every CAS attempt. A start is then never before the
   /// previous end, so the union never counts time twice or counts time that has not passed;
   /// a racing transition can shift a boundary by the width of the race (see the note in the
   /// README's semantics).
+  ///
+  /// Enters need not raise the mark: every enter is followed, on its own thread, by a leave
+  /// whose clock is read later and which raises the mark before any boundary can depend on it
+  /// (a start needs the previous end; an end needs the leaves of the other threads of its
+  /// period; its own thread's earlier times are below its own). A leave seen as the last one out
+  /// stores the mark with a plain store: no other thread is active to be raising it. That
+  /// saves two of the four atomic read-modify-writes a scope on an idle budget paid (each ~7 ns
+  /// here, against ~27 ns for a clock read). If another thread enters and leaves inside that
+  /// store's window, its larger time can be overwritten: the period then ends at this thread's
+  /// time, short by at most that window, and never counts time twice.
   void thread_enters(detail::thread_block& blk, std::int64_t now_ns) noexcept { transition(blk, now_ns, +1); }
   void thread_leaves(detail::thread_block& blk, std::int64_t now_ns) noexcept { transition(blk, now_ns, -1); }
 
   void transition(detail::thread_block& blk, std::int64_t now_ns, std::int64_t step) noexcept {
     const std::int64_t t = now_ns - origin_ns_;
     if (FRUGAL_UNLIKELY(t >= max_age_ns)) wall_out_of_range();
-    detail::raise_to(last_transition_ns_, t);
     const std::int64_t boundary = step > 0 ? 0 : 1;  // the count that makes this a start / an end
     std::int64_t state = busy_->load(std::memory_order_acquire);
+    if (step < 0) {
+      if ((state & count_mask) == 1) {
+        if (t > last_transition_ns_.load(std::memory_order_relaxed))
+          last_transition_ns_.store(t, std::memory_order_relaxed);  // published by the CAS below
+      } else {
+        detail::raise_to(last_transition_ns_, t);
+      }
+    }
     for (;;) {
       if (FRUGAL_UNLIKELY(step > 0 && (state & count_mask) == count_mask)) too_many_threads();
       std::int64_t next = state + step;
