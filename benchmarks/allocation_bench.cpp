@@ -13,8 +13,8 @@
 #include <cstdlib>
 
 extern "C" {
-void* __libc_malloc(std::size_t);
-void __libc_free(void*);
+void* __libc_malloc(std::size_t) noexcept;
+void __libc_free(void*) noexcept;
 }
 
 namespace {

@@ -60,14 +60,16 @@ extern "C" const int frugal_allocation_hooks_mode = static_cast<int>(frugal::det
 #endif
 
 extern "C" {
-// glibc's own allocator, exported for exactly this use (a program that replaces malloc).
-FRUGAL_NOPLT void* __libc_malloc(std::size_t);
-FRUGAL_NOPLT void __libc_free(void*);
-FRUGAL_NOPLT void* __libc_calloc(std::size_t, std::size_t);
-FRUGAL_NOPLT void* __libc_realloc(void*, std::size_t);
-FRUGAL_NOPLT void* __libc_memalign(std::size_t, std::size_t);
-FRUGAL_NOPLT void* __libc_valloc(std::size_t);
-FRUGAL_NOPLT void* __libc_pvalloc(std::size_t);
+// glibc's own allocator, exported for exactly this use (a program that replaces malloc). C,
+// so it never throws: declared noexcept, a call from a noexcept hook needs no terminate landing
+// pad, and free() can end in a jump to __libc_free instead of a call and a return.
+FRUGAL_NOPLT void* __libc_malloc(std::size_t) noexcept;
+FRUGAL_NOPLT void __libc_free(void*) noexcept;
+FRUGAL_NOPLT void* __libc_calloc(std::size_t, std::size_t) noexcept;
+FRUGAL_NOPLT void* __libc_realloc(void*, std::size_t) noexcept;
+FRUGAL_NOPLT void* __libc_memalign(std::size_t, std::size_t) noexcept;
+FRUGAL_NOPLT void* __libc_valloc(std::size_t) noexcept;
+FRUGAL_NOPLT void* __libc_pvalloc(std::size_t) noexcept;
 
 /// Link-time marker read through a weak reference by frugal's heap accounting: defined, as
 /// "installed", only in the program that expands this header, so allocation_tracking() can tell
@@ -87,13 +89,12 @@ inline std::size_t usable_size(const void* p) noexcept {
   auto address = reinterpret_cast<std::uintptr_t>(p) - sizeof(std::size_t);
   __asm__("" : "+r"(address));
   const std::size_t field = *reinterpret_cast<const std::size_t*>(address);
-  const std::size_t chunk = field & ~static_cast<std::size_t>(7);
-  return chunk - ((field & 2) ? 2 * sizeof(std::size_t) : sizeof(std::size_t));
+  const std::size_t usable = (field & ~static_cast<std::size_t>(7)) - sizeof(std::size_t);
+  return FRUGAL_LIKELY((field & 2) == 0) ? usable : usable - sizeof(std::size_t);
 }
 
 inline void* counted(void* p, std::size_t requested) noexcept {
-  if (p) record_allocation(requested, usable_size(p));
-  return p;
+  return p ? record_allocation(p, requested, usable_size(p)) : p;
 }
 
 inline bool valid_alignment(std::size_t alignment) noexcept {
@@ -119,9 +120,7 @@ inline void* aligned_new_or_throw(std::size_t n, std::size_t alignment) {
 }
 
 inline void release(void* p) noexcept {
-  if (!p) return;
-  record_free(usable_size(p));
-  __libc_free(p);
+  if (p) __libc_free(record_free(p, usable_size(p)));
 }
 
 }  // namespace frugal::detail::hooks
@@ -155,11 +154,10 @@ void* realloc(void* p, std::size_t n) noexcept {
   const std::size_t old = usable_size(p);
   void* q = __libc_realloc(p, n);
   if (q) {
-    frugal::detail::record_free(old);
-    frugal::detail::record_allocation(n, usable_size(q));
-  } else if (n == 0) {
-    frugal::detail::record_free(old);
+    (void)frugal::detail::record_free(nullptr, old);  // only the accounting: glibc moved or kept the block
+    return frugal::detail::record_allocation(q, n, usable_size(q));
   }
+  if (n == 0) (void)frugal::detail::record_free(nullptr, old);  // glibc freed the block
   return q;
 }
 

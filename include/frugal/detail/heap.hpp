@@ -210,23 +210,26 @@ inline void after_fork_in_child() noexcept {
   heap.registry_locked.store(false, std::memory_order_release);
 }
 
-inline void add_allocated(thread_heap& h, std::size_t usable) noexcept {
+// True when the live heap has moved a fold's worth since the last fold: the caller folds.
+[[nodiscard]] inline bool add_allocated(thread_heap& h, std::size_t usable) noexcept {
   const std::int64_t allocated = h.allocated + static_cast<std::int64_t>(usable);
   relaxed_store(h.allocated, allocated);
   const std::int64_t live = allocated - h.freed;
   if (live > h.live_high) h.live_high = live;
-  if (FRUGAL_UNLIKELY(live - h.folded >= FRUGAL_HEAP_FOLD_BYTES)) fold_heap(h);
+  return live - h.folded >= FRUGAL_HEAP_FOLD_BYTES;
 }
 
-inline void add_freed(thread_heap& h, std::size_t usable) noexcept {
+// True when the live heap has moved a fold's worth since the last fold: the caller folds.
+[[nodiscard]] inline bool add_freed(thread_heap& h, std::size_t usable) noexcept {
   const std::int64_t freed = h.freed + static_cast<std::int64_t>(usable);
   relaxed_store(h.freed, freed);
-  if (FRUGAL_UNLIKELY(h.folded - (h.allocated - freed) >= FRUGAL_HEAP_FOLD_BYTES)) fold_heap(h);
+  return h.folded - (h.allocated - freed) >= FRUGAL_HEAP_FOLD_BYTES;
 }
 
-// A new thread, frugal's own allocation, or a thread past its exit handler.
-FRUGAL_NOINLINE inline void record_allocation_slow(thread_state& ts, std::size_t requested,
-                                                   std::size_t usable) noexcept {
+// A new thread, frugal's own allocation, or a thread past its exit handler. Returns p, as the
+// fast path does (see record_allocation).
+FRUGAL_NOINLINE inline void* record_allocation_slow(thread_state& ts, void* p, std::size_t requested,
+                                                    std::size_t usable) noexcept {
   thread_heap& h = ts.heap;
   if (!(h.state & registered_bit)) register_thread(ts);
   const bool own = ((h.state & ~exited_bit) >> 1) != 0;
@@ -237,41 +240,54 @@ FRUGAL_NOINLINE inline void record_allocation_slow(thread_state& ts, std::size_t
     relaxed_store(ts.counters.allocations, ts.counters.allocations + 1);
     relaxed_store(ts.counters.alloc_bytes, ts.counters.alloc_bytes + requested);
   }
-  add_allocated(h, usable);
+  const bool fold = add_allocated(h, usable);
   if (h.state & exited_bit) {  // no registry node sums this thread any more
     heap.exited_allocations.fetch_add(1, std::memory_order_relaxed);
     heap.exited_alloc_bytes.fetch_add(requested, std::memory_order_relaxed);
-    fold_heap(h);
   }
+  if (fold || (h.state & exited_bit)) fold_heap(h);
+  return p;
+}
+
+FRUGAL_NOINLINE inline void* fold_heap_then_return(void* p) noexcept {
+  fold_heap(this_thread.heap);
+  return p;
 }
 
 // The hot path of every allocation: a state check, three thread-local adds, two compares.
-inline void record_allocation(std::size_t requested, std::size_t usable) noexcept {
+// It takes and returns the new block p so that a hook can end in it: p stays in the return
+// register rather than a saved one, and the rare paths are jumps that return it too.
+[[nodiscard]] inline void* record_allocation(void* p, std::size_t requested, std::size_t usable) noexcept {
   thread_state& ts = this_thread;
   thread_heap& h = ts.heap;
-  if (FRUGAL_UNLIKELY(h.state != registered_bit)) return record_allocation_slow(ts, requested, usable);
+  if (FRUGAL_UNLIKELY(h.state != registered_bit)) return record_allocation_slow(ts, p, requested, usable);
   relaxed_store(ts.counters.allocations, ts.counters.allocations + 1);
   relaxed_store(ts.counters.alloc_bytes, ts.counters.alloc_bytes + requested);
-  add_allocated(h, usable);
+  if (FRUGAL_UNLIKELY(add_allocated(h, usable))) return fold_heap_then_return(p);
+  return p;
 }
 
-FRUGAL_NOINLINE inline void record_free_slow(thread_state& ts, std::size_t usable) noexcept {
+// See record_allocation_slow; returns p, as the fast path does (see record_free).
+FRUGAL_NOINLINE inline void* record_free_slow(thread_state& ts, void* p, std::size_t usable) noexcept {
   thread_heap& h = ts.heap;
   if (!(h.state & registered_bit)) register_thread(ts);
   relaxed_store(h.frees, h.frees + 1);
-  add_freed(h, usable);
-  if (h.state & exited_bit) {
-    heap.exited_frees.fetch_add(1, std::memory_order_relaxed);
-    fold_heap(h);
-  }
+  const bool fold = add_freed(h, usable);
+  if (h.state & exited_bit) heap.exited_frees.fetch_add(1, std::memory_order_relaxed);
+  if (fold || (h.state & exited_bit)) fold_heap(h);
+  return p;
 }
 
-inline void record_free(std::size_t usable) noexcept {
+// The hot path of every free, before the block goes back to the allocator: a state check, two
+// thread-local adds, a compare. Like record_allocation it takes and returns the block, so the
+// hook can end in a jump to the allocator's free.
+[[nodiscard]] inline void* record_free(void* p, std::size_t usable) noexcept {
   thread_state& ts = this_thread;
   thread_heap& h = ts.heap;
-  if (FRUGAL_UNLIKELY(h.state != registered_bit)) return record_free_slow(ts, usable);
+  if (FRUGAL_UNLIKELY(h.state != registered_bit)) return record_free_slow(ts, p, usable);
   relaxed_store(h.frees, h.frees + 1);
-  add_freed(h, usable);
+  if (FRUGAL_UNLIKELY(add_freed(h, usable))) return fold_heap_then_return(p);
+  return p;
 }
 
 // While alive, the calling thread's allocations are frugal's own (a new stage slot, a report
