@@ -175,6 +175,8 @@ TEST(ControllerCost, OneSecondStepsStopInsideTheCostNeverPast) {
   EXPECT_TRUE(steps == 29 || steps == 30) << steps;
   EXPECT_LE(run.used(resource::cost), 0.03 + 1e-12);
   EXPECT_NE(last.reason().find("cost"), std::string::npos) << last.reason();
+  // Money in the controller's words carries its currency, as in the report.
+  EXPECT_NE(last.reason().find(" USD used of 0.0300 USD"), std::string::npos) << last.reason();
 }
 
 TEST(ControllerCost, FlopPricedCostIsExactLikeFlops) {

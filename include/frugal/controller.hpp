@@ -886,8 +886,11 @@ class controller {
     return nullptr;
   }
 
-  [[nodiscard]] static std::string format(const tracked& t, double v) {
-    return t.builtin ? format_quantity(*t.builtin, v) : format_count(v);
+  /// A tracked amount in words. Money carries its currency, as in the budget's report.
+  [[nodiscard]] std::string format(const tracked& t, double v) const {
+    if (!t.builtin) return format_count(v);
+    if (*t.builtin == resource::cost) return detail::format_amount(*run_, run_->limits(), resource::cost, v);
+    return format_quantity(*t.builtin, v);
   }
 
   [[nodiscard]] bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }
