@@ -192,20 +192,25 @@ inline void walk_up(cgroup_memory& out, const std::string& mount, const std::str
       // The usage of a limited level is needed; the process's own, limited or not, is reported.
       if (limited || dir == leaf) {
         const file_text uf = read_file(usage_file);
-        std::optional<std::uint64_t> used;
-        if (uf.error == 0) used = whole_number(uf.text);
-        if (used && *used >= unlimited_from) used.reset();  // no usage is that large: garbage
+        // A plain value and a flag, not an optional: GCC 12 at -O1 warned that the optional's
+        // value may be read uninitialised under `if (used)` (a false positive, -Wmaybe-uninitialized).
+        std::uint64_t used = 0;
+        bool has_used = false;
+        if (uf.error == 0)
+          if (const auto n = whole_number(uf.text); n && *n < unlimited_from) {  // none is that large: garbage
+            used = *n;
+            has_used = true;
+          }
         if (limited && uf.error != 0) {
           out.error = cannot_read(usage_file, uf.error);
           return;
         }
-        if (limited && !used) {
+        if (limited && !has_used) {
           out.error = usage_file + ": expected a byte count, got " + as_said(uf.text);
           return;
         }
-        if (used) {
-          // value_or: the same value, without GCC's -Wmaybe-uninitialized false positive at -O1.
-          const auto usage = static_cast<std::int64_t>(used.value_or(0));
+        if (has_used) {
+          const auto usage = static_cast<std::int64_t>(used);
           if (limited) {
             const auto limit = static_cast<std::int64_t>(*bytes);
             if (!best_room || limit - usage < *best_room) {
