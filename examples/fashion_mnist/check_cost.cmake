@@ -23,6 +23,10 @@ frugal_run_example(--budget "cost=30USD" --price "flop=1e-9USD" --epochs 100 --t
 if(NOT out MATCHES "stopped: stop \\([a-z_]+\\): [^\n]*cost: ")
   fail("the run did not stop for its cost")
 endif()
+# The controller's words give money with its currency, as the report does.
+if(NOT out MATCHES "stopped: [^\n]*cost: [0-9.]+ USD used of 30[.0]* USD")
+  fail("the stop does not name the cost with its currency")
+endif()
 if(NOT out MATCHES "\ncost: [0-9.]+ USD for [^\n]* FLOPs \\(price flop=1e-09USD\\)\n")
   fail("stdout does not say what the run cost at its price")
 endif()

@@ -6,6 +6,7 @@
 
 #include <frugal/budget.hpp>
 #include <frugal/controller.hpp>
+#include <frugal/report.hpp>
 #include <frugal/schedule.hpp>
 #include <frugal/units.hpp>
 
@@ -149,8 +150,8 @@ class evaluation_cost {
     const double test = cost.final_test(frugal::to_string(r)) * scale * share;
     if (used < *lim && used + test <= *lim) continue;
     clauses += (clauses.empty() ? "" : "; ") + std::string(frugal::to_string(r)) + ": " +
-               frugal::format_quantity(r, used) + " used of " + frugal::format_quantity(r, *lim) +
-               ", the test evaluation forecast " + frugal::format_quantity(r, test);
+               frugal::format_amount(run, r, used) + " used of " + frugal::format_amount(run, r, *lim) +
+               ", the test evaluation forecast " + frugal::format_amount(run, r, test);
   }
   return clauses;
 }
@@ -176,7 +177,7 @@ class first_evaluation_reserve {
       const double scale = 1 + ctl_->headroom(name).value_or(0);  // as the controller's own forecasts
       const double eval = cost_.of(name);
       if (used + (*step + eval) * scale <= limit) return;
-      auto fmt = [&](double v) { return is_builtin ? frugal::format_quantity(r, v) : frugal::format_count(v); };
+      auto fmt = [&](double v) { return is_builtin ? frugal::format_amount(run, r, v) : frugal::format_count(v); };
       if (!clauses.empty()) clauses += "; ";
       clauses += name + ": " + fmt(used) + " used of " + fmt(limit) + "; the next step (" + fmt(*step) +
                  ") and the first evaluation (" + fmt(eval) + ", forecast)" +

@@ -886,11 +886,9 @@ class controller {
     return nullptr;
   }
 
-  /// A tracked amount in words. Money carries its currency, as in the budget's report.
+  /// A tracked amount in words; money carries its currency (format_amount()).
   [[nodiscard]] std::string format(const tracked& t, double v) const {
-    if (!t.builtin) return format_count(v);
-    if (*t.builtin == resource::cost) return detail::format_amount(*run_, run_->limits(), resource::cost, v);
-    return format_quantity(*t.builtin, v);
+    return t.builtin ? format_amount(*run_, *t.builtin, v) : format_count(v);
   }
 
   [[nodiscard]] bool stopped() const noexcept { return stopped_.load(std::memory_order_acquire); }

@@ -20,6 +20,16 @@
 #include <vector>
 
 namespace frugal {
+
+/// An amount of resource r of budget b in words, as format_quantity() writes it; money carries
+/// its currency: the budget's price's, else its cost limit's ("0.0290 USD"). For messages and
+/// reports that name what a budget used or may use.
+[[nodiscard]] inline std::string format_amount(const budget& b, resource r, double v) {
+  if (r != resource::cost) return format_quantity(r, v);
+  const std::string currency = b.price().currency();
+  return format_money(v, currency.empty() ? b.limits().currency() : currency);
+}
+
 namespace detail {
 
 // Left-aligned first column, right-aligned numbers: the shape of every table frugal prints.
@@ -76,13 +86,6 @@ inline std::string resource_label(resource r, const std::vector<std::string>& cr
   return true;
 }
 
-// Money carries its currency: the price's, else the limit's.
-[[nodiscard]] inline std::string format_amount(const budget& b, const frugal::limits& l, resource r, double v) {
-  if (r != resource::cost) return format_quantity(r, v);
-  const std::string currency = b.price().currency();
-  return format_money(v, currency.empty() ? l.currency() : currency);
-}
-
 inline void print_budget(std::ostream& out, const budget& b, const std::string& indent) {
   out << indent << "budget " << b.path() << '\n';
   const usage u = b.snapshot();
@@ -99,8 +102,8 @@ inline void print_budget(std::ostream& out, const budget& b, const std::string& 
     // Cost and energy: a row where limited or measured (a price, a RAPL counter).
     if ((r == resource::cost || r == resource::energy) && !lim && !measured) continue;
     if (!lim && u[r] == 0 && r != resource::wall && !(r == resource::cost && measured)) continue;
-    rows.push_back({resource_label(r, crossed), measured ? format_amount(b, l, r, u[r]) : "not measured",
-                    lim ? format_amount(b, l, r, *lim) : "-", lim && measured ? percent(fraction_of(u[r], *lim)) : "-"});
+    rows.push_back({resource_label(r, crossed), measured ? format_amount(b, r, u[r]) : "not measured",
+                    lim ? format_amount(b, r, *lim) : "-", lim && measured ? percent(fraction_of(u[r], *lim)) : "-"});
   }
   for (const auto& [unit, value] : u.units) {
     const auto lim = l.get(unit);
