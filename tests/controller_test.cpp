@@ -837,6 +837,92 @@ TEST(ControllerRules, AQuantizeRuleWhoseActionDoesNotLowerFlopsFiresOnce) {
   EXPECT_EQ(run.used(frugal::resource::flops), 50e9);  // the FLOP limit itself is still exact
 }
 
+TEST(ControllerRules, QuantizeChoosesByTheCostTheLoopExpects) {
+  // The loop says what its quantized step costs (a frozen int8 layer, say: 0.6 of a float step
+  // at 8 bits, 0.9 at 16), not bits / 32. 30 % short: 16 bits is expected to remove 10 %, so 8.
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.flops(73000)};
+  std::vector<int> widths;
+  double cost = 1000;
+  frugal::controller ctl{
+      run, frugal::controller_options{}.planned_steps(100).margin(0).quantize(
+               frugal::quantize_rule{}.watch(frugal::resource::flops).expected_cost(16, 0.9).expected_cost(8, 0.6).action(
+                   [&](int b) {
+                     widths.push_back(b);
+                     cost = b == 8 ? 600 : 900;
+                   }))};
+  while (ctl.steps() < 100 && !ctl.should_stop()) {
+    run_step(run, clock, 10ms, static_cast<std::uint64_t>(cost));
+    (void)ctl.end_step();
+  }
+  // At step 10: 90 steps (90000) against 63000 left, 30 % short. By bits / 32, 16 bits (50 %).
+  EXPECT_EQ(widths, (std::vector<int>{8}));
+  const frugal::compression_record& rec = ctl.history().compressions.at(0);
+  EXPECT_EQ(rec.step_index, 10u);
+  EXPECT_TRUE(rec.lowered.value_or(false));
+  EXPECT_EQ(ctl.steps(), 100u);  // 10000 + 90 * 600 = 64000: the plan fits
+  EXPECT_LE(run.used(frugal::resource::flops), 73000);
+}
+
+TEST(ControllerRules, AWidthExpectedToSaveNothingIsNeverChosen) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.flops(50000)};
+  int fired = 0;
+  frugal::controller ctl{run, frugal::controller_options{}.planned_steps(100).quantize(
+                                  frugal::quantize_rule{}.watch(frugal::resource::flops).widths({8}).expected_cost(8, 1).action(
+                                      [&](int) { ++fired; }))};
+  while (ctl.steps() < 100 && !ctl.should_stop()) {
+    run_step(run, clock, 10ms, 1000);
+    (void)ctl.end_step();
+  }
+  EXPECT_EQ(fired, 0);  // the run stops at its limit instead, as without the rule
+  EXPECT_TRUE(ctl.history().compressions.empty());
+  EXPECT_LE(run.used(frugal::resource::flops), 50000);
+}
+
+TEST(ControllerRules, ExpectedCostRejectsBadInput) {
+  EXPECT_EQ(error_of([&] { frugal::quantize_rule{}.expected_cost(0, 0.5); }),
+            "frugal::quantize_rule: expected_cost: bits must be in [1, 64], got 0");
+  EXPECT_EQ(error_of([&] { frugal::quantize_rule{}.expected_cost(8, 0); }),
+            "frugal::quantize_rule: expected_cost: fraction must be in (0, 1], got 0");
+  EXPECT_EQ(error_of([&] { frugal::quantize_rule{}.expected_cost(8, 1.5); }),
+            "frugal::quantize_rule: expected_cost: fraction must be in (0, 1], got 1.5");
+  EXPECT_DOUBLE_EQ(frugal::quantize_rule{}.expected_cost(8), 0.25);  // unstated: bits / 32
+  EXPECT_DOUBLE_EQ(frugal::quantize_rule{}.expected_cost(8, 0.6).expected_cost(8), 0.6);
+}
+
+TEST(ControllerRules, OneCompressionAtATimeUntilItsEffectIsMeasured) {
+  // A prune and a quantize rule on the same shortfall. Both fired at step 10, each removing the
+  // whole shortfall (the plan needed 0.5 of the cost, it got 0.5 * 0.6 = 0.3). Now the quantize rule
+  // waits for the pruning's measured effect, which covers the plan, and never fires.
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.flops(55000)};
+  double cost = 1000;
+  std::vector<std::string> actions;
+  frugal::controller ctl{
+      run, frugal::controller_options{}
+               .planned_steps(100)
+               .margin(0)
+               .prune(frugal::prune_rule{}.watch(frugal::resource::flops).max_fraction(0.9).action([&](double f) {
+                 actions.push_back("prune");
+                 cost *= 1 - f;
+               }))
+               .quantize(frugal::quantize_rule{}.watch(frugal::resource::flops).widths({8}).expected_cost(8, 0.6).action(
+                   [&](int) {
+                     actions.push_back("quantize");
+                     cost *= 0.6;
+                   }))};
+  while (ctl.steps() < 100 && !ctl.should_stop()) {
+    run_step(run, clock, 10ms, static_cast<std::uint64_t>(std::llround(cost)));
+    const frugal::decision d = ctl.end_step();
+    EXPECT_FALSE(d.has(frugal::action::prune) && d.has(frugal::action::quantize)) << "step " << ctl.steps();
+  }
+  // At step 10: 90000 needed, 45000 left: prune half, and 90 steps of 500 fit exactly.
+  EXPECT_EQ(actions, (std::vector<std::string>{"prune"}));
+  EXPECT_EQ(ctl.steps(), 100u);
+  EXPECT_LE(run.used(frugal::resource::flops), 55000);
+}
+
 TEST(ControllerRules, AWarmUpOutlierDrivesNoPrune) {
   // The input: wall(100s), planned_steps(100), a default prune_rule, step 1 = 5 s then
   // 0.9 s steps: the plan needs 94.1 s and fits. Today: a 50 % prune at step 1, another at 17.

@@ -1743,8 +1743,15 @@ class controller {
 
   /// Whether a rule may judge now: past the run's warm-up, its cooldown over, its last action's
   /// effect measured and found to lower something.
+  /// A rule may fire after its warm-up and cooldown, unless it was disabled, and while no
+  /// compression's effect is still being measured (any rule's): until it is, the forecast still
+  /// holds the costs from before that action, and a second rule would remove the same shortfall
+  /// again.
   [[nodiscard]] bool rule_ready(const rule_state& st, std::size_t warmup, std::size_t cooldown) const noexcept {
-    if (st.disabled || st.measuring || steps_ < warmup) return false;
+    if (st.disabled || steps_ < warmup) return false;
+    for (const std::vector<rule_state>* states : {&prune_state_, &quantize_state_})
+      for (const rule_state& other : *states)
+        if (other.measuring) return false;
     return st.fired == no_step || steps_ - st.fired >= cooldown;
   }
 
@@ -1792,15 +1799,21 @@ class controller {
       if (!rule_ready(quantize_state_[r], rule.warmup_steps(), rule.cooldown_steps())) continue;
       std::string clause;
       const double w = worst(rule.watched(), clause);
-      if (w < rule.min_shortfall() || d.has(action::quantize)) continue;
+      // One compression per checkpoint: the other's effect is not in the forecast yet.
+      if (w < rule.min_shortfall() || d.has(action::quantize) || d.has(action::prune)) continue;
       const int current = quantize_bits_[r];
+      const double cost_now = rule.expected_cost(current);
       int bits = 0;
+      double best = 0;  // the largest saving expected so far
       for (int b : rule.widths()) {  // widest first
         if (b >= current) continue;
+        const double saving = 1.0 - rule.expected_cost(b) / cost_now;
+        if (saving <= best) continue;  // saves nothing more than a wider width
         bits = b;
-        if (1.0 - static_cast<double>(b) / current >= w) break;
+        best = saving;
+        if (saving >= w) break;
       }
-      if (bits == 0) continue;  // already at the narrowest width
+      if (bits == 0) continue;  // no narrower width is expected to save anything
       d.quantize(bits, clause + " [" + rule.name() + "]");
       pending_quantize_rule_ = r;
     }

@@ -138,7 +138,11 @@ class prune_rule : public detail::compression_rule<prune_rule> {
 };
 
 /// Fires a quantize action when the planned work cannot be covered: the new width is the widest
-/// allowed one that removes at least the shortfall, assuming cost proportional to bit width.
+/// allowed one expected to remove at least the shortfall (else the one expected to remove the
+/// most). By default a step's cost is taken as proportional to the bit width; a loop whose
+/// quantized step saves something else (its integer products charged like float ones, say)
+/// states what it expects with expected_cost(), so the rule does not count on savings that never
+/// come. What the action really changed is measured over the cooldown either way.
 class quantize_rule : public detail::compression_rule<quantize_rule> {
  public:
   /// The rule's name in error messages.
@@ -167,6 +171,18 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
     widths_ = std::move(w);
     return *this;
   }
+  /// What a step is expected to cost at `bits`, as a fraction of its cost at from_bits (default
+  /// bits / from_bits). A width expected to save nothing over the current one is never chosen.
+  quantize_rule& expected_cost(int bits, double fraction) {
+    if (bits < 1 || bits > 64)
+      throw std::invalid_argument(std::string(kind_name) + ": expected_cost: bits must be in [1, 64], got " +
+                                  std::to_string(bits));
+    if (!(fraction > 0 && fraction <= 1))
+      throw std::invalid_argument(std::string(kind_name) + ": expected_cost: fraction must be in (0, 1], got " +
+                                  detail::units_impl::shortest(fraction));
+    expected_cost_[bits] = fraction;
+    return *this;
+  }
   /// Called with the new width when the decision (after callbacks) still quantizes. Without an
   /// action the loop acts on decision::quantize_bits().
   quantize_rule& action(std::function<void(int bits)> f) {
@@ -177,11 +193,18 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
   [[nodiscard]] int from_bits() const noexcept { return from_bits_; }
   /// The widths it may choose, widest first, without repeats.
   [[nodiscard]] const std::vector<int>& widths() const noexcept { return widths_; }
+  /// What a step is expected to cost at `bits` relative to from_bits: expected_cost's fraction,
+  /// else bits / from_bits.
+  [[nodiscard]] double expected_cost(int bits) const noexcept {
+    if (bits >= 1 && bits <= 64 && expected_cost_[bits] > 0) return expected_cost_[bits];
+    return static_cast<double>(bits) / from_bits_;
+  }
 
  private:
   friend class controller;
   int from_bits_ = 32;
   std::vector<int> widths_{16, 8, 4};
+  double expected_cost_[65] = {};  // by width; 0: not stated
   std::function<void(int)> action_;
 };
 
