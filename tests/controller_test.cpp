@@ -923,6 +923,98 @@ TEST(ControllerRules, OneCompressionAtATimeUntilItsEffectIsMeasured) {
   EXPECT_LE(run.used(frugal::resource::flops), 55000);
 }
 
+TEST(ControllerRules, ADeferredQuantizeFiresWhenItsSavingIsJustEnough) {
+  // 100 steps of 1000 FLOPs planned under 80000; 8 bits expected to halve a step. At step k the
+  // plan is 20 / (100 - k) short: at once (step 10) without defer(), and with it only when that
+  // reaches 0.5 - 0.02 (min_shortfall): step 59, after which 41 steps of 500 fit 21000 left.
+  for (const bool deferred : {false, true}) {
+    frugal::manual_clock clock;
+    frugal::budget run{"train", frugal::limits{}.flops(80000)};
+    double cost = 1000;
+    frugal::controller ctl{run, frugal::controller_options{}.planned_steps(100).margin(0).quantize(
+                                    frugal::quantize_rule{}
+                                        .watch(frugal::resource::flops)
+                                        .widths({8})
+                                        .expected_cost(8, 0.5)
+                                        .defer(deferred)
+                                        .action([&](int) { cost = 500; }))};
+    while (ctl.steps() < 100 && !ctl.should_stop()) {
+      run_step(run, clock, 10ms, static_cast<std::uint64_t>(cost));
+      (void)ctl.end_step();
+    }
+    ASSERT_EQ(ctl.history().compressions.size(), 1u) << deferred;
+    EXPECT_EQ(ctl.history().compressions[0].step_index, deferred ? 59u : 10u);
+    EXPECT_EQ(ctl.steps(), 100u) << deferred;
+    EXPECT_EQ(run.used(frugal::resource::flops), deferred ? 59000 + 41 * 500 : 10000 + 90 * 500);
+  }
+}
+
+TEST(ControllerRules, ADeferredQuantizeThatCannotCoverFiresAtOnce) {
+  // 55.6 % short at step 10, more than the 50 % 8 bits saves: waiting would only make it worse.
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.flops(50000)};
+  frugal::controller ctl{run, frugal::controller_options{}.planned_steps(100).quantize(
+                                  frugal::quantize_rule{}.watch(frugal::resource::flops).widths({8}).expected_cost(8, 0.5).defer())};
+  while (ctl.steps() < 12 && !ctl.should_stop()) {
+    run_step(run, clock, 10ms, 1000);
+    (void)ctl.end_step();
+  }
+  ASSERT_EQ(ctl.history().compressions.size(), 1u);
+  EXPECT_EQ(ctl.history().compressions[0].step_index, 10u);
+}
+
+TEST(ControllerRules, AnActionThatSavesTrainingWorkAloneLeavesTheEpochEndsAsTheyWere) {
+  // Epochs of 20 steps (1000 FLOPs and 1 s each) and an evaluation of 2000 FLOPs and 2 s that a
+  // frozen layer does not make cheaper; the action halves a step. Once the effect is measured
+  // the steps before it are scaled, the epoch ends not -- neither the FLOPs nor the time, which
+  // is kept relative to the steps' rate (a full window of steps came before the evaluation).
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.flops(50000).wall(1000s)};
+  double scale = 1.0;
+  frugal::controller ctl{
+      run, frugal::controller_options{}.epoch_samples(200).planned_epochs(3).margin(0).quantize(
+               frugal::quantize_rule{}
+                   .watch(frugal::resource::flops)
+                   .watch(frugal::resource::wall)
+                   .widths({8})
+                   .expected_cost(8, 0.5)
+                   .cooldown_steps(3)
+                   .warmup_steps(22)
+                   .scales_epoch_ends(false)
+                   .action([&](int) { scale = 0.5; }))};
+  const auto step = [&] {
+    run_step(run, clock, std::chrono::nanoseconds(std::llround(1e9 * scale)),
+             static_cast<std::uint64_t>(std::llround(1000 * scale)), 10);
+    (void)ctl.end_step(frugal::step{}.samples(10));
+  };
+  for (int i = 0; i < 20; ++i) step();
+  run_step(run, clock, 2s, 2000);
+  (void)ctl.end_epoch();
+  const double wall_end = *ctl.forecast_epoch_end(frugal::resource::wall);
+  EXPECT_NEAR(wall_end, 2, 1e-9);
+  // At step 22: 38 steps and 2 evaluations (42000) against 26000 left, 38 % short.
+  while (ctl.steps() < 40 && !ctl.should_stop()) {
+    step();
+    if (!ctl.history().compressions.empty() && ctl.history().compressions[0].effects.at(0).after) break;
+  }
+  ASSERT_EQ(ctl.history().compressions.size(), 1u);
+  EXPECT_EQ(ctl.history().compressions[0].step_index, 22u);
+  ASSERT_TRUE(ctl.history().compressions[0].lowered.value_or(false));
+  EXPECT_DOUBLE_EQ(*ctl.forecast_step(frugal::resource::flops), 500);        // the steps before it: scaled
+  EXPECT_NEAR(*ctl.forecast_step(frugal::resource::wall), 0.5, 1e-9);
+  EXPECT_DOUBLE_EQ(*ctl.forecast_epoch_end(frugal::resource::flops), 2000);  // the evaluation: not
+  EXPECT_NEAR(*ctl.forecast_epoch_end(frugal::resource::wall), wall_end, 1e-9);
+  while (ctl.steps() < 60 && !ctl.should_stop()) {
+    step();
+    if (ctl.steps() % 20 == 0) {
+      run_step(run, clock, 2s, 2000);
+      (void)ctl.end_epoch();
+    }
+  }
+  EXPECT_EQ(ctl.epochs(), 3u);  // 24000 + 38 * 500 + 2 * 2000 = 47000
+  EXPECT_LE(run.used(frugal::resource::flops), 50000);
+}
+
 TEST(ControllerRules, AWarmUpOutlierDrivesNoPrune) {
   // The input: wall(100s), planned_steps(100), a default prune_rule, step 1 = 5 s then
   // 0.9 s steps: the plan needs 94.1 s and fits. Today: a 50 % prune at step 1, another at 17.

@@ -1803,17 +1803,22 @@ class controller {
       if (w < rule.min_shortfall() || d.has(action::quantize) || d.has(action::prune)) continue;
       const int current = quantize_bits_[r];
       const double cost_now = rule.expected_cost(current);
+      const auto saving = [&](int b) { return 1.0 - rule.expected_cost(b) / cost_now; };
       int bits = 0;
       double best = 0;  // the largest saving expected so far
       for (int b : rule.widths()) {  // widest first
-        if (b >= current) continue;
-        const double saving = 1.0 - rule.expected_cost(b) / cost_now;
-        if (saving <= best) continue;  // saves nothing more than a wider width
+        if (b >= current || saving(b) <= best) continue;  // not narrower, or saves nothing more than a wider one
         bits = b;
-        best = saving;
-        if (saving >= w) break;
+        best = saving(b);
+        if (best >= w) break;
       }
       if (bits == 0) continue;  // no narrower width is expected to save anything
+      if (rule.deferred()) {    // not yet, while the largest saving would leave more than min_shortfall spare
+        double most = best;
+        for (int b : rule.widths())
+          if (b < current) most = std::max(most, saving(b));
+        if (w < most - rule.min_shortfall()) continue;
+      }
       d.quantize(bits, clause + " [" + rule.name() + "]");
       pending_quantize_rule_ = r;
     }
@@ -1967,12 +1972,17 @@ class controller {
   }
 
   void measure_effects(std::size_t batch) {
-    for (std::size_t r = 0; r < prune_state_.size(); ++r) measure_effect(prune_state_[r], batch, options_.prune_rules_[r].name());
-    for (std::size_t r = 0; r < quantize_state_.size(); ++r)
-      measure_effect(quantize_state_[r], batch, options_.quantize_rules_[r].name());
+    for (std::size_t r = 0; r < prune_state_.size(); ++r) {
+      const prune_rule& rule = options_.prune_rules_[r];
+      measure_effect(prune_state_[r], batch, rule.name(), rule.scales_epoch_ends());
+    }
+    for (std::size_t r = 0; r < quantize_state_.size(); ++r) {
+      const quantize_rule& rule = options_.quantize_rules_[r];
+      measure_effect(quantize_state_[r], batch, rule.name(), rule.scales_epoch_ends());
+    }
   }
 
-  void measure_effect(rule_state& st, std::size_t batch, const std::string& rule) {
+  void measure_effect(rule_state& st, std::size_t batch, const std::string& rule, bool scale_epoch_ends) {
     if (!st.measuring) return;
     const double samples = static_cast<double>(std::max<std::size_t>(batch, 1));
     for (std::size_t k = 0; k < st.resources.size(); ++k)
@@ -1998,12 +2008,18 @@ class controller {
       // forecast (their largest) for a whole window, and their drop reads as spread: a pruned
       // run kept +11 % headroom on FLOPs, planned with the old steps, and stopped ~5 steps
       // short. Times' epoch ends are also kept in step-rate units (end_in_step_rate), which
-      // follow the scaled steps.
+      // follow the scaled steps. A rule whose action leaves evaluations as they were
+      // (scales_epoch_ends(false)) scales the steps alone.
       if (e.before > 0 && after > 0) {
         tracked& t = tracked_[st.resources[k]];
         t.step.scale_all_but_last(steps_ - rec.step_index, after / e.before);
         const std::uint64_t since = epochs_ - rec.epoch_index;  // epoch ends after the action
-        t.epoch_end.scale_before(t.epoch_end.count() >= since ? t.epoch_end.count() - since : 0, after / e.before);
+        if (scale_epoch_ends) {
+          t.epoch_end.scale_before(t.epoch_end.count() >= since ? t.epoch_end.count() - since : 0, after / e.before);
+        } else {  // a time's epoch ends in step-rate units would follow the cheaper steps: held back
+          const std::size_t n = t.end_in_step_rate.count();
+          t.end_in_step_rate.scale_before(n >= since ? n - since : 0, e.before / after);
+        }
       }
       words += (words.empty() ? "" : ", ") + e.resource + " per sample " +
                (e.before > 0 ? detail::units_impl::sig3(after / e.before) + "x" : std::string("from 0"));

@@ -81,6 +81,15 @@ class compression_rule {
     warmup_ = n;
     return self();
   }
+  // Whether the action lowers an epoch end's cost (its evaluation) as it lowers a step's, per
+  // sample (default true: a pruning's evaluations run the same, smaller layers). Once the
+  // effect is measured, the epoch ends measured before the action are scaled by it only then.
+  // false for an action that saves training work alone, such as freezing layers: evaluations
+  // cost what they did, and scaling them would forecast an epoch end too cheap.
+  Derived& scales_epoch_ends(bool yes) noexcept {
+    scales_epoch_ends_ = yes;
+    return self();
+  }
   Derived& name(std::string n) {
     if (n.empty()) throw std::invalid_argument(std::string(kind()) + ": name must not be empty, got ''");
     name_ = std::move(n);
@@ -92,6 +101,7 @@ class compression_rule {
   [[nodiscard]] double min_shortfall() const noexcept { return min_shortfall_; }
   [[nodiscard]] std::size_t cooldown_steps() const noexcept { return cooldown_; }
   [[nodiscard]] std::size_t warmup_steps() const noexcept { return warmup_; }
+  [[nodiscard]] bool scales_epoch_ends() const noexcept { return scales_epoch_ends_; }
 
  protected:
   explicit compression_rule(std::string n) : name_(std::move(n)) {}
@@ -103,6 +113,7 @@ class compression_rule {
   double min_shortfall_ = 0.02;
   std::size_t cooldown_ = 16;
   std::size_t warmup_ = 10;
+  bool scales_epoch_ends_ = true;
 };
 
 }  // namespace detail
@@ -183,6 +194,16 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
     expected_cost_[bits] = fraction;
     return *this;
   }
+  /// Fire no earlier than needed: wait until the shortfall is within min_shortfall of the
+  /// largest saving a width is expected to bring, so the quantized rest of the plan fits with
+  /// min_shortfall of its cost to spare (if the shortfall is already past that saving, fire at
+  /// once, as without it). For an action that costs quality the longer it is in force -- layers
+  /// frozen early learn nothing more -- later is better. Default false: fire at the first
+  /// shortfall of min_shortfall.
+  quantize_rule& defer(bool yes = true) noexcept {
+    defer_ = yes;
+    return *this;
+  }
   /// Called with the new width when the decision (after callbacks) still quantizes. Without an
   /// action the loop acts on decision::quantize_bits().
   quantize_rule& action(std::function<void(int bits)> f) {
@@ -193,6 +214,8 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
   [[nodiscard]] int from_bits() const noexcept { return from_bits_; }
   /// The widths it may choose, widest first, without repeats.
   [[nodiscard]] const std::vector<int>& widths() const noexcept { return widths_; }
+  /// Whether it fires no earlier than needed (defer()).
+  [[nodiscard]] bool deferred() const noexcept { return defer_; }
   /// What a step is expected to cost at `bits` relative to from_bits: expected_cost's fraction,
   /// else bits / from_bits.
   [[nodiscard]] double expected_cost(int bits) const noexcept {
@@ -205,6 +228,7 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
   int from_bits_ = 32;
   std::vector<int> widths_{16, 8, 4};
   double expected_cost_[65] = {};  // by width; 0: not stated
+  bool defer_ = false;
   std::function<void(int)> action_;
 };
 
