@@ -1015,6 +1015,62 @@ TEST(ControllerRules, AnActionThatSavesTrainingWorkAloneLeavesTheEpochEndsAsThey
   EXPECT_LE(run.used(frugal::resource::flops), 50000);
 }
 
+namespace {
+// Epochs of 20 steps of 1000 FLOPs and an evaluation of `evaluation` FLOPs, three planned; a
+// deferred quantize rule whose action halves a step and leaves the evaluations as they were.
+// Returns the step it fired at (0: never).
+std::uint64_t run_freezing_plan(frugal::budget& run, frugal::controller& ctl, double& scale, std::uint64_t evaluation) {
+  frugal::manual_clock clock;
+  std::uint64_t fired = 0;
+  while (ctl.steps() < 60 && !ctl.should_stop()) {
+    run_step(run, clock, 10ms, static_cast<std::uint64_t>(std::llround(1000 * scale)), 10);
+    const frugal::decision d = ctl.end_step(frugal::step{}.samples(10));
+    if (d.has(frugal::action::quantize)) fired = ctl.steps();
+    if (ctl.steps() % 20 == 0 && !d.stops()) {
+      run_step(run, clock, 10ms, evaluation);
+      (void)ctl.end_epoch();
+    }
+  }
+  return fired;
+}
+frugal::controller_options freezing_plan(double& scale) {
+  return frugal::controller_options{}.epoch_samples(200).planned_epochs(3).margin(0).quantize(
+      frugal::quantize_rule{}
+          .watch(frugal::resource::flops)
+          .widths({8})
+          .expected_cost(8, 0.5)
+          .defer()
+          .scales_epoch_ends(false)
+          .action([&scale](int) { scale = 0.5; }));
+}
+}  // namespace
+
+TEST(ControllerRules, ADeferredRuleCountsOnlyWhatItsActionLowers) {
+  // Under 75000 FLOPs: after the first epoch (30000), 40 steps and 2 evaluations are left. Halving
+  // the steps saves 20000 of the 60000 planned, not half of it: the rule fires when the shortfall
+  // nears that share (step 28: 32 steps and 2 evaluations, 52000, against 37000 left), and the
+  // plan then fits, 28000 + 10000 + 16000 + 20000 = 74000. Counting on half the plan, it waited
+  // until the second epoch and the third did not fit.
+  frugal::budget run{"train", frugal::limits{}.flops(75000)};
+  double scale = 1;
+  frugal::controller ctl{run, freezing_plan(scale)};
+  EXPECT_EQ(run_freezing_plan(run, ctl, scale, 10000), 28u);
+  EXPECT_EQ(ctl.epochs(), 3u);
+  EXPECT_EQ(run.used(frugal::resource::flops), 74000);
+}
+
+TEST(ControllerRules, ADeferredRuleWaitsForTheFirstEpochEnd) {
+  // Evaluations of 2000 FLOPs, under 40000: the steps alone look 48 % short at step 19 (21000
+  // left for 41 steps), just enough for a rule that halves them -- but the plan's evaluations
+  // are not in that forecast yet. Measured at step 20, they make it 60 % short at step 21, past
+  // the 45 % that halving the steps saves of it: it fires then, at once.
+  frugal::budget run{"train", frugal::limits{}.flops(40000)};
+  double scale = 1;
+  frugal::controller ctl{run, freezing_plan(scale)};
+  EXPECT_EQ(run_freezing_plan(run, ctl, scale, 2000), 21u);
+  EXPECT_LE(run.used(frugal::resource::flops), 40000);
+}
+
 TEST(ControllerRules, AWarmUpOutlierDrivesNoPrune) {
   // The input: wall(100s), planned_steps(100), a default prune_rule, step 1 = 5 s then
   // 0.9 s steps: the plan needs 94.1 s and fits. Today: a 50 % prune at step 1, another at 17.

@@ -197,9 +197,11 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
   /// Fire no earlier than needed: wait until the shortfall is within min_shortfall of the
   /// largest saving a width is expected to bring, so the quantized rest of the plan fits with
   /// min_shortfall of its cost to spare (if the shortfall is already past that saving, fire at
-  /// once, as without it). For an action that costs quality the longer it is in force -- layers
-  /// frozen early learn nothing more -- later is better. Default false: fire at the first
-  /// shortfall of min_shortfall.
+  /// once, as without it). A plan with epoch ends also waits for the first to be measured: until
+  /// then the forecast lacks the evaluations, and cannot tell how late is late enough. For an
+  /// action that costs quality the longer it is in force -- layers frozen early learn nothing
+  /// more -- later is better. Default false: fire at the first shortfall of min_shortfall.
+  /// With scales_epoch_ends(false) a saving is counted on the steps' share of the plan alone.
   quantize_rule& defer(bool yes = true) noexcept {
     defer_ = yes;
     return *this;
