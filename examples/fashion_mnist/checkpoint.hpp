@@ -22,6 +22,7 @@
 #include "trainer.hpp"
 
 #include <frugal/durable_file.hpp>
+#include <frugal/eigen/quantize.hpp>
 
 #include <cerrno>
 #include <cstdint>
@@ -78,7 +79,8 @@ struct training_progress {
 };
 
 inline constexpr std::string_view checkpoint_magic = "fmnist-checkpoint\n";
-inline constexpr std::uint32_t checkpoint_version = 2;  // 2: epoch_row has parameters and step_flops
+// 2: epoch_row has parameters and step_flops; 3: the layers --quantize froze, as int8.
+inline constexpr std::uint32_t checkpoint_version = 3;
 
 [[nodiscard]] inline std::filesystem::path checkpoint_file(const std::filesystem::path& dir, std::uint64_t steps) {
   return dir / ("model-" + std::to_string(steps) + ".bin");
@@ -106,6 +108,8 @@ class checkpoint_writer {
       floats(p.b[l].data(), p.b[l].size());
     }
   }
+  void put_bytes(const std::int8_t* p, std::size_t n) { bytes(reinterpret_cast<const char*>(p), n); }
+  void put_floats(const float* p, Eigen::Index n) { floats(p, n); }
   void finish() {
     const std::uint64_t h = hash_.value();
     out_.write(reinterpret_cast<const char*>(&h), sizeof h);
@@ -150,6 +154,10 @@ class checkpoint_reader {
       floats(p.b[l].data(), p.b[l].size(), std::string(what) + " (layer " + std::to_string(l) + " biases)");
     }
   }
+  void get_bytes(std::int8_t* p, std::size_t n, const std::string& field) {
+    bytes(reinterpret_cast<char*>(p), n, field.c_str());
+  }
+  void get_floats(float* p, Eigen::Index n, const std::string& field) { floats(p, n, field); }
   // After the last field: nothing but the hash left, and the hash right.
   void finish() {
     if (left_ != 0) fail("end", std::to_string(left_) + " bytes after the last field");
@@ -193,6 +201,15 @@ inline void save_checkpoint(const std::filesystem::path& dir, std::uint64_t step
   for (const int s : model.sizes()) w.put<std::int32_t>(s);
   w.put<std::uint8_t>(opt.kind() == optimizer_kind::sgd ? 0 : 1);
   w.put(model.params());
+  // The frozen layers' int8 weights and scales as they are (their floats above are q * s: a
+  // quantization of those could differ from these in a scale's last bit).
+  w.put<std::uint32_t>(static_cast<std::uint32_t>(model.frozen_layers()));
+  for (std::size_t l = 0; l < model.frozen_layers(); ++l) {
+    const frugal::quantized_matrix& q = model.int8_weights(l);
+    w.put<std::uint8_t>(q.granularity() == frugal::quant_granularity::per_channel ? 1 : 0);
+    w.put_bytes(q.values().data(), static_cast<std::size_t>(q.values().size()));
+    w.put_floats(q.scales().data(), q.scales().size());
+  }
   w.put(opt.first_moment());
   w.put(opt.second_moment());
   w.put<std::int64_t>(opt.steps_taken());
@@ -231,10 +248,11 @@ inline void save_checkpoint(const std::filesystem::path& dir, std::uint64_t step
 // all or nothing: everything is read and checked before anything is changed.
 // `pruned`: the run prunes (--prune), so the saved model may be narrower than the one built from
 // --hidden (the same layers, each hidden one at most as wide): the model, optimizer and trainer
-// then take the saved shape.
+// then take the saved shape. `quantized`: the run quantizes (--quantize), so the saved model may
+// have frozen int8 layers (at most `quantized_layers`).
 inline void load_checkpoint(const std::filesystem::path& dir, std::uint64_t steps, mlp& model, optimizer& opt,
                             trainer& tr, std::vector<std::uint32_t>& order, std::mt19937_64& rng,
-                            training_progress& p, bool pruned) {
+                            training_progress& p, bool pruned, std::size_t quantized_layers) {
   const std::filesystem::path file = checkpoint_file(dir, steps);
   std::ifstream in(file, std::ios::binary);
   std::error_code ec;
@@ -268,6 +286,27 @@ inline void load_checkpoint(const std::filesystem::path& dir, std::uint64_t step
                             " (resume with the --optimizer it was trained with)");
   parameters weights(sizes), m(sizes), v(sizes);
   r.get(weights, "weights");
+  const auto frozen = r.get<std::uint32_t>("frozen layers");
+  if (frozen > quantized_layers)
+    r.fail("frozen layers", "the saved run froze " + std::to_string(frozen) + " layer(s) as int8" +
+                                (quantized_layers == 0 ? " (resume with --quantize)"
+                                                       : ", this one freezes at most " + std::to_string(quantized_layers) +
+                                                             " (resume with the --quantize-layers it was trained with)"));
+  std::vector<frugal::quantized_matrix> int8;
+  for (std::uint32_t l = 0; l < frozen; ++l) {
+    const std::string field = "frozen layer " + std::to_string(l);
+    const auto granularity = r.get<std::uint8_t>(field.c_str()) == 1 ? frugal::quant_granularity::per_channel
+                                                                     : frugal::quant_granularity::per_tensor;
+    frugal::quantized_matrix::values_type values(sizes[l + 1], sizes[l]);
+    Eigen::VectorXf scales(granularity == frugal::quant_granularity::per_channel ? sizes[l + 1] : 1);
+    r.get_bytes(values.data(), static_cast<std::size_t>(values.size()), field + " int8 weights");
+    r.get_floats(scales.data(), scales.size(), field + " scales");
+    try {
+      int8.emplace_back(std::move(values), std::move(scales), granularity);
+    } catch (const std::invalid_argument& e) {
+      r.fail(field, e.what());
+    }
+  }
   r.get(m, "first moment");
   r.get(v, "second moment");
   const auto t = r.get<std::int64_t>("optimizer steps");
@@ -334,6 +373,7 @@ inline void load_checkpoint(const std::filesystem::path& dir, std::uint64_t step
     assign(opt.first_moment(), m);
     assign(opt.second_moment(), v);
   }
+  model.restore_int8(std::move(int8));
   opt.steps_taken() = t;
   if (pending) tr.restore_pending_gradient() = std::move(*pending);  // the trainer's store has its shape
   order = std::move(saved_order);

@@ -10,6 +10,7 @@
 #include "mlp.hpp"
 #include "policy.hpp"
 #include "pruning.hpp"
+#include "quantizing.hpp"
 
 #include <frugal/price.hpp>
 #include <frugal/units.hpp>
@@ -56,6 +57,7 @@ struct options {
   bool resume = false;
   bool test_every_epoch = false;         // else the test set is evaluated once, at the run's end
   prune_options prune;                   // --prune and its bounds
+  quantize_options quantize;             // --quantize and its bound
   std::optional<deploy_limits> deploy;   // --deploy: after training, compress to fit (deploy.hpp)
   std::optional<frugal::price> price;    // --price: what the run's wall, CPU and FLOPs cost
 };
@@ -353,6 +355,18 @@ inline void define_options(CLI::App& app, options& o) {
       [&o](float v, const std::string&) { o.prune.max_fraction = static_cast<double>(v); },
       "the most of the work's cost one pruning removes, in (0, 1] (default " +
           frugal::detail::units_impl::shortest(d.prune.max_fraction) + ")");
+  app.add_flag("--quantize", o.quantize.enabled,
+               "when the --epochs planned will not fit the budget, freeze the first\n"
+               "--quantize-layers layers as int8 per-channel weights: they compute with\n"
+               "frugal's int8 product and are no longer trained, so a step skips their\n"
+               "backward and update; the layers after them train on. frugal::quantize_rule\n"
+               "decides when (after 10 warm-up steps; with --prune, only once a pruning's\n"
+               "effect is measured and the plan is still short). Needs --epochs");
+  add_checked(
+      app, "--quantize-layers", "N", [](std::string_view v) { return detail::parse_int<std::size_t>(v, 1, 8); },
+      [&o](std::size_t v, const std::string&) { o.quantize.layers = v; },
+      "the layers --quantize freezes, from the input on; the output layer always\n"
+      "trains (default " + std::to_string(d.quantize.layers) + ")");
   add_checked(
       app, "--price", "PRICES", detail::parse_price, [&o](const frugal::price& p, const std::string&) { o.price = p; },
       "what the run costs, comma-separated: instance_hour=MONEY (per hour of\n"
@@ -438,6 +452,13 @@ inline void define_options(CLI::App& app, options& o) {
     // epochs is a cap, not a plan), it would prune to the floor.
     if (o.prune.enabled && !o.epochs_given)
       throw CLI::RequiresError("--prune", "--epochs N (the plan the budget must fit)");
+    if (o.quantize.enabled && !o.epochs_given)
+      throw CLI::RequiresError("--quantize", "--epochs N (the plan the budget must fit)");
+    if (app.count("--quantize-layers") > 0 && !o.quantize.enabled) throw CLI::RequiresError("--quantize-layers", "--quantize");
+    if (o.quantize.enabled && o.quantize.layers > o.hidden.size())
+      throw CLI::ValidationError("--quantize-layers",
+                                 "invalid value '" + std::to_string(o.quantize.layers) + "': the network has " +
+                                     std::to_string(o.hidden.size() + 1) + " layers (--hidden), and the output layer trains");
     for (const char* name : {"--prune-layer", "--prune-min-units", "--prune-max"})
       if (app.count(name) > 0 && !o.prune.enabled) throw CLI::RequiresError(name, "--prune");
     if (o.prune.enabled && o.prune.layer > o.hidden.size())

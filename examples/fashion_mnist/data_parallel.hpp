@@ -108,6 +108,8 @@ class data_parallel {
     if (!o.checkpoint_dir.empty())
       refuse(o.resume ? "--resume" : "--checkpoint", "each rank would save and resume its own state");
     if (o.prune.enabled) refuse("--prune", "pruning a replica needs the ranks to cut the same units at the same step");
+    if (o.quantize.enabled)
+      refuse("--quantize", "the gradient exchange does not leave the frozen layers out; each rank would send them");
     if (o.deploy) refuse("--deploy", "the deployment is measured on one process");
     for (const frugal::resource r : {frugal::resource::peak_bytes, frugal::resource::rss_bytes})
       if (o.budget.get(r))

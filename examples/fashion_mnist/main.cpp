@@ -9,6 +9,7 @@
 #include "policy.hpp"
 #include "progress.hpp"
 #include "pruning.hpp"
+#include "quantizing.hpp"
 #include "thread_choice.hpp"
 #include "trainer.hpp"
 
@@ -263,6 +264,19 @@ int train(options opt, fmnist::data_parallel& dp) {
   // which the controller measures what the pruning changed) stand.
   if (opt.prune.enabled)
     control.prune(frugal::prune_rule{}.name("prune hidden units").max_fraction(opt.prune.max_fraction));
+  // --quantize: the same test of the plan; the one width it may choose is 8 bits, and what a step
+  // then costs is what the job predicts for frozen int8 layers (their backward and update gone;
+  // an int8 product charged like a float one), not 8 / 32 of it. Deferred: a layer frozen at
+  // step 10 would stay as initialised, so it fires when the saving is just enough for the rest
+  // of the plan. Evaluations cost what they did (scales_epoch_ends(false)). With --prune too,
+  // one compression at a time: the quantizing waits for a pruning's effect to be measured.
+  if (opt.quantize.enabled)
+    control.quantize(frugal::quantize_rule{}
+                         .name("quantize layers")
+                         .widths({8})
+                         .expected_cost(8, fmnist::frozen_step_cost_fraction(trainer, opt.quantize.layers, batch))
+                         .defer()
+                         .scales_epoch_ends(false));
   // The evaluations: the validation set at every epoch's end (early stopping), the test set once
   // at the run's end (or at every epoch's end too, --test-every-epoch). The run's end then does
   // test / validation images = 2 epoch ends' worth of evaluation more (the same forward passes
@@ -310,7 +324,7 @@ int train(options opt, fmnist::data_parallel& dp) {
       try {
         frugal::resume(state_file, run, ctl);
         fmnist::load_checkpoint(checkpoint_dir, ctl.steps(), model, optim, trainer, order, shuffle_rng, prog,
-                                opt.prune.enabled);
+                                opt.prune.enabled, opt.quantize.enabled ? opt.quantize.layers : 0);
       } catch (const std::exception& e) {  // frugal::state_error, fmnist::checkpoint_error, a budget's refusal
         std::fprintf(stderr, "fashion_mnist: --resume: %s\n", e.what());
         return 1;
@@ -493,6 +507,17 @@ int train(options opt, fmnist::data_parallel& dp) {
                           " units (--prune-min-units); " + d.reason());
           }
         }
+        if (d.has(frugal::action::quantize)) {
+          if (const std::optional<fmnist::quantize_event> e = fmnist::freeze_leading_layers(model, trainer, opt.quantize, batch))
+            progress.note("step " + std::to_string(prog.total_steps) + ": froze layer(s) " +
+                          std::to_string(e->layers_before + 1) + "-" + std::to_string(e->layers_after) +
+                          " as int8 per-channel weights (" + frugal::format_bytes(static_cast<double>(e->float_bytes)) +
+                          " -> " + frugal::format_bytes(static_cast<double>(e->int8_bytes)) + "; " +
+                          std::to_string(model.trained_count()) + " of " + std::to_string(model.params().count()) +
+                          " parameters trained): a step of " + std::to_string(batch) + " samples " +
+                          frugal::format_count(static_cast<double>(e->step_flops_before)) + " -> " +
+                          frugal::format_count(static_cast<double>(e->step_flops_after)) + " FLOPs; " + d.reason());
+        }
 
         status.step = step + 1;
         status.batch = static_cast<int>(ctl.batch_size());
@@ -638,7 +663,17 @@ int train(options opt, fmnist::data_parallel& dp) {
   if (opt.threads == 0) std::printf("threads: %s\n", workers.describe().c_str());
   if (layers != planned_layers)  // the prunings, each in the progress notes and report.json's "compressions"
     std::printf("pruned: MLP %s -> %s (%zu prunings), %llu parameters; a step of %d samples %.0f -> %llu FLOPs\n",
-                planned_layers.c_str(), layers.c_str(), ctl.history().compressions.size(),
+                planned_layers.c_str(), layers.c_str(),
+                static_cast<std::size_t>(std::count_if(ctl.history().compressions.begin(), ctl.history().compressions.end(),
+                                                       [](const frugal::compression_record& c) {
+                                                         return c.kind == frugal::action::prune;
+                                                       })),
+                static_cast<unsigned long long>(model.params().count()), batch, first_step_flops,
+                static_cast<unsigned long long>(trainer.step_flops(batch)));
+  if (model.frozen_layers() > 0)  // the quantizing, in the progress notes and report.json's "compressions"
+    std::printf("quantized: layer(s) 1-%zu frozen as int8 per-channel weights, %llu of %llu parameters trained; a step "
+                "of %d samples %.0f -> %llu FLOPs\n",
+                model.frozen_layers(), static_cast<unsigned long long>(model.trained_count()),
                 static_cast<unsigned long long>(model.params().count()), batch, first_step_flops,
                 static_cast<unsigned long long>(trainer.step_flops(batch)));
   // The heap's peaks in bytes (a limit is whole bytes: a check against it must be too).

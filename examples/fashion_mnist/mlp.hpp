@@ -6,6 +6,7 @@
 
 #include <frugal/eigen.hpp>
 #include <frugal/eigen/compression_plan.hpp>
+#include <frugal/eigen/quantize.hpp>
 #include <frugal/eigen/structured_prune.hpp>
 #include <frugal/meter.hpp>
 
@@ -14,6 +15,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -46,9 +48,10 @@ struct parameters {
       b.push_back(Eigen::VectorXf::Zero(sizes[l + 1]));
     }
   }
-  [[nodiscard]] std::uint64_t count() const noexcept {
+  // Weights and biases of layers first .. the last (the trained ones, when the first are frozen).
+  [[nodiscard]] std::uint64_t count(std::size_t first = 0) const noexcept {
     std::uint64_t n = 0;
-    for (std::size_t l = 0; l < w.size(); ++l) n += static_cast<std::uint64_t>(w[l].size() + b[l].size());
+    for (std::size_t l = first; l < w.size(); ++l) n += static_cast<std::uint64_t>(w[l].size() + b[l].size());
     return n;
   }
   // Hidden layer `hidden` (1 .. w.size() - 1: the output of layer hidden - 1, the input of layer
@@ -59,13 +62,14 @@ struct parameters {
     b[hidden - 1] = kept.bias(b[hidden - 1]);
     w[hidden] = kept.outgoing(w[hidden]);
   }
-  // this += other: the reduction of per-shard gradients.
-  void add(const parameters& other) {
-    for (std::size_t l = 0; l < w.size(); ++l) {
+  // this += other from layer `first` on: the reduction of per-shard gradients (the layers
+  // before `first` are frozen, their gradients never computed).
+  void add(const parameters& other, std::size_t first = 0) {
+    for (std::size_t l = first; l < w.size(); ++l) {
       w[l] += other.w[l];
       b[l] += other.b[l];
     }
-    flop::count(flop::elementwise(count()));
+    flop::count(flop::elementwise(count(first)));
   }
 };
 
@@ -109,23 +113,54 @@ class mlp {
   [[nodiscard]] std::size_t layers() const noexcept { return params_.w.size(); }
   [[nodiscard]] parameters& params() noexcept { return params_; }
   [[nodiscard]] const parameters& params() const noexcept { return params_; }
+  // The parameters trained with the first `frozen` layers frozen (default: as the model is now).
+  [[nodiscard]] std::uint64_t trained_count(std::optional<std::size_t> frozen = std::nullopt) const noexcept {
+    return params_.count(frozen.value_or(frozen_layers()));
+  }
+
+  // --quantize (quantizing.hpp): the first frozen_layers() layers compute with int8 per-channel
+  // weights (frugal::quantize) and are no longer trained -- no weight gradient, no update, and
+  // the first trained layer computes no input gradient. Their float weights in params() become
+  // exactly what the int8 ones stand for (q * s), so a pruning's unit scores, a checkpoint's
+  // floats and a deployment read the model the steps compute with.
+  [[nodiscard]] std::size_t frozen_layers() const noexcept { return int8_.size(); }
+  [[nodiscard]] const frugal::quantized_matrix& int8_weights(std::size_t l) const { return int8_.at(l); }
+  // Freezes layers frozen_layers() .. n - 1 as int8 (n < layers(): the output layer trains).
+  void freeze_as_int8(std::size_t n) {
+    if (n >= layers())
+      throw std::invalid_argument("fmnist::mlp: freeze_as_int8: " + std::to_string(n) + " layers of " +
+                                  std::to_string(layers()) + " (the output layer must train)");
+    for (std::size_t l = int8_.size(); l < n; ++l) {
+      int8_.push_back(frugal::quantize(params_.w[l], frugal::quant_granularity::per_channel));
+      params_.w[l] = frugal::dequantize(int8_.back());
+    }
+  }
+  // A checkpoint's frozen layers (checkpoint.hpp): their int8 weights as saved, float weights
+  // already q * s.
+  void restore_int8(std::vector<frugal::quantized_matrix> frozen) { int8_ = std::move(frozen); }
 
   // FLOPs of one forward pass over n samples (loading, layers, loss and its gradient, predicted
-  // class) and of one backward pass: the forecast of a step's cost before one is measured.
-  [[nodiscard]] std::uint64_t forward_flops(std::uint64_t n) const noexcept {
+  // class) and of one backward pass: the forecast of a step's cost before one is measured. With
+  // `frozen`, as they would be with that many layers frozen (default: as the model is now).
+  [[nodiscard]] std::uint64_t forward_flops(std::uint64_t n, std::optional<std::size_t> frozen = std::nullopt) const noexcept {
+    const std::size_t first = frozen.value_or(frozen_layers());
     std::uint64_t f = flop::elementwise(static_cast<std::uint64_t>(sizes_[0]) * n);
     for (std::size_t l = 0; l < layers(); ++l) {
-      f += shape(l).forward_flops(n);
-      if (l + 1 < layers()) f += frugal::relu_flops(shape(l).out * n);
+      const frugal::dense_shape s = shape(l);
+      f += l < first
+               ? frugal::quantized_product_flops(s.out, n, s.in, frugal::quantized_product_mode::automatic) + s.out * n
+               : s.forward_flops(n);
+      if (l + 1 < layers()) f += frugal::relu_flops(s.out * n);
     }
     const auto c = static_cast<std::uint64_t>(sizes_.back());
     return f + frugal::softmax_cross_entropy_flops(c, n) + flop::argmax(c, n);
   }
-  [[nodiscard]] std::uint64_t backward_flops(std::uint64_t n) const noexcept {
+  [[nodiscard]] std::uint64_t backward_flops(std::uint64_t n, std::optional<std::size_t> frozen = std::nullopt) const noexcept {
+    const std::size_t first = frozen.value_or(frozen_layers());
     std::uint64_t f = 0;
-    for (std::size_t l = 0; l < layers(); ++l) {
-      f += shape(l).backward_flops(n, l > 0);
-      if (l > 0) f += frugal::relu_backward_flops(shape(l).in * n);
+    for (std::size_t l = first; l < layers(); ++l) {
+      f += shape(l).backward_flops(n, l > first);
+      if (l > first) f += frugal::relu_backward_flops(shape(l).in * n);
     }
     return f;
   }
@@ -134,10 +169,19 @@ class mlp {
     return frugal::dense_shape{static_cast<std::uint64_t>(sizes_[l]), static_cast<std::uint64_t>(sizes_[l + 1]), true};
   }
 
-  // Structured pruning (pruning.hpp): hidden layer `hidden` keeps the units `kept` names.
+  // Structured pruning (pruning.hpp): hidden layer `hidden` keeps the units `kept` names, in
+  // the int8 weights of frozen layers too (rows and their scales before it, columns after).
   void keep_units(std::size_t hidden, const frugal::unit_selection& kept) {
     params_.keep_units(hidden, kept);
     sizes_[hidden] = static_cast<int>(kept.units_after());
+    if (hidden - 1 < int8_.size()) {
+      const frugal::quantized_matrix& q = int8_[hidden - 1];
+      int8_[hidden - 1] = frugal::quantized_matrix(kept.incoming(q.values()), kept.bias(q.scales()), q.granularity());
+    }
+    if (hidden < int8_.size()) {
+      const frugal::quantized_matrix& q = int8_[hidden];
+      int8_[hidden] = frugal::quantized_matrix(kept.outgoing(q.values()), q.scales(), q.granularity());
+    }
   }
   // A checkpoint of a pruned run (checkpoint.hpp): its narrower sizes and their weights.
   void replace(std::vector<int> sizes, parameters p) {
@@ -148,6 +192,7 @@ class mlp {
  private:
   std::vector<int> sizes_;
   parameters params_;
+  std::vector<frugal::quantized_matrix> int8_;  // layers 0 .. frozen_layers() - 1
 };
 
 // One shard's buffers for up to `capacity` samples. They follow the batch (resize()): a step
@@ -213,13 +258,19 @@ struct label_view {
 // Forward pass over the first n columns; the loss and hits of those samples are added to the
 // workspace's scores, and the loss's gradient with respect to the logits, times n / batch (so
 // that the shards' gradients add up to the batch mean), left in ws.delta.back().
-inline void forward(const mlp& model, workspace& ws, Eigen::Index n, Eigen::Index batch) {
+// A training step's frozen layers compute with their int8 weights; an evaluation's (training
+// false) with the float ones they stand for, so that freezing leaves an evaluation's cost and
+// the model it measures as they were (the deployment quantizes the whole model its own way).
+inline void forward(const mlp& model, workspace& ws, Eigen::Index n, Eigen::Index batch, bool training = true) {
   const parameters& p = model.params();
   const std::size_t layers = model.layers();
   for (std::size_t l = 0; l < layers; ++l) {
     const Eigen::MatrixXf& prev = l == 0 ? ws.input : ws.act[l - 1];
     auto z = ws.act[l].leftCols(n);
-    frugal::dense_forward(p.w[l], p.b[l], prev.leftCols(n), z);
+    if (training && l < model.frozen_layers())
+      frugal::quantized_forward(model.int8_weights(l), p.b[l], prev.leftCols(n), z);
+    else
+      frugal::dense_forward(p.w[l], p.b[l], prev.leftCols(n), z);
     if (l + 1 < layers) frugal::relu(z, z);
   }
   const auto logits = ws.act.back().leftCols(n);
@@ -239,13 +290,14 @@ inline void forward(const mlp& model, workspace& ws, Eigen::Index n, Eigen::Inde
 }
 
 // Gradients of the loss over the first n columns into ws.grad, from ws.delta.back() as
-// forward() left it.
+// forward() left it: the trained layers' (a frozen layer's stay as they are).
 inline void backward(const mlp& model, workspace& ws, Eigen::Index n) {
   const parameters& p = model.params();
-  for (std::size_t l = model.layers(); l-- > 0;) {
+  const std::size_t first = model.frozen_layers();
+  for (std::size_t l = model.layers(); l-- > first;) {
     const auto dy = ws.delta[l].leftCols(n);
-    if (l == 0) {
-      frugal::dense_backward(p.w[0], ws.input.leftCols(n), dy, ws.grad.w[0], ws.grad.b[0]);
+    if (l == first) {  // nothing below it trains: no input gradient
+      frugal::dense_backward(p.w[l], (l == 0 ? ws.input : ws.act[l - 1]).leftCols(n), dy, ws.grad.w[l], ws.grad.b[l]);
       break;
     }
     auto dx = ws.delta[l - 1].leftCols(n);
@@ -262,10 +314,11 @@ class optimizer {
   optimizer(optimizer_kind kind, const mlp& model, float momentum)
       : kind_(kind), momentum_(momentum), m_(model.sizes()), v_(model.sizes()) {}
 
+  // Updates the trained layers (a frozen one keeps its weights, its moments stay as they were).
   void step(mlp& model, const parameters& g, float lr) {
     parameters& p = model.params();
     ++t_;
-    for (std::size_t l = 0; l < p.w.size(); ++l) {
+    for (std::size_t l = model.frozen_layers(); l < p.w.size(); ++l) {
       if (kind_ == optimizer_kind::sgd) {
         frugal::sgd_momentum_update(p.w[l], g.w[l], m_.w[l], lr, momentum_);
         frugal::sgd_momentum_update(p.b[l], g.b[l], m_.b[l], lr, momentum_);
@@ -291,9 +344,9 @@ class optimizer {
   [[nodiscard]] parameters& second_moment() noexcept { return v_; }
   [[nodiscard]] std::int64_t& steps_taken() noexcept { return t_; }
 
-  // FLOPs of one step, for forecasts.
-  [[nodiscard]] std::uint64_t step_flops(const mlp& model) const noexcept {
-    const std::uint64_t n = model.params().count();
+  // FLOPs of one step, for forecasts (with `frozen`: had that many layers been frozen).
+  [[nodiscard]] std::uint64_t step_flops(const mlp& model, std::optional<std::size_t> frozen = std::nullopt) const noexcept {
+    const std::uint64_t n = model.trained_count(frozen);
     return kind_ == optimizer_kind::sgd ? frugal::sgd_momentum_flops(n) : frugal::adam_flops(n);
   }
 

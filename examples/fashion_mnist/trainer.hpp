@@ -117,7 +117,7 @@ class trainer {
       std::optional<frugal::scope> s;
       if (run) s.emplace(*run, "backward");
       for_shards(used, [&](int k) { backward(model_, work_[static_cast<std::size_t>(k)], range(k).second); });
-      for (int k = 1; k < used; ++k) work_[0].grad.add(work_[static_cast<std::size_t>(k)].grad);
+      for (int k = 1; k < used; ++k) work_[0].grad.add(work_[static_cast<std::size_t>(k)].grad, model_.frozen_layers());
       if (used == 0)  // a process's empty share of a batch (data_parallel.hpp): it adds nothing
         for (std::size_t l = 0; l < work_[0].grad.w.size(); ++l) {
           work_[0].grad.w[l].setZero();
@@ -127,7 +127,7 @@ class trainer {
         if (!pending_) {
           *accumulated_ = work_[0].grad;  // same shapes: no allocation
         } else {
-          accumulated_->add(work_[0].grad);
+          accumulated_->add(work_[0].grad, model_.frozen_layers());
         }
         pending_ = true;
       }
@@ -160,7 +160,7 @@ class trainer {
       forward(model_, ws, n, batch);
       backward(model_, ws, n);
     });
-    for (int k = 1; k < used; ++k) work_[0].grad.add(work_[static_cast<std::size_t>(k)].grad);
+    for (int k = 1; k < used; ++k) work_[0].grad.add(work_[static_cast<std::size_t>(k)].grad, model_.frozen_layers());
   }
 
   // An evaluation: begin_evaluation(), then chunks of images in order, then the result. Each
@@ -180,7 +180,7 @@ class trainer {
       const auto [first, m] = shard(n, used, k);
       workspace& ws = work_[static_cast<std::size_t>(k)];
       load_batch(ws, images, labels, index + first, m);
-      forward(model_, ws, m, m);
+      forward(model_, ws, m, m, false);
     });
     evaluated_ += static_cast<std::size_t>(n);
   }
@@ -213,20 +213,21 @@ class trainer {
   }
 
   // FLOPs of a step of `batch` samples and of evaluating n samples, from the formulas: the
-  // forecast before anything has been measured.
-  [[nodiscard]] std::uint64_t step_flops(Eigen::Index batch) const noexcept {
+  // forecast before anything has been measured. With `frozen`: had the first that many layers
+  // been frozen (quantizing.hpp), the model unchanged.
+  [[nodiscard]] std::uint64_t step_flops(Eigen::Index batch, std::optional<std::size_t> frozen = std::nullopt) const noexcept {
     const int used = shards_used(batch);
     std::uint64_t f = 0;
     for (int k = 0; k < used; ++k) {
       const auto n = static_cast<std::uint64_t>(shard(batch, used, k).second);
-      f += model_.forward_flops(n) + model_.backward_flops(n);
+      f += model_.forward_flops(n, frozen) + model_.backward_flops(n, frozen);
       // Shards scale their loss gradient to the whole batch.
       if (used > 1) f += flop::elementwise(static_cast<std::uint64_t>(model_.sizes().back()) * n);
     }
-    return f + static_cast<std::uint64_t>(used - 1) * model_.params().count() + opt_.step_flops(model_);
+    return f + static_cast<std::uint64_t>(used - 1) * model_.trained_count(frozen) + opt_.step_flops(model_, frozen);
   }
   [[nodiscard]] std::uint64_t evaluation_flops(std::size_t n) const noexcept {
-    return model_.forward_flops(static_cast<std::uint64_t>(n));
+    return model_.forward_flops(static_cast<std::uint64_t>(n), 0);  // frozen layers evaluate in float
   }
 
   // Images per evaluation chunk without a memory limit: 256 per shard on two threads, large
