@@ -34,7 +34,7 @@ if(NOT rc STREQUAL "0")
 endif()
 foreach(option --budget --epochs --batch --lr --schedule --optimizer --momentum --hidden --patience
                --seed --threads --data --out --test-every-epoch --trace-events --checkpoint --resume --price --help
-               --prune --prune-layer --prune-min-units --prune-max --quantize --quantize-layers --deploy model_bytes inference_flops
+               --prune --prune-layer --prune-min-units --prune-max --quantize --quantize-layers --deploy-from --deploy model_bytes inference_flops
                budget-linear dataset-fashion-mnist "default 128" "Exit status")
   string(FIND "${help}" "${option}" at)
   if(at EQUAL -1)
@@ -71,6 +71,8 @@ expect(2 "--prune-max: invalid value '0'" --prune --epochs 3 --prune-max 0)
 expect(2 "--prune-layer: invalid value '3': the network has 2 hidden layer" --prune --epochs 3 --prune-layer 3)
 expect(2 "--prune-min-units: invalid value '0'" --prune --epochs 3 --prune-min-units 0)
 expect(2 "--quantize requires --epochs N" --quantize)
+expect(2 "--deploy-from requires --deploy LIMITS" --deploy-from "${WORK}")
+expect(2 "--deploy-from excludes --checkpoint" --deploy-from "${WORK}" --deploy model_bytes=1MiB --checkpoint "${WORK}/ck")
 expect(2 "--quantize-layers requires --quantize" --quantize-layers 1 --epochs 3)
 expect(2 "--quantize-layers: invalid value '3': the network has 3 layers \\(--hidden\\), and the output layer trains" --quantize --epochs 3 --quantize-layers 3)
 expect(2 "--quantize-layers: invalid value '0'" --quantize --epochs 3 --quantize-layers 0)

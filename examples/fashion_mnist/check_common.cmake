@@ -10,7 +10,7 @@
 #                                                 fail()s unless the per-sample FLOPs times the
 #                                                 batch are the step's FLOPs, exactly
 #   expect_last_step_flops(<step FLOPs> <whose>)  fail()s unless epochs.csv's last row ends with them
-#   expect_refused(<message regex> <what> <arg>...)
+#   expect_run_refused(<message regex> <what> <arg>...)
 #                                                 runs EXE with the args; fail()s unless it exits 1
 #                                                 with the message
 # A script that includes this file must return() when PROLOGUE_SKIPPED is set.
@@ -78,7 +78,7 @@ function(expect_last_step_flops flops whose)
   endif()
 endfunction()
 
-function(expect_refused regex what)
+function(expect_run_refused regex what)
   execute_process(COMMAND "${EXE}" ${ARGN} --threads ${THREADS} --data "${DATA}" --out "${WORK}"
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc EQUAL 1 OR NOT err MATCHES "${regex}")

@@ -9,7 +9,9 @@
 #      image exactly (the same code, the same arithmetic);
 #   3. a damaged file (one byte altered; cut short) and a missing one are refused with exit status
 #      1, the message naming the file and what is wrong;
-#   4. a limit that not even one hidden unit meets deploys nothing, says so, and exits 0.
+#   4. a limit that not even one hidden unit meets deploys nothing, says so, and exits 0;
+#   5. --deploy-from the run's checkpoint deploys the same model without training: the same
+#      float and deployed shapes, bytes, FLOPs and accuracies.
 # No timing is checked (it runs under sanitizers too).
 #   cmake -DEXE=<fashion_mnist> -DCLASSIFY=<fashion_mnist_classify> -DDATA=<dir> -DWORK=<dir>
 #         [-DTHREADS=N] -P check_deploy.cmake
@@ -41,14 +43,18 @@ function(ten_thousandths var text)
 endfunction()
 
 # ---- 1. deploy under limits that need int8 and pruning ------------------------------------------
-frugal_run_example(--budget flops=3e10 --trace-events 0 --deploy "model_bytes=200KiB,inference_flops=4e5")
+set(checkpoint "${WORK}-checkpoint")
+file(REMOVE_RECURSE "${checkpoint}")
+frugal_run_example(--budget flops=3e10 --trace-events 0 --deploy "model_bytes=200KiB,inference_flops=4e5"
+                   --checkpoint "${checkpoint}")
 set(number "[0-9]+(\\.[0-9]+)?")
 if(NOT out MATCHES "\n  float:    784-256-128-10, ([0-9]+) B \\(float32\\), (${number}) FLOPs/sample, [0-9.]+ us/sample, accuracy (0\\.[0-9]+)\n")
   fail("no 'float:' line for the 784-256-128-10 model")
 endif()
 set(float_bytes "${CMAKE_MATCH_1}")
 set(float_flops "${CMAKE_MATCH_2}")
-ten_thousandths(float_acc "${CMAKE_MATCH_4}")
+set(float_acc_text "${CMAKE_MATCH_4}")
+ten_thousandths(float_acc "${float_acc_text}")
 if(NOT out MATCHES "\n  deployed: 784-([0-9]+)-128-10, ([0-9]+) B \\(int8, as saved\\), (${number}) FLOPs/sample, [0-9.]+ us/sample, accuracy (0\\.[0-9]+) \\([-+][0-9.]+ points\\)\n")
   fail("no 'deployed:' line")
 endif()
@@ -161,5 +167,20 @@ if(NOT deployed STREQUAL "NULL")
   fail("deploy.json: 'deployed' is ${deployed}, expected null")
 endif()
 
+# ---- 5. --deploy-from: the saved model, deployed without training -------------------------------
+frugal_run_example(--deploy-from "${checkpoint}" --deploy "model_bytes=200KiB,inference_flops=4e5")
+string(REPLACE "." "\\." float_flops_re "${float_flops}")
+if(NOT out MATCHES "\n  float:    784-256-128-10, ${float_bytes} B \\(float32\\), ${float_flops_re} FLOPs/sample, [0-9.]+ us/sample, accuracy ${float_acc_text}\n")
+  fail("--deploy-from: the 'float:' line is not the trained run's (${float_bytes} B, ${float_flops} FLOPs, accuracy ${float_acc_text})")
+endif()
+if(NOT out MATCHES "\n  deployed: 784-${units}-128-10, ${bytes} B \\(int8, as saved\\), ${flops_re} FLOPs/sample, [0-9.]+ us/sample, accuracy ${acc_text} ")
+  fail("--deploy-from: the 'deployed:' line is not the trained run's (784-${units}-128-10, ${bytes} B, ${flops} FLOPs, accuracy ${acc_text})")
+endif()
+if(out MATCHES "\ntest accuracy: " OR err MATCHES "epoch [0-9]")
+  fail("--deploy-from trained or tested the model")
+endif()
+expect_run_refused("--deploy-from: frugal: cannot read state file '${WORK}/nowhere/state.json'"
+                   "--deploy-from a directory without a checkpoint" --deploy-from "${WORK}/nowhere" --deploy model_bytes=1MiB)
+
 message("example.fashion_mnist.deploy: ok (784-256-128-10 -> 784-${units}-128-10 int8: ${float_bytes} -> ${bytes} B, "
-        "${float_flops} -> ${flops} FLOPs/image, accuracy ${float_acc} -> ${acc} ten-thousandths; classify agrees)")
+        "${float_flops} -> ${flops} FLOPs/image, accuracy ${float_acc} -> ${acc} ten-thousandths; classify and --deploy-from agree)")

@@ -87,7 +87,7 @@ endif()
 if(NOT err MATCHES "MLP 784-${width}-128-10")
   fail("the resumed run's model is not the pruned 784-${width}-128-10")
 endif()
-expect_refused("a pruned run: resume with --prune" "resuming the pruned run without --prune"
+expect_run_refused("a pruned run: resume with --prune" "resuming the pruned run without --prune"
                --budget ${budget} --epochs 2 --batch ${batch} --trace-events 0 --checkpoint "${checkpoint}" --resume)
 message("example.fashion_mnist.prune: ok (${plain_epochs} hundredths of an epoch without --prune, ${pruned_epochs} with; "
         "hidden layer 1 256 -> ${width} in ${prunings} prunings; a step ${flops_before} -> ${flops_after} FLOPs, as measured)")

@@ -88,7 +88,7 @@ endif()
 if(NOT out MATCHES "\nquantized: layer\\(s\\) 1-1 frozen as int8")
   fail("the resumed run's layer 1 is not frozen")
 endif()
-expect_refused("froze 1 layer\\(s\\) as int8 \\(resume with --quantize\\)" "resuming the quantized run without --quantize"
+expect_run_refused("froze 1 layer\\(s\\) as int8 \\(resume with --quantize\\)" "resuming the quantized run without --quantize"
                --budget ${budget} --epochs 2 --batch ${batch} --trace-events 0 --checkpoint "${checkpoint}" --resume)
 message("example.fashion_mnist.quantize: ok (${plain_epochs} hundredths of an epoch without --quantize, ${quantized_epochs} "
         "with; layer 1 frozen as int8 at step ${froze_at}; a step ${flops_before} -> ${flops_after} FLOPs, as measured)")

@@ -59,6 +59,7 @@ struct options {
   prune_options prune;                   // --prune and its bounds
   quantize_options quantize;             // --quantize and its bound
   std::optional<deploy_limits> deploy;   // --deploy: after training, compress to fit (deploy.hpp)
+  std::string deploy_from;               // --deploy-from DIR: deploy DIR's checkpoint, no training
   std::optional<frugal::price> price;    // --price: what the run's wall, CPU and FLOPs cost
 };
 
@@ -368,6 +369,12 @@ inline void define_options(CLI::App& app, options& o) {
       "the layers --quantize freezes, from the input on; the output layer always\n"
       "trains (default " + std::to_string(d.quantize.layers) + ")");
   add_checked(
+      app, "--deploy-from", "DIR", detail::parse_path,
+      [&o](std::string v, const std::string&) { o.deploy_from = std::move(v); },
+      "with --deploy: train nothing; deploy the model of the checkpoint in DIR\n"
+      "(a --checkpoint directory: pruned or quantized runs too) under the\n"
+      "--deploy limits. --hidden and --optimizer must be the run's");
+  add_checked(
       app, "--price", "PRICES", detail::parse_price, [&o](const frugal::price& p, const std::string&) { o.price = p; },
       "what the run costs, comma-separated: instance_hour=MONEY (per hour of\n"
       "wall time), core_hour=MONEY (per hour of CPU time), flop=MONEY (per FLOP),\n"
@@ -446,6 +453,10 @@ inline void define_options(CLI::App& app, options& o) {
         o.budget.currency() != o.price->currency())
       throw CLI::ValidationError("--budget", "the cost limit is in " + o.budget.currency() + " but --price is in " +
                                                  o.price->currency());
+    if (!o.deploy_from.empty() && !o.deploy)
+      throw CLI::RequiresError("--deploy-from", "--deploy LIMITS (what the saved model must fit)");
+    if (!o.deploy_from.empty() && !o.checkpoint_dir.empty())
+      throw CLI::ExcludesError("--deploy-from", "--checkpoint (it trains nothing, so saves nothing)");
     if (o.resume && o.checkpoint_dir.empty())
       throw CLI::RequiresError("--resume", "--checkpoint DIR (where the run to go on from is saved)");
     // Pruning fits the plan to the budget: without a plan of the user's own (the default 100

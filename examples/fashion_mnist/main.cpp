@@ -150,6 +150,28 @@ bool prepare_directory(const char* option, const std::filesystem::path& dir) {
   return true;
 }
 
+// --deploy: the plan, a pruned and int8 copy of the model saved as OUT/model.deployed, and both
+// models measured on the test set by the same code (deploy.hpp); the block on stdout and
+// OUT/deploy.json. 0, or 1 after saying why on stderr.
+int deploy_model(const fmnist::mlp& model, const fmnist::dataset& data, const fmnist::deploy_limits& limits,
+                 const std::filesystem::path& out_dir, fmnist::progress_bar& progress) {
+  doing("deploying the model (--deploy, MLP %s)", fmnist::shape_text(model.sizes()).c_str());
+  try {
+    const fmnist::deployment d = fmnist::deploy(model, data.test_images, data.test_labels, limits, out_dir);
+    fmnist::print_deployment(stdout, d);
+    const std::filesystem::path json = out_dir / "deploy.json";
+    frugal::write_file_atomically(json, [&](std::ostream& o) { fmnist::write_deployment_json(o, d); });
+    progress.note("wrote " + json.string() + (d.deployed ? ", " + d.file.string() : std::string()));
+  } catch (const frugal::io_error& e) {
+    std::fprintf(stderr, "fashion_mnist: --deploy: %s\n", e.what());
+    return 1;
+  } catch (const fmnist::deploy_error& e) {  // the file just written does not read back
+    std::fprintf(stderr, "fashion_mnist: --deploy: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
 int train(options opt, fmnist::data_parallel& dp) {
   namespace fs = std::filesystem;
   fmnist::progress_bar progress(dp.progress_stream());
@@ -221,6 +243,32 @@ int train(options opt, fmnist::data_parallel& dp) {
   fmnist::optimizer optim(opt.optimizer, model, opt.momentum);
   fmnist::trainer trainer(model, optim, shards);
   std::mt19937_64 shuffle_rng(opt.seed * 0x9E3779B97F4A7C15ull + 1);
+
+  // --deploy-from DIR: no training, no budget; the model of DIR's checkpoint (as narrow, and with
+  // as many frozen int8 layers, as it was saved), deployed as at a run's end.
+  if (!opt.deploy_from.empty()) {
+#if FMNIST_STATE_JSON
+    const fs::path dir = opt.deploy_from;
+    fmnist::training_progress saved;
+    try {
+      const frugal::run_state state = frugal::load_state(dir / "state.json");
+      fmnist::load_checkpoint(dir, state.controller.steps, model, optim, trainer, order, shuffle_rng, saved, true,
+                              model.layers() - 1);
+    } catch (const std::exception& e) {  // frugal::io_error, frugal::state_error, fmnist::checkpoint_error
+      std::fprintf(stderr, "fashion_mnist: --deploy-from: %s\n", e.what());
+      return 1;
+    }
+    progress.note("--deploy-from " + dir.string() + ": MLP " + fmnist::shape_text(model.sizes()) + " after " +
+                  std::to_string(saved.total_steps) + " steps" +
+                  (model.frozen_layers() > 0 ? ", " + std::to_string(model.frozen_layers()) + " layer(s) frozen as int8"
+                                             : std::string()));
+    return deploy_model(model, data, *opt.deploy, out_dir, progress);
+#else
+    std::fprintf(stderr, "fashion_mnist: --deploy-from: this build has no state document (frugal::state_json "
+                         "needs nlohmann_json: apt-get install nlohmann-json3-dev, then rebuild)\n");
+    return 1;
+#endif
+  }
 
   frugal::budget run{"train", opt.budget};
   // --price: the run's cost is its wall, CPU and FLOPs at these prices (a core-hour price makes
@@ -739,19 +787,7 @@ int train(options opt, fmnist::data_parallel& dp) {
   // the process is asked to end. The "test accuracy" line stays the last on stdout.
   const fs::path deployed_files[] = {out_dir / "model.deployed", out_dir / "deploy.json"};
   if (opt.deploy && ctl.stop_reason() != frugal::stop_reason::signal) {
-    doing("deploying the model (--deploy, MLP %s)", layers.c_str());
-    try {
-      const fmnist::deployment d = fmnist::deploy(model, data.test_images, data.test_labels, *opt.deploy, out_dir);
-      fmnist::print_deployment(stdout, d);
-      frugal::write_file_atomically(deployed_files[1], [&](std::ostream& o) { fmnist::write_deployment_json(o, d); });
-      progress.note("wrote " + deployed_files[1].string() + (d.deployed ? ", " + d.file.string() : std::string()));
-    } catch (const frugal::io_error& e) {
-      std::fprintf(stderr, "fashion_mnist: --deploy: %s\n", e.what());
-      return 1;
-    } catch (const fmnist::deploy_error& e) {  // the file just written does not read back
-      std::fprintf(stderr, "fashion_mnist: --deploy: %s\n", e.what());
-      return 1;
-    }
+    if (deploy_model(model, data, *opt.deploy, out_dir, progress) != 0) return 1;
   } else if (dp.writes()) {
     for (const fs::path& f : deployed_files) fs::remove(f, ec);  // not this run's: an older run's would mislead
   }
