@@ -3,22 +3,22 @@
 # frozen and resumed ends exactly as the run never interrupted. Under a FLOP budget with a fixed
 # number of threads the job is deterministic, so the checkpoint must carry everything the rest
 # of the run depends on -- the frozen layer's int8 weights and scales among it.
-#   1. the uninterrupted run: --budget flops=1.2e11 --epochs 3 --quantize (layer 1 is frozen
-#      after the first epoch end, about a third of the way in);
+#   1. the uninterrupted run: --budget FLOPS --epochs EPOCHS --quantize (layer 1 is frozen after
+#      the first epoch end: under flops=1.2e11 and 3 epochs, the default, a third of the way in);
 #   2. the same run with --checkpoint DIR --resume, SIGTERM once the progress notes say the
 #      layer was frozen: exit status 143;
 #   3. the same command again: it resumes, exits 0, and its epochs.csv (FLOPs, losses,
 #      accuracies, parameters, step FLOPs) and test accuracy equal the uninterrupted run's.
-#   check_quantize_resume.sh EXE DATA WORK THREADS
+#   check_quantize_resume.sh EXE DATA WORK THREADS [FLOPS EPOCHS]
 set -u
-exe=$1 data=$2 work=$3 threads=$4
+exe=$1 data=$2 work=$3 threads=$4 flops=${5:-1.2e11} epochs=${6:-3}
 if [ ! -e "$data/train-images-idx3-ubyte.gz" ]; then
   echo "SKIPPED: Fashion-MNIST not installed in $data (apt-get install dataset-fashion-mnist)"
   exit 0
 fi
 fail() { echo "example.fashion_mnist.quantize_resume: $*"; echo "--- stdout ---"; cat "$work/stdout" 2>/dev/null; echo "--- stderr ---"; tail -5 "$work/stderr" 2>/dev/null; exit 1; }
 rm -rf "$work"; mkdir -p "$work"
-common=(--budget flops=1.2e11 --epochs 3 --quantize --data "$data" --threads "$threads" --trace-events 0)
+common=(--budget "flops=$flops" --epochs "$epochs" --quantize --data "$data" --threads "$threads" --trace-events 0)
 # epochs.csv without its wall-time columns (wall_s, fraction_used: the only ones that may differ).
 deterministic() { cut -d, -f1,4- "$1"; }
 
