@@ -361,7 +361,8 @@ inline void define_options(CLI::App& app, options& o) {
                "--quantize-layers layers as int8 per-channel weights: they compute with\n"
                "frugal's int8 product and are no longer trained, so a step skips their\n"
                "backward and update; the layers after them train on. frugal::quantize_rule\n"
-               "decides when (after 10 warm-up steps; with --prune, only once a pruning's\n"
+               "decides when: as late as the rest of the plan allows, once the first epoch\n"
+               "end has measured the evaluations (with --prune, only once a pruning's\n"
                "effect is measured and the plan is still short). Needs --epochs");
   add_checked(
       app, "--quantize-layers", "N", [](std::string_view v) { return detail::parse_int<std::size_t>(v, 1, 8); },
