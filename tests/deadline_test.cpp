@@ -18,6 +18,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/time_slice.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -29,9 +31,6 @@
 #if defined(__linux__)
 #include <filesystem>
 #include <fstream>
-
-#include <sys/syscall.h>
-#include <unistd.h>
 #endif
 
 using namespace std::chrono_literals;
@@ -102,6 +101,38 @@ TEST(DeadlineWatchdog, PollFiresAtTheLimitOnAManualClock) {
   clock.advance(5s);
   EXPECT_TRUE(watchdog.poll());  // fired once; the time stays the first one
   EXPECT_EQ(*watchdog.fired_at_ns(), std::chrono::nanoseconds(30s).count());
+}
+
+TEST(DeadlineWatchdog, FireListenersRunOnceAfterTheFlagAndTheCancellation) {
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.wall(30s)};
+  tbb::task_group_context group;
+  frugal::deadline_watchdog watchdog{run, group};
+  int calls = 0, removed_calls = 0;
+  bool saw_flag = false, saw_cancelled = false;
+  const std::uint64_t kept = watchdog.add_fire_listener([&] {
+    ++calls;
+    saw_flag = watchdog.fired();
+    saw_cancelled = group.is_group_execution_cancelled();
+  });
+  const std::uint64_t removed = watchdog.add_fire_listener([&] { ++removed_calls; });
+  EXPECT_NE(kept, removed);
+  watchdog.remove_fire_listener(removed);
+  watchdog.remove_fire_listener(removed + 100);  // unknown: nothing happens
+  {
+    frugal::scope s{run, "step"};
+    clock.advance(29s);
+    EXPECT_FALSE(watchdog.check());
+    EXPECT_EQ(calls, 0);
+    clock.advance(1s);
+    EXPECT_TRUE(watchdog.check());
+    EXPECT_TRUE(watchdog.poll());
+  }
+  EXPECT_EQ(calls, 1);  // fired once, however often it is checked after
+  EXPECT_TRUE(saw_flag);
+  EXPECT_TRUE(saw_cancelled);
+  EXPECT_EQ(removed_calls, 0);
+  EXPECT_THROW((void)watchdog.add_fire_listener({}), std::invalid_argument);
 }
 
 TEST(DeadlineWatchdog, NeverFiresWhileTheBudgetIsIdle) {
@@ -449,21 +480,8 @@ TEST(DeadlineCheck, ParallelForNeedsAWatchdogWithAContext) {
 
 // --- the watchdog's thread asks for a short time slice ---
 
-#if defined(__linux__) && defined(SYS_sched_getattr)
-// The slice thread `tid` (0: the caller) asks for: sched_attr::sched_runtime of a normal task,
-// which Linux >= 6.12 reports (the default, 0.7 ms x (1 + log2 CPUs), unless changed); earlier
-// kernels report 0.
-std::uint64_t requested_slice_ns(long tid) {
-  struct {
-    std::uint32_t size, policy;
-    std::uint64_t flags;
-    std::int32_t nice;
-    std::uint32_t priority;
-    std::uint64_t runtime, deadline, period;
-  } attr{};
-  if (::syscall(SYS_sched_getattr, tid, &attr, sizeof attr, 0) != 0) return 0;
-  return attr.runtime;
-}
+#if defined(FRUGAL_TEST_HAS_SLICES)
+using frugal_test::requested_slice_ns;
 
 // The ids of this process's threads named `name` (/proc/self/task/<tid>/comm).
 std::vector<long> threads_named(const std::string& name) {

@@ -7,6 +7,7 @@
 #include <frugal/config.hpp>
 #include <frugal/detail/heap.hpp>
 #include <frugal/detail/ledger.hpp>
+#include <frugal/detail/listeners.hpp>
 #include <frugal/detail/trace_log.hpp>
 #include <frugal/energy.hpp>
 #include <frugal/meter.hpp>
@@ -230,10 +231,8 @@ class budget {
       limits_ = std::move(l);
       update_measure_cpu_locked();
     }
-    // Under the listeners' own lock, not mutex_: a listener reads the limits back. Holding it
-    // through the calls is what lets remove_limits_listener() promise no call is still running.
-    std::lock_guard<std::mutex> lock(listeners_mutex_);
-    for (const auto& entry : listeners_) entry.second();
+    // Under the listeners' own lock, not mutex_: a listener reads the limits back.
+    listeners_.call_all();
   }
 
   /// Registers f to be called after every set_limits(), on the thread that called it; returns
@@ -242,25 +241,12 @@ class budget {
   /// on the hot path (scopes, hooks) ever looks at the listeners.
   [[nodiscard]] std::uint64_t add_limits_listener(std::function<void()> f) {
     if (!f) throw std::invalid_argument("frugal::budget::add_limits_listener: f must not be empty");
-    const detail::bookkeeping own_allocations;
-    std::lock_guard<std::mutex> lock(listeners_mutex_);
-    listeners_.emplace_back(++last_listener_id_, std::move(f));
-    return last_listener_id_;
+    return listeners_.add(std::move(f));
   }
 
   /// Unregisters a listener (an unknown id does nothing). When it returns, no call of the
   /// listener is running and none will start, so its owner may be destroyed.
-  void remove_limits_listener(std::uint64_t id) noexcept {
-    std::lock_guard<std::mutex> lock(listeners_mutex_);
-    // std::remove_if spelt out: the others move up, in order.
-    std::size_t kept = 0;
-    for (std::size_t i = 0; i < listeners_.size(); ++i)
-      if (listeners_[i].first != id) {
-        if (i != kept) listeners_[kept] = std::move(listeners_[i]);
-        ++kept;
-      }
-    listeners_.erase(listeners_.begin() + static_cast<std::ptrdiff_t>(kept), listeners_.end());
-  }
+  void remove_limits_listener(std::uint64_t id) noexcept { listeners_.remove(id); }
 
   /// CPU time is measured only for budgets with a CPU limit, or after this call: reading a
   /// thread's CPU clock is a system call on virtual machines.
@@ -551,8 +537,7 @@ class budget {
                              "' (or a child) has already had a scope open: carry usage before any work runs");
     register_carried_units(c);
     apply_carried(c, downtime.count());
-    std::lock_guard<std::mutex> lock(listeners_mutex_);
-    for (const auto& entry : listeners_) entry.second();
+    listeners_.call_all();
   }
 
   /// Whether carry() gave this budget an earlier process's usage.
@@ -735,8 +720,7 @@ class budget {
       update_measure_cpu_locked();
     }
     for (budget* c : children()) c->apply_price(p);
-    std::lock_guard<std::mutex> lock(listeners_mutex_);
-    for (const auto& entry : listeners_) entry.second();
+    listeners_.call_all();
   }
 
   [[nodiscard]] energy_counter& energy_counter_now() const {
@@ -1030,10 +1014,9 @@ class budget {
   std::atomic<bool> resumed_{false};
   std::atomic<double> downtime_{0};
 
-  /// Apart from mutex_, which the listeners take to read the limits back (see set_limits()).
-  std::mutex listeners_mutex_;
-  std::uint64_t last_listener_id_ = 0;
-  std::vector<std::pair<std::uint64_t, std::function<void()>>> listeners_;
+  /// The limits listeners, under a lock apart from mutex_, which they take to read the limits
+  /// back (see set_limits()).
+  detail::listener_list listeners_;
 };
 
 namespace detail {

@@ -8,6 +8,8 @@
 
 #include <frugal/budget.hpp>
 #include <frugal/clock.hpp>
+#include <frugal/detail/listeners.hpp>
+#include <frugal/detail/time_slice.hpp>
 #include <frugal/units.hpp>
 
 #include <oneapi/tbb/task_group.h>
@@ -18,6 +20,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -27,10 +30,7 @@
 #include <utility>
 
 #if defined(__linux__)
-#include <sched.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #endif
 
 namespace frugal {
@@ -152,6 +152,21 @@ class deadline_watchdog {
   /// The context this watchdog cancels (nullptr without one).
   [[nodiscard]] tbb::task_group_context* bound_context() const noexcept { return ctx_; }
 
+  /// Registers f to be called when the deadline fires: once, on the thread that fires it (the
+  /// watchdog's own, or one whose check() or poll() found it passed), after stop_flag() is set
+  /// and the bound context cancelled. Returns the id remove_fire_listener() takes. For a thread
+  /// asleep until its work ends or the deadline fires, whichever comes first
+  /// (frugal::abandonable_loop): f wakes it. f must be quick and noexcept, and must not add or
+  /// remove fire listeners (it runs under their lock). A listener added after the deadline fired
+  /// is never called: read fired() after adding one. Throws std::invalid_argument for an empty f.
+  [[nodiscard]] std::uint64_t add_fire_listener(std::function<void()> f) {
+    if (!f) throw std::invalid_argument("frugal::deadline_watchdog::add_fire_listener: f must not be empty");
+    return fire_listeners_.add(std::move(f));
+  }
+  /// Unregisters a fire listener (an unknown id does nothing). When it returns, no call of it is
+  /// running and none will start, so its owner may be destroyed.
+  void remove_fire_listener(std::uint64_t id) noexcept { fire_listeners_.remove(id); }
+
   /// Fires at `when` (steady clock, real time) unless the wall limit fires first; an earlier
   /// moment armed before holds (arming never postpones). `why` says what the moment is, for
   /// describe() ("the 30 s grace after SIGTERM ran out"). A moment already passed fires at once.
@@ -203,8 +218,6 @@ class deadline_watchdog {
   /// How often a cost limit priced beyond the wall (CPU, FLOPs) is re-read: a read is a short
   /// walk of the budget's blocks, so 100 a second cost nothing a step would notice.
   static constexpr double cost_poll_seconds = 0.01;
-  /// The time slice the thread asks for (Linux clamps a custom slice to [0.1 ms, 100 ms]).
-  static constexpr std::uint64_t slice_ns = 100'000;
   static constexpr std::int64_t check_now = std::numeric_limits<std::int64_t>::min();
 
   void start() {
@@ -292,34 +305,6 @@ class deadline_watchdog {
     return fired();
   }
 
-  /// Asks for a short time slice for the calling thread (the watchdog's own). Linux >= 6.12
-  /// (EEVDF) takes sched_attr::sched_runtime as a normal task's requested slice (clamped to
-  /// [0.1 ms, 100 ms]); earlier kernels ignore the field for normal tasks. Only a SCHED_OTHER
-  /// thread is touched, its nice value kept (read first); a failure leaves it as it was. No
-  /// privilege is needed, and the thread's share of the CPU does not change: only how soon its
-  /// wake-up may preempt a task with a longer slice.
-  static void request_short_slice() noexcept {
-#if defined(__linux__) && defined(SYS_sched_setattr) && defined(SYS_sched_getattr)
-    struct sched_attr_v0 {  // SCHED_ATTR_SIZE_VER0 of <linux/sched/types.h>
-      std::uint32_t size;
-      std::uint32_t sched_policy;
-      std::uint64_t sched_flags;
-      std::int32_t sched_nice;
-      std::uint32_t sched_priority;
-      std::uint64_t sched_runtime;
-      std::uint64_t sched_deadline;
-      std::uint64_t sched_period;
-    };
-    static_assert(sizeof(sched_attr_v0) == 48);
-    sched_attr_v0 attr{};
-    if (::syscall(SYS_sched_getattr, 0, &attr, sizeof attr, 0) != 0 || attr.sched_policy != SCHED_OTHER) return;
-    attr.size = sizeof attr;
-    attr.sched_flags &= 0x01;  // SCHED_FLAG_RESET_ON_FORK, kept; nothing else applies here
-    attr.sched_runtime = slice_ns;
-    (void)::syscall(SYS_sched_setattr, 0, &attr, 0);
-#endif
-  }
-
   void watch() {
 #if defined(PR_SET_TIMERSLACK)
     // Linux lets a sleeping thread's timer fire up to 50 us late by default; this thread is
@@ -329,7 +314,7 @@ class deadline_watchdog {
 #if defined(PR_SET_NAME)
     (void)prctl(PR_SET_NAME, "frugal-deadline", 0UL, 0UL, 0UL);  // for top -H, gdb and perf
 #endif
-    request_short_slice();
+    detail::request_short_slice();  // so its timer wake-up preempts a busy loop at once
     std::unique_lock<std::mutex> lock(mutex_);
     while (!quit_) {
       recheck_ = false;  // before the reads: a change after them sets the flag again
@@ -360,6 +345,7 @@ class deadline_watchdog {
     fired_.store(true, std::memory_order_release);
     reset_check_moment();  // every later check() takes the slow path and says fired
     if (ctx_) ctx_->cancel_group_execution();
+    fire_listeners_.call_all();
   }
 
   budget& run_;
@@ -379,6 +365,7 @@ class deadline_watchdog {
   bool quit_ = false;
   bool recheck_ = false;  ///< limits changed or a moment was armed: re-read before sleeping
   std::optional<std::chrono::steady_clock::time_point> armed_at_;
+  detail::listener_list fire_listeners_;
   std::string armed_why_;
   std::string fired_why_;  ///< armed_why_ when the armed moment fired
   std::thread thread_;  ///< last: started once everything it reads exists
