@@ -29,7 +29,9 @@ void wait_for(const std::atomic<bool>& flag) {
   while (!flag.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(100us);
 }
 
-// A run with a short wall limit, its watchdog and the loop.
+// A run with a wall limit, and its watchdog. The tests that need the deadline to pass while a
+// chunk runs fire it from that chunk (fire_now): a chunk that has not started when a timed
+// limit passes never starts, however slow the machine (a sanitizer, a loaded CI host).
 struct deadline_fixture {
   frugal::budget run;
   tbb::task_group_context group;
@@ -37,6 +39,9 @@ struct deadline_fixture {
   explicit deadline_fixture(std::chrono::duration<double> wall)
       : run("train", frugal::limits{}.wall(wall)), group(), watchdog(run, group) {}
 };
+
+// The deadline passes now: the watchdog fires (on its thread, woken at once).
+void fire_now(frugal::deadline_watchdog& watchdog) { watchdog.arm_after(std::chrono::nanoseconds(0), "the test's deadline"); }
 
 TEST(AbandonableLoop, ALoopThatEndsBeforeTheDeadlineRunsEveryChunkInTheCallersScope) {
   deadline_fixture f{1h};
@@ -59,7 +64,7 @@ TEST(AbandonableLoop, ALoopThatEndsBeforeTheDeadlineRunsEveryChunkInTheCallersSc
 }
 
 TEST(AbandonableLoop, ReturnsAtTheDeadlineWhileAChunkStillRuns) {
-  deadline_fixture f{30ms};
+  deadline_fixture f{1h};
   frugal::abandonable_loop loop{f.watchdog};
   std::atomic<bool> release{false}, held_chunk_ended{false};
   std::atomic<int> seen_marker{0};
@@ -71,8 +76,9 @@ TEST(AbandonableLoop, ReturnsAtTheDeadlineWhileAChunkStillRuns) {
     const std::vector<int> marker(64, 7);
     completed = loop.run(
         tbb::blocked_range<int>(0, 4, 1),
-        [marker, &release, &held_chunk_ended, &seen_marker](const tbb::blocked_range<int>& r) {
+        [marker, &f, &release, &held_chunk_ended, &seen_marker](const tbb::blocked_range<int>& r) {
           if (r.begin() != 0) return;
+          fire_now(f.watchdog);
           wait_for(release);
           seen_marker = marker[63];
           held_chunk_ended = true;
@@ -91,10 +97,12 @@ TEST(AbandonableLoop, ReturnsAtTheDeadlineWhileAChunkStillRuns) {
 }
 
 TEST(AbandonableLoop, TheNextRunAndTheDestructorWaitForTheAbandonedChunks) {
-  deadline_fixture f{20ms};
+  deadline_fixture f{1h};
+  frugal::deadline_watchdog* deadline = &f.watchdog;
   std::atomic<bool> release{false}, held_chunk_ended{false};
   const auto held = [&](const tbb::blocked_range<int>& r) {
     if (r.begin() != 0) return;
+    fire_now(*deadline);
     wait_for(release);
     std::this_thread::sleep_for(5ms);  // ends well after release is set
     held_chunk_ended = true;
@@ -114,7 +122,8 @@ TEST(AbandonableLoop, TheNextRunAndTheDestructorWaitForTheAbandonedChunks) {
     EXPECT_TRUE(held_chunk_ended.load());
   }
   // Destruction alone: an abandoned loop whose chunk is released later.
-  deadline_fixture g{20ms};
+  deadline_fixture g{1h};
+  deadline = &g.watchdog;
   release = false;
   held_chunk_ended = false;
   std::thread releaser;
@@ -145,7 +154,7 @@ TEST(AbandonableLoop, AnExceptionFromTheBodyIsRethrownByRun) {
 }
 
 TEST(AbandonableLoop, AnExceptionFromAnAbandonedChunkIsRethrownByJoin) {
-  deadline_fixture f{20ms};
+  deadline_fixture f{1h};
   frugal::abandonable_loop loop{f.watchdog};
   std::atomic<bool> release{false};
   {
@@ -154,6 +163,7 @@ TEST(AbandonableLoop, AnExceptionFromAnAbandonedChunkIsRethrownByJoin) {
         tbb::blocked_range<int>(0, 2, 1),
         [&](const tbb::blocked_range<int>& r) {
           if (r.begin() != 0) return;
+          fire_now(f.watchdog);
           wait_for(release);
           throw std::runtime_error("after the deadline");
         },

@@ -53,7 +53,10 @@ namespace frugal {
 /// scopes it charges, the watchdog -- must live until join() returns, and after an abandoned
 /// run() must not be touched before it: chunks may still be writing. join() is called by the
 /// next run() and by the destructor, so declaring the abandonable_loop after the data its
-/// bodies use (destroyed first, it joins first) keeps the contract by scope alone.
+/// bodies use (destroyed first, it joins first) keeps the contract by scope alone. The copy
+/// holds the body's captures, not what they refer to: a body written inside a loop iteration
+/// that captures [&] refers to that iteration's locals, which are gone once the caller moves on
+/// after an abandoned run() -- capture those by value.
 ///
 ///   tbb::task_group_context group;
 ///   frugal::deadline_watchdog watchdog{run, group};
