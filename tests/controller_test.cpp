@@ -949,6 +949,66 @@ TEST(ControllerRules, ADeferredQuantizeFiresWhenItsSavingIsJustEnough) {
   }
 }
 
+TEST(ControllerRules, AnExpectedCostAskedAtEachDecisionFollowsTheModel) {
+  // The plan of ADeferredQuantizeFiresWhenItsSavingIsJustEnough, and at step 40 the model
+  // changes (a pruning made the frozen layer a smaller share): 8 bits now saves 30 %, not 50 %.
+  // Asked at the decision, the rule sees at step 41 that 20 / 59 = 33.9 % short is past what it
+  // can save, and fires at once. A fraction stated when the controller was built still promises
+  // 50 %, and the rule waits until step 59, 18 steps of saving later.
+  for (const bool asked : {false, true}) {
+    frugal::manual_clock clock;
+    frugal::budget run{"train", frugal::limits{}.flops(80000)};
+    double cost = 1000;
+    double fraction = 0.5;  // what a quantized step costs, for the model as it is
+    std::vector<int> asked_for;
+    frugal::quantize_rule rule;
+    rule.watch(frugal::resource::flops).widths({8}).defer().action([&](int) { cost = 1000 * fraction; });
+    if (asked)
+      rule.expected_cost([&](int bits) {
+        asked_for.push_back(bits);
+        return fraction;
+      });
+    else
+      rule.expected_cost(8, fraction);
+    frugal::controller ctl{run, frugal::controller_options{}.planned_steps(100).margin(0).quantize(rule)};
+    while (ctl.steps() < 100 && !ctl.should_stop()) {
+      if (ctl.steps() == 40) fraction = 0.7;
+      run_step(run, clock, 10ms, static_cast<std::uint64_t>(cost));
+      (void)ctl.end_step();
+    }
+    ASSERT_EQ(ctl.history().compressions.size(), 1u) << asked;
+    EXPECT_EQ(ctl.history().compressions[0].step_index, asked ? 41u : 59u);
+    EXPECT_LE(run.used(frugal::resource::flops), 80000);
+    if (asked) {
+      ASSERT_FALSE(asked_for.empty());
+      EXPECT_EQ(asked_for.front(), 8);  // never for from_bits (32), which costs 1
+      EXPECT_EQ(std::count(asked_for.begin(), asked_for.end(), 32), 0);
+    }
+  }
+}
+
+TEST(ControllerRules, AnExpectedCostFunctionThatAnswersOutsideItsRangeIsAnError) {
+  EXPECT_EQ(error_of([&] { frugal::quantize_rule{}.expected_cost(std::function<double(int)>{}); }),
+            "frugal::quantize_rule: expected_cost: the function must not be empty");
+  frugal::manual_clock clock;
+  frugal::budget run{"train", frugal::limits{}.flops(50000)};
+  frugal::controller ctl{run, frugal::controller_options{}.planned_steps(100).quantize(
+                                  frugal::quantize_rule{}.name("freeze").watch(frugal::resource::flops).widths({8}).expected_cost(
+                                      [](int) { return 1.5; }))};
+  std::string error;
+  while (ctl.steps() < 20 && error.empty()) {
+    run_step(run, clock, 10ms, 1000);
+    try {
+      (void)ctl.end_step();
+    } catch (const std::invalid_argument& e) {
+      error = e.what();
+    }
+  }
+  // At the first decision the rule makes: step 10, after its warm-up, 50 % short.
+  EXPECT_EQ(ctl.steps(), 10u);
+  EXPECT_EQ(error, "frugal::quantize_rule 'freeze': expected_cost(8) answered 1.5; it must be in (0, 1]");
+}
+
 TEST(ControllerRules, ADeferredQuantizeThatCannotCoverFiresAtOnce) {
   // 55.6 % short at step 10, more than the 50 % 8 bits saves: waiting would only make it worse.
   frugal::manual_clock clock;

@@ -314,7 +314,9 @@ int train(options opt, fmnist::data_parallel& dp) {
     control.prune(frugal::prune_rule{}.name("prune hidden units").max_fraction(opt.prune.max_fraction));
   // --quantize: the same test of the plan; the one width it may choose is 8 bits, and what a step
   // then costs is what the job predicts for frozen int8 layers (their backward and update gone;
-  // an int8 product charged like a float one), not 8 / 32 of it. Deferred: a layer frozen at
+  // an int8 product charged like a float one), not 8 / 32 of it -- asked at each decision, so it
+  // is the model's as it is then (narrower after a pruning, or a resumed pruned checkpoint), not
+  // as it was when the controller was built. Deferred: a layer frozen at
   // step 10 would stay as initialised, so it fires when the saving is just enough for the rest
   // of the plan. Evaluations cost what they did (scales_epoch_ends(false)). With --prune too,
   // one compression at a time: the quantizing waits for a pruning's effect to be measured.
@@ -322,7 +324,9 @@ int train(options opt, fmnist::data_parallel& dp) {
     control.quantize(frugal::quantize_rule{}
                          .name("quantize layers")
                          .widths({8})
-                         .expected_cost(8, fmnist::frozen_step_cost_fraction(trainer, opt.quantize.layers, batch))
+                         .expected_cost([&trainer, layers = opt.quantize.layers, batch](int) {
+                           return fmnist::frozen_step_cost_fraction(trainer, layers, batch);
+                         })
                          .defer()
                          .scales_epoch_ends(false));
   // The evaluations: the validation set at every epoch's end (early stopping), the test set once

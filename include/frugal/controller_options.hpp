@@ -194,6 +194,18 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
     expected_cost_[bits] = fraction;
     return *this;
   }
+  /// The same, asked when the rule decides: f(bits) is what a step is expected to cost at `bits`
+  /// (never asked for from_bits, which costs 1), for the model as it is then. For a cost that
+  /// changes with the model's shape -- a pruning or a resumed checkpoint made it narrower -- so
+  /// the rule does not plan with the shape it had when the controller was built. It replaces the
+  /// fractions stated by the other form. An answer outside (0, 1] makes that checkpoint throw
+  /// std::invalid_argument naming the rule, the width and the answer. Throws
+  /// std::invalid_argument for an empty f.
+  quantize_rule& expected_cost(std::function<double(int bits)> f) {
+    if (!f) throw std::invalid_argument(std::string(kind_name) + ": expected_cost: the function must not be empty");
+    expected_cost_of_ = std::move(f);
+    return *this;
+  }
   /// Fire no earlier than needed: wait until the shortfall is within min_shortfall of the
   /// largest saving a width is expected to bring, so the quantized rest of the plan fits with
   /// min_shortfall of its cost to spare (if the shortfall is already past that saving, fire at
@@ -218,9 +230,18 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
   [[nodiscard]] const std::vector<int>& widths() const noexcept { return widths_; }
   /// Whether it fires no earlier than needed (defer()).
   [[nodiscard]] bool deferred() const noexcept { return defer_; }
-  /// What a step is expected to cost at `bits` relative to from_bits: expected_cost's fraction,
+  /// What a step is expected to cost at `bits` relative to from_bits: 1 at from_bits; else the
+  /// function's answer (std::invalid_argument if it is outside (0, 1]), else the fraction stated,
   /// else bits / from_bits.
-  [[nodiscard]] double expected_cost(int bits) const noexcept {
+  [[nodiscard]] double expected_cost(int bits) const {
+    if (bits == from_bits_) return 1.0;
+    if (expected_cost_of_) {
+      const double f = expected_cost_of_(bits);
+      if (!(f > 0 && f <= 1))
+        throw std::invalid_argument(std::string(kind_name) + " '" + name() + "': expected_cost(" + std::to_string(bits) +
+                                    ") answered " + detail::units_impl::shortest(f) + "; it must be in (0, 1]");
+      return f;
+    }
     if (bits >= 1 && bits <= 64 && expected_cost_[bits] > 0) return expected_cost_[bits];
     return static_cast<double>(bits) / from_bits_;
   }
@@ -230,6 +251,7 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
   int from_bits_ = 32;
   std::vector<int> widths_{16, 8, 4};
   double expected_cost_[65] = {};  // by width; 0: not stated
+  std::function<double(int)> expected_cost_of_;  // asked at each decision; replaces expected_cost_
   bool defer_ = false;
   std::function<void(int)> action_;
 };
