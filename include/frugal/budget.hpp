@@ -274,7 +274,8 @@ class budget {
   /// measuring (measure_cpu()): CPU time before that was not measured and costs nothing. Throws
   /// std::invalid_argument (nothing changes) when the cost limit of this budget or of a
   /// descendant names another currency. Then the limits listeners run: the deadline watchdog
-  /// re-reads the wall a cost limit leaves.
+  /// re-reads the wall a cost limit leaves. A controller built on this budget reads the new
+  /// price at controller::reload_limits().
   void set_price(frugal::price p) {
     const detail::bookkeeping own_allocations;
     check_currency_in_subtree(p);

@@ -632,7 +632,9 @@ class controller {
   [[nodiscard]] bool quantize_rule_active(std::size_t index) const { return !quantize_state_.at(index).disabled; }
   ///@}
 
-  /// Re-reads the budget's limits (after budget::set_limits); cost models of resources still
+  /// Re-reads the budget's limits and price (after budget::set_limits or budget::set_price: the
+  /// controller reads both when built, and a price on wall or CPU hours makes cost run with
+  /// time in its forecasts of epoch ends); cost models of resources still
   /// tracked are kept. A stop the budget caused (exhausted, forecast) is lifted when, under the
   /// new limits, nothing is exhausted and the next step fits (and, after an epoch's end, the next
   /// epoch's first step and end); a budget the new limits find spent stops the run now.
