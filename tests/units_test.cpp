@@ -435,6 +435,34 @@ TEST(FormatQuantity, DispatchesOnKind) {
 // ---------------------------------------------------------------------------------------------
 // limits: setters, getters, validation
 
+// The splitter limits::parse and price::parse use, public for a caller's own key=value options.
+TEST(SplitKeyValues, TrimsAndKeepsTheOrder) {
+  const std::string text = " model_bytes = 64KiB ,inference_flops=1e5";
+  const std::vector<frugal::key_value> kv = frugal::split_key_values(text, "deploy");
+  ASSERT_EQ(kv.size(), 2u);
+  EXPECT_EQ(kv[0].entry, "model_bytes = 64KiB");
+  EXPECT_EQ(kv[0].key, "model_bytes");
+  EXPECT_EQ(kv[0].value, "64KiB");
+  EXPECT_EQ(kv[1].key, "inference_flops");
+  EXPECT_EQ(kv[1].value, "1e5");
+}
+
+TEST(SplitKeyValues, NamesTheBadEntry) {
+  const auto error = [](std::string_view text) {
+    try {
+      (void)frugal::split_key_values(text, "deploy");
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_EQ(error("a=1,"), "frugal: deploy: entry 2 of 'a=1,' is empty");
+  EXPECT_EQ(error("a"), "frugal: deploy: entry 'a' has no '=' (expected key=value)");
+  EXPECT_EQ(error("=1"), "frugal: deploy: entry '=1' has an empty key");
+  EXPECT_EQ(error("a= "), "frugal: deploy: entry 'a=' has an empty value");
+  EXPECT_EQ(error("a=1,a=2"), "frugal: deploy: entry 'a=2' repeats key 'a'");
+}
+
 TEST(Limits, DefaultIsEmpty) {
   limits l;
   EXPECT_TRUE(l.empty());

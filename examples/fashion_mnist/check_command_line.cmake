@@ -83,10 +83,12 @@ expect(2 "--deploy: invalid value 'model_bytes=64 parsecs'.*unknown unit 'parsec
 expect(2 "--deploy: invalid value 'model_bytes=0': model_bytes must be in \\[1, 1e15\\]" --deploy model_bytes=0)
 expect(2 "--deploy: invalid value 'inference_flops=1e5FLOPs'.*trailing text" --deploy inference_flops=1e5FLOPs)
 expect(2 "--deploy: invalid value 'inference_flops=1.5': inference_flops must be a whole number" --deploy inference_flops=1.5)
-expect(2 "--deploy: invalid value 'inference_flops': 'inference_flops' has no '='" --deploy inference_flops)
-expect(2 "--deploy: invalid value 'model_bytes=1KiB,model_bytes=2KiB': model_bytes is given twice"
+expect(2 "--deploy: invalid value 'inference_flops': frugal: deploy: entry 'inference_flops' has no '=' \\(expected key=value\\) \\(use model_bytes=SIZE"
+       --deploy inference_flops)
+expect(2 "--deploy: invalid value 'model_bytes=1KiB,model_bytes=2KiB': frugal: deploy: entry 'model_bytes=2KiB' repeats key 'model_bytes'"
        --deploy model_bytes=1KiB,model_bytes=2KiB)
-expect(2 "--deploy: invalid value 'model_bytes=1KiB,': '' has no '='" --deploy model_bytes=1KiB,)
+expect(2 "--deploy: invalid value 'model_bytes=1KiB,': frugal: deploy: entry 2 of 'model_bytes=1KiB,' is empty" --deploy model_bytes=1KiB,)
+expect(2 "--deploy: invalid value 'model_bytes=': frugal: deploy: entry 'model_bytes=' has an empty value" --deploy model_bytes=)
 expect(2 "--deploy: missing value \\(the next argument, '--out', is an option\\)" --deploy)
 # "--budget=" and "--budget ''" mean no limit: the option after it is read as itself.
 expect(2 "--batch: invalid value '0'" --budget= --batch 0)

@@ -153,33 +153,25 @@ template <class Int>
   constexpr double most = 1e15;
   deploy_limits l;
   if (text.find_first_not_of(" \t") == std::string_view::npos) bad_value(text, std::string("empty: ") + keys);
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    const std::size_t comma = text.find(',', start);
-    const std::string_view item = text.substr(start, comma == std::string_view::npos ? text.size() - start : comma - start);
-    const std::size_t eq = item.find('=');
-    if (eq == std::string_view::npos) bad_value(text, "'" + std::string(item) + "' has no '=' (" + keys + ")");
-    std::string_view key = item.substr(0, eq);
-    while (!key.empty() && key.back() == ' ') key.remove_suffix(1);
-    while (!key.empty() && key.front() == ' ') key.remove_prefix(1);
-    const std::string_view value = item.substr(eq + 1);
-    if (key != "model_bytes" && key != "inference_flops")
-      bad_value(text, "unknown key '" + std::string(key) + "' (" + keys + ")");
+  std::vector<frugal::key_value> entries;
+  try {
+    entries = frugal::split_key_values(text, "deploy");  // the form of --budget and --price
+  } catch (const std::invalid_argument& e) {
+    bad_value(text, std::string(e.what()) + " (" + keys + ")");
+  }
+  for (const frugal::key_value& kv : entries) {
+    const std::string key(kv.key);
+    if (key != "model_bytes" && key != "inference_flops") bad_value(text, "unknown key '" + key + "' (" + keys + ")");
     double v = 0;
     try {
-      v = key == "model_bytes" ? frugal::parse_bytes(value, key) : frugal::parse_count(value, key);
+      v = key == "model_bytes" ? frugal::parse_bytes(kv.value, key) : frugal::parse_count(kv.value, key);
     } catch (const std::invalid_argument& e) {  // "frugal: model_bytes: cannot parse bytes '-1': ..."
       bad_value(text, e.what());
     }
     if (key == "inference_flops" && v != std::floor(v))
-      bad_value(text, "inference_flops must be a whole number of FLOPs, got " + std::string(value));
-    if (!(v > 0) || v > most)
-      bad_value(text, std::string(key) + " must be in [1, 1e15], got " + std::string(value));
-    std::optional<std::uint64_t>& slot = key == "model_bytes" ? l.model_bytes : l.inference_flops;
-    if (slot) bad_value(text, std::string(key) + " is given twice");
-    slot = static_cast<std::uint64_t>(v);
-    if (comma == std::string_view::npos) break;
-    start = comma + 1;
+      bad_value(text, "inference_flops must be a whole number of FLOPs, got " + std::string(kv.value));
+    if (!(v > 0) || v > most) bad_value(text, key + " must be in [1, 1e15], got " + std::string(kv.value));
+    (key == "model_bytes" ? l.model_bytes : l.inference_flops) = static_cast<std::uint64_t>(v);
   }
   return l;
 }

@@ -76,7 +76,7 @@ class price {
     namespace d = detail::units_impl;
     price out;
     if (d::trim(text).empty()) throw std::invalid_argument("frugal: price: empty price (expected e.g. instance_hour=3.06USD)");
-    for (const auto& kv : d::key_values(text, "price")) {
+    for (const auto& kv : split_key_values(text, "price")) {
       const std::string key(kv.key);
       const std::string_view value = kv.value;
       std::string code;

@@ -356,6 +356,46 @@ inline std::string canonical_bytes(double bytes) {
 
 }  // namespace detail::units_impl
 
+/// One entry of a "key=value,key=value" text: the entry as written (trimmed), its key and value.
+struct key_value {
+  std::string_view entry;  ///< "key = value", trimmed
+  std::string_view key;    ///< before the first '=', trimmed
+  std::string_view value;  ///< after it, trimmed
+};
+
+/// Splits "key=value,key=value" -- the form limits::parse() and price::parse() read, for a
+/// caller's own keys -- into entries, each trimmed and split at its first '=', key and value
+/// trimmed. Throws std::invalid_argument, "frugal: <what>: entry ..." naming the entry, for an
+/// empty entry, one without '=', an empty key or value, or a key given twice. `text` must outlive
+/// the result (its views point into it).
+[[nodiscard]] inline std::vector<key_value> split_key_values(std::string_view text, std::string_view what) {
+  using detail::units_impl::trim;
+  const std::string prefix = "frugal: " + std::string(what) + ": entry ";
+  std::vector<key_value> out;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t comma = text.find(',', start);
+    key_value kv;
+    kv.entry = trim(text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+    if (kv.entry.empty())
+      throw std::invalid_argument(prefix + std::to_string(out.size() + 1) + " of '" + std::string(text) + "' is empty");
+    const auto eq = kv.entry.find('=');
+    if (eq == std::string_view::npos)
+      throw std::invalid_argument(prefix + "'" + std::string(kv.entry) + "' has no '=' (expected key=value)");
+    kv.key = trim(kv.entry.substr(0, eq));
+    kv.value = trim(kv.entry.substr(eq + 1));
+    if (kv.key.empty()) throw std::invalid_argument(prefix + "'" + std::string(kv.entry) + "' has an empty key");
+    if (kv.value.empty()) throw std::invalid_argument(prefix + "'" + std::string(kv.entry) + "' has an empty value");
+    for (const key_value& seen : out)
+      if (seen.key == kv.key)
+        throw std::invalid_argument(prefix + "'" + std::string(kv.entry) + "' repeats key '" + std::string(kv.key) + "'");
+    out.push_back(kv);
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
 namespace detail::units_impl {
 // The number a byte size or a count starts with (s is the trimmed text; text, as given, is
 // what errors quote): not empty, not negative, a number, and in range.
@@ -410,42 +450,6 @@ template <std::size_t N>
   }
   if (!std::isfinite(value)) throw_parse_error(field, kind, text, "value is out of range");
   return value;
-}
-
-// One entry of a "key=value,key=value" text: the entry as written (trimmed), its key and value.
-struct key_value {
-  std::string_view entry, key, value;
-};
-
-// Splits "key=value,key=value" (limits, prices) into entries, each trimmed, split at its first
-// '=', key and value trimmed. std::invalid_argument, "frugal: <what>: ..." naming the entry, for an
-// empty entry, one without '=', an empty key or value, or a key given twice. `text` must outlive
-// the result (its views point into it).
-[[nodiscard]] inline std::vector<key_value> key_values(std::string_view text, std::string_view what) {
-  const std::string prefix = "frugal: " + std::string(what) + ": entry ";
-  std::vector<key_value> out;
-  std::size_t start = 0;
-  while (true) {
-    const std::size_t comma = text.find(',', start);
-    key_value kv;
-    kv.entry = trim(text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
-    if (kv.entry.empty())
-      throw std::invalid_argument(prefix + std::to_string(out.size() + 1) + " of '" + std::string(text) + "' is empty");
-    const auto eq = kv.entry.find('=');
-    if (eq == std::string_view::npos)
-      throw std::invalid_argument(prefix + "'" + std::string(kv.entry) + "' has no '=' (expected key=value)");
-    kv.key = trim(kv.entry.substr(0, eq));
-    kv.value = trim(kv.entry.substr(eq + 1));
-    if (kv.key.empty()) throw std::invalid_argument(prefix + "'" + std::string(kv.entry) + "' has an empty key");
-    if (kv.value.empty()) throw std::invalid_argument(prefix + "'" + std::string(kv.entry) + "' has an empty value");
-    for (const key_value& seen : out)
-      if (seen.key == kv.key)
-        throw std::invalid_argument(prefix + "'" + std::string(kv.entry) + "' repeats key '" + std::string(kv.key) + "'");
-    out.push_back(kv);
-    if (comma == std::string_view::npos) break;
-    start = comma + 1;
-  }
-  return out;
 }
 
 // Counts of things frugal measures in whole units (FLOPs, allocations, bytes) must be whole.
@@ -874,7 +878,7 @@ class limits {
     namespace d = detail::units_impl;
     limits out;
     if (d::trim(text).empty()) return out;
-    for (const auto& [entry, key, value] : d::key_values(text, "limits")) {
+    for (const auto& [entry, key, value] : split_key_values(text, "limits")) {
       if (key == frugal::to_string(resource::cost)) {
         const money m = parse_money(value, key);
         out.cost(m.amount, m.currency);
