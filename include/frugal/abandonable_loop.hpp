@@ -67,10 +67,13 @@ namespace frugal {
 ///   loop.join();  // before the body's data is reused or freed
 ///
 /// One run() at a time: a second one while the first waits -- from another thread, or from
-/// one of the loop's own chunks -- is a std::logic_error. An exception thrown by the body is rethrown by run(); one thrown by an abandoned
-/// loop's chunk, by join() (the destructor drops it). Where an arena is given, the loop runs in
-/// it (arena.execute) with the loop's thread in the caller's place: call run() from outside the
-/// arena, as the caller's slot is the one the loop's thread takes.
+/// one of the loop's own chunks -- is a std::logic_error. An exception thrown by the body is
+/// rethrown by run(); one thrown by an abandoned loop's chunk, by join() (the destructor drops
+/// it). Either cancels the watchdog's group, as the deadline does, and the group stays cancelled
+/// (oneTBB's rule: task_group_context::reset() before it runs work again), so later runs return
+/// false at once. Where an arena is given, the loop runs in it (arena.execute) with the loop's
+/// thread in the caller's place: call run() from outside the arena, as the caller's slot is the
+/// one the loop's thread takes.
 class abandonable_loop {
  public:
   /// Loops of this object check `watchdog`, which must be bound to a tbb::task_group_context
