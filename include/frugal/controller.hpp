@@ -1813,26 +1813,30 @@ class controller {
                                : std::min(1.0, work->steps * t.step.mean(fb) / need[at]);
       const int current = quantize_bits_[r];
       const double cost_now = rule.expected_cost(current);
-      const auto saving = [&](int b) { return share * (1.0 - rule.expected_cost(b) / cost_now); };
+      // What each narrower width is expected to remove, asked once per checkpoint (the loop's
+      // expected_cost function may compute it), and the largest of them.
+      double saving[65] = {};  // by width
+      double most = 0;
+      for (int b : rule.widths())
+        if (b < current) {
+          saving[b] = share * (1.0 - rule.expected_cost(b) / cost_now);
+          most = std::max(most, saving[b]);
+        }
       int bits = 0;
       double best = 0;  // the largest saving expected so far
       for (int b : rule.widths()) {  // widest first
-        if (b >= current || saving(b) <= best) continue;  // not narrower, or saves nothing more than a wider one
+        if (b >= current || saving[b] <= best) continue;  // not narrower, or saves nothing more than a wider one
         bits = b;
-        best = saving(b);
+        best = saving[b];
         if (best >= w) break;
       }
       if (bits == 0) continue;  // no narrower width is expected to save anything
-      if (rule.deferred()) {
-        // Not yet while the plan's epoch ends have no measured cost (the forecast lacks them: how
-        // late is late enough is not known), nor while the largest saving would leave more than
-        // min_shortfall to spare.
-        if (work->epoch_ends + options_.run_end_work_ > 0 && t.epoch_end.empty()) continue;
-        double most = best;
-        for (int b : rule.widths())
-          if (b < current) most = std::max(most, saving(b));
-        if (w < most - rule.min_shortfall()) continue;
-      }
+      // Deferred: not yet while the plan's epoch ends have no measured cost (the forecast lacks
+      // them: how late is late enough is not known), nor while the largest saving would leave
+      // more than min_shortfall to spare.
+      if (rule.deferred() && ((work->epoch_ends + options_.run_end_work_ > 0 && t.epoch_end.empty()) ||
+                              w < most - rule.min_shortfall()))
+        continue;
       d.quantize(bits, clause + " [" + rule.name() + "]");
       pending_quantize_rule_ = r;
     }
