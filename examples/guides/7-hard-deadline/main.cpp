@@ -8,8 +8,8 @@
 // run on the test images in parallel chunks through a frugal::abandonable_loop, and a
 // frugal::deadline_watchdog is the hard deadline: if work that nobody forecast runs past the
 // limit, the loop is abandoned at once, the run is cancelled, and the job ends with the last
-// evaluation it completed. STALL_MS > 0 makes every evaluation chunk after the first two
-// evaluations sleep that long first -- a stalled disk, a throttled node -- so an evaluation runs
+// evaluation it completed. STALL_MS > 0 makes every evaluation chunk after the first evaluation
+// sleep that long first -- a stalled disk, a throttled node -- so an evaluation runs
 // far past its forecast and into the limit. Walkthrough: README.md here.
 #include "../model.hpp"
 
@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
       }
       if (!evaluate) break;
 
-      const bool stalled = stall_ms > 0 && evaluations >= 2;
+      const bool stalled = stall_ms > 0 && evaluations >= 1;
       const Eigen::Index per_chunk = data.test.size() / chunks;
       std::fill(part_done.begin(), part_done.end(), 0);
       bool complete = false;
@@ -145,8 +145,8 @@ int main(int argc, char** argv) {
     std::printf("evaluation %d abandoned at the hard deadline: it fired %.2f ms after the limit, run() returned %.2f ms after it\n",
                 evaluations + 1, fired_past_limit_ms, returned_past_limit_ms);
   }
-  std::printf("wall used: %.3f s of %.3f s (%d evaluations, %llu steps)\n", run.used(frugal::resource::wall), limit_s,
-              evaluations, static_cast<unsigned long long>(ctl.steps()));
+  std::printf("wall used: %.3f s of %.3f s (%d evaluation%s, %llu steps)\n", run.used(frugal::resource::wall), limit_s,
+              evaluations, evaluations == 1 ? "" : "s", static_cast<unsigned long long>(ctl.steps()));
   std::printf("final test accuracy: %.4f (the last complete evaluation)\n", last.accuracy);
 
   // The report is written while the abandoned chunks may still run: nothing here reads `parts`.
