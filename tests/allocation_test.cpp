@@ -128,6 +128,22 @@ TEST_F(Allocation, APeakBytesLimitIsCrossedWhenTheLiveHeapRisesAboveIt) {
   EXPECT_GE(run.stage("small").peak_rise_bytes, 1 << 20);
 }
 
+// A budget one thread uses skips the shared busy word without the hooks (the solo mode,
+// budget::transition()). With them it must not: another thread's heap fold tests that word to
+// raise the budget's peak, and an activation written with a plain store could pass unseen by a
+// fold racing it, losing that fold's heap from the peak.
+TEST_F(Allocation, ABudgetWithAHeapWatcherKeepsTheSharedBusyWord) {
+  frugal::budget run{"run"};
+  ASSERT_TRUE(run.measures_peak());
+  for (int i = 0; i < 3; ++i) {
+    frugal::scope s{run, "step"};
+    std::unique_ptr<char[]> block(new char[1 << 20]);
+    block[0] = 1;
+  }
+  EXPECT_EQ(frugal::detail::budget_access::solo(run), frugal::detail::budget_access::solo_mode::never);
+  EXPECT_GE(run.used(frugal::resource::peak_bytes), 1 << 20);
+}
+
 // The input: budgets with peak_bytes=1MiB and 64 MiB live. Before the fix the 129th got
 // no watcher slot: never crossed, and the report printed 0 B. Now there is no limit on slots.
 TEST_F(Allocation, EveryBudgetMeasuresItsPeakHoweverManyThereAre) {

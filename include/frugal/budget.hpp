@@ -5,6 +5,7 @@
 
 #include <frugal/clock.hpp>
 #include <frugal/config.hpp>
+#include <frugal/detail/asymmetric_fence.hpp>
 #include <frugal/detail/heap.hpp>
 #include <frugal/detail/ledger.hpp>
 #include <frugal/detail/listeners.hpp>
@@ -843,20 +844,29 @@ class budget {
   }
 
   [[nodiscard]] std::int64_t active_threads() const noexcept {
-    return busy_->load(std::memory_order_acquire) & count_mask;
+    return (busy_->load(std::memory_order_acquire) & count_mask) + (solo_.load(std::memory_order_acquire) & 1);
   }
 
   [[nodiscard]] double wall_seconds() const noexcept {
-    const std::int64_t state = busy_->load(std::memory_order_acquire);
-    const std::int64_t count = state & count_mask;
-    std::int64_t ns = (state - count) / (count_mask + 1) * (tick_mask + 1);
+    std::int64_t state = 0;
+    std::int64_t solo = 0;
+    std::int64_t ns = 0;
     {
+      // Under the lock: a revocation (revoke_solo()) moves the solo word into busy_ under it.
       std::lock_guard<std::mutex> lock(mutex_);
+      state = busy_->load(std::memory_order_acquire);
+      solo = solo_.load(std::memory_order_acquire);
       for (const auto& b : blocks_) ns += b->wall_rest_ns.get();
     }
+    const std::int64_t count = state & count_mask;
+    const std::int64_t solo_active = solo & 1;
+    ns += (state - count) / (count_mask + 1) * (tick_mask + 1) + (solo - solo_active) / 2;
     // Active: the open period's start was subtracted; add now, which a racing transition's
-    // clamped start can exceed by a hair, so never less than the start itself.
-    if (count > 0) ns += std::max(wall_now_ns() - origin_ns_, last_transition_ns_.load(std::memory_order_acquire));
+    // clamped start can exceed by a hair, so never less than the start itself. (The two words
+    // are never active at once: the solo word is folded into busy_ before a second thread
+    // enters.)
+    if (count > 0 || solo_active)
+      ns += std::max(wall_now_ns() - origin_ns_, last_transition_ns_.load(std::memory_order_acquire));
     return static_cast<double>(ns) / 1e9 + carried_of(resource::wall);  // a division: whole seconds stay whole
   }
 
@@ -896,9 +906,18 @@ class budget {
   void thread_enters(detail::thread_block& blk, std::int64_t now_ns) noexcept { transition(blk, now_ns, +1); }
   void thread_leaves(detail::thread_block& blk, std::int64_t now_ns) noexcept { transition(blk, now_ns, -1); }
 
+  /// A budget used by one thread alone needs no union, and no atomic read-modify-write: its
+  /// first block is the solo block (thread_block::solo), and while no other thread has taken a
+  /// block, that thread's transitions go to solo_ (see solo_transition()). The first other
+  /// thread to take a block revokes the solo mode for good (revoke_solo()), and every
+  /// transition goes to busy_ from then on. The solo mode needs Linux's membarrier, and a
+  /// budget without a heap watcher (no allocation hooks): with one, a thread's activation must
+  /// be ordered against other threads' heap folds, which test busy_ to raise the budget's peak,
+  /// and that takes the atomic read-modify-write this mode saves.
   void transition(detail::thread_block& blk, std::int64_t now_ns, std::int64_t step) noexcept {
     const std::int64_t t = now_ns - origin_ns_;
     if (FRUGAL_UNLIKELY(t >= max_age_ns)) wall_out_of_range();
+    if (blk.solo && solo_transition(blk, t, step)) return;
     const std::int64_t boundary = step > 0 ? 0 : 1;  // the count that makes this a start / an end
     std::int64_t state = busy_->load(std::memory_order_acquire);
     if (step < 0) {
@@ -923,6 +942,54 @@ class budget {
         return;
       }
     }
+  }
+
+  /// The solo word: 2 x (sum of the solo thread's period ends - sum of its starts, in ns since
+  /// origin_ns_), plus 1 while it has the budget active. Only the solo thread writes it, with
+  /// plain stores: it is the only thread using the budget. Another thread that is about to use
+  /// the budget must first stop those writes and move the word into busy_ (revoke_solo()):
+  /// Dekker's pattern, with the full fence on the revoker's side only (detail::heavy_fence(),
+  /// membarrier). The solo thread raises solo_in_transition_, then reads solo_revoked_; the
+  /// revoker raises solo_revoked_, runs the heavy fence, then waits for solo_in_transition_ to
+  /// fall. Either the solo thread sees the revocation, and waits for the fold to be done before
+  /// it goes on with busy_, or its write to the word completes before the revoker reads it.
+  /// Returns false when the solo mode was revoked: the caller then takes the shared path.
+  bool solo_transition(detail::thread_block& blk, std::int64_t t, std::int64_t step) noexcept {
+    solo_in_transition_.store(1, std::memory_order_relaxed);
+    detail::light_fence();
+    if (FRUGAL_LIKELY(solo_revoked_.load(std::memory_order_relaxed) == 0)) {
+      const std::int64_t word = solo_.load(std::memory_order_relaxed);
+      const std::int64_t sum = (word - (word & 1)) / 2;
+      solo_.store(step > 0 ? 2 * (sum - t) + 1 : 2 * (sum + t), std::memory_order_release);
+      // One thread's clock never goes back, so its leave is the latest: a plain store.
+      if (step < 0) last_transition_ns_.store(t, std::memory_order_relaxed);
+      solo_in_transition_.store(0, std::memory_order_release);
+      return true;
+    }
+    solo_in_transition_.store(0, std::memory_order_release);
+    while (solo_revoked_.load(std::memory_order_acquire) != solo_folded) detail::yield_while_waiting();
+    blk.solo = false;
+    return false;
+  }
+
+  /// mutex_ held, by a thread that takes a block of this budget (taker) while the solo block
+  /// exists: ends the solo mode for good and moves the solo word into busy_ (see
+  /// solo_transition()). Costs one membarrier (~1 us), once in the budget's life.
+  void revoke_solo(detail::thread_block& taker) noexcept {
+    solo_revoked_.store(solo_revoking, std::memory_order_relaxed);
+    detail::heavy_fence();
+    while (solo_in_transition_.load(std::memory_order_acquire) != 0) detail::yield_while_waiting();
+    const std::int64_t word = solo_.load(std::memory_order_acquire);
+    const std::int64_t active = word & 1;
+    const std::int64_t sum = (word - active) / 2;
+    // busy_ takes the solo thread's count and its time in ticks; the ns below a tick go to the
+    // taker's block, as a shared transition's do (truncated: the rest has sum's sign).
+    const std::int64_t ticks = sum / (tick_mask + 1);
+    busy_->fetch_add(active + ticks * (count_mask + 1), std::memory_order_acq_rel);
+    taker.wall_rest_ns.add(sum - ticks * (tick_mask + 1));
+    // Readers of the wall time take mutex_, so they see neither word half moved.
+    solo_.store(0, std::memory_order_relaxed);
+    solo_revoked_.store(solo_folded, std::memory_order_release);
   }
 
   /// Refusals that must be loud in every build: a wrong wall time would pass silently.
@@ -988,10 +1055,16 @@ class budget {
   std::atomic<std::int64_t> own_busy_{0};
   std::atomic<std::int64_t>* const busy_;
   std::atomic<std::int64_t> last_transition_ns_{0};  ///< ns since origin_ns_ (see transition())
+  std::atomic<std::int64_t> solo_{0};  ///< the one-thread wall word (see solo_transition())
+  std::atomic<int> solo_in_transition_{0};  ///< the solo thread is writing solo_
+  static constexpr int solo_revoking = 1;
+  static constexpr int solo_folded = 2;
+  std::atomic<int> solo_revoked_{0};  ///< 0, then solo_revoking, then solo_folded (for good)
   std::atomic<bool> measure_cpu_{false};
   mutable std::atomic<std::int64_t> rss_high_{0};  ///< the highest resident set read (read_rss())
 
   mutable std::mutex mutex_;  ///< guards everything below; never held on the hot path
+  bool solo_granted_ = false;  ///< a block was made the solo one (see transition())
   frugal::limits limits_;
   frugal::price price_;                ///< set_price(); empty: cost is not measured
   energy_counter* energy_ = nullptr;   ///< set_energy_counter(); null: system_energy_counter()
@@ -1058,7 +1131,14 @@ struct budget_access {
       b.free_blocks_ = blk->list_next;
     } else {
       blk = b.blocks_.adopt(new thread_block(&b, nullptr, 0));
+      // The budget's first block is its solo block, which keeps it when its thread exits and
+      // another takes it; any other block ends the solo mode before its thread can use it.
+      if (!b.solo_granted_ && b.blocks_.size() == 1 && !b.watcher_ && asymmetric_fence_available()) {
+        blk->solo = true;
+        b.solo_granted_ = true;
+      }
     }
+    if (!blk->solo && b.solo_granted_ && b.solo_revoked_.load(std::memory_order_relaxed) == 0) b.revoke_solo(*blk);
     blk->thread_id = thread;
     blk->parent = parent_block;
     blk->list_prev = nullptr;
@@ -1083,6 +1163,17 @@ struct budget_access {
     blk.list_next = b.free_blocks_;
     b.free_blocks_ = &blk;
   }
+
+  // Whether b's transitions skip the busy word (budget::transition()): a test hook.
+  enum class solo_mode { never, running, revoked };
+  [[nodiscard]] static solo_mode solo(const budget& b) {
+    std::lock_guard<std::mutex> lock(b.mutex_);
+    if (!b.solo_granted_) return solo_mode::never;
+    return b.solo_revoked_.load(std::memory_order_acquire) == 0 ? solo_mode::running : solo_mode::revoked;
+  }
+
+  // Threads that have b active: a test hook.
+  [[nodiscard]] static std::int64_t active_threads(const budget& b) noexcept { return b.active_threads(); }
 
   // Blocks b holds (taken or free): a test hook, bounded by the threads using b at once.
   [[nodiscard]] static std::size_t block_count(const budget& b) {

@@ -148,8 +148,11 @@ struct thread_block {
   thread_block* list_prev = nullptr;
   thread_block* list_next = nullptr;
 
-  // Touched only by the owning thread.
+  // Touched only by the owning thread (and set by it when it takes the block).
   int open = 0;                  // scopes of this budget or its descendants open on the thread
+  // The block is the budget's one-thread block: while no other thread has used the budget, its
+  // transitions go to the budget's solo word without an atomic read-modify-write (budget.hpp).
+  bool solo = false;
   std::int64_t cpu_start_ns = -1;  // thread CPU clock at activation; -1 when not measured
 
   owned_counter<std::uint64_t> flops;
