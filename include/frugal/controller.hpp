@@ -1815,7 +1815,7 @@ class controller {
       const double cost_now = rule.expected_cost(current);
       // What each narrower width is expected to remove, asked once per checkpoint (the loop's
       // expected_cost function may compute it), and the largest of them.
-      double saving[65] = {};  // by width
+      double saving[frugal::quantize_rule::max_bits + 1] = {};  // by width
       double most = 0;
       for (int b : rule.widths())
         if (b < current) {
@@ -1921,8 +1921,9 @@ class controller {
     if (vote.stops() && vote.cause == frugal::stop_reason::none) bad("cause", "none for a stop");
     if (vote.has(action::prune) && !(vote.prune_fraction > 0 && vote.prune_fraction <= 1))
       bad("prune_fraction", detail::units_impl::shortest(vote.prune_fraction) + ", not in (0, 1]");
-    if (vote.has(action::quantize) && (vote.quantize_bits < 1 || vote.quantize_bits > 64))
-      bad("quantize_bits", std::to_string(vote.quantize_bits) + ", not in [1, 64]");
+    if (vote.has(action::quantize) && (vote.quantize_bits < 1 || vote.quantize_bits > frugal::quantize_rule::max_bits))
+      bad("quantize_bits",
+          std::to_string(vote.quantize_bits) + ", not in [1, " + std::to_string(frugal::quantize_rule::max_bits) + "]");
     if (vote.prune_rule != decision_vote::no_rule && vote.prune_rule >= options_.prune_rules_.size())
       bad("prune_rule", std::to_string(vote.prune_rule) + " (the controller has " +
                             std::to_string(options_.prune_rules_.size()) + " prune rules)");

@@ -158,11 +158,14 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
  public:
   /// The rule's name in error messages.
   static constexpr const char* kind_name = "frugal::quantize_rule";
+  /// The widest width a rule takes, in bits: from_bits, widths and expected_cost are in [.., 64].
+  static constexpr int max_bits = 64;
   quantize_rule() : compression_rule("quantize") {}
   /// The model's width now (default 32: float).
   quantize_rule& from_bits(int bits) {
-    if (bits < 2 || bits > 64)
-      throw std::invalid_argument(std::string(kind_name) + ": from_bits must be in [2, 64], got " + std::to_string(bits));
+    if (bits < 2 || bits > max_bits)
+      throw std::invalid_argument(std::string(kind_name) + ": from_bits must be in [2, " + std::to_string(max_bits) +
+                                  "], got " + std::to_string(bits));
     from_bits_ = bits;
     return *this;
   }
@@ -170,14 +173,15 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
   quantize_rule& widths(std::vector<int> w) {
     if (w.empty()) throw std::invalid_argument(std::string(kind_name) + ": widths must not be empty");
     for (int b : w)
-      if (b < 1 || b > 64)
-        throw std::invalid_argument(std::string(kind_name) + ": widths must be in [1, 64], got " + std::to_string(b));
-    // Widest first, without repeats: the widths are in [1, 64], so a pass over that range sorts
+      if (b < 1 || b > max_bits)
+        throw std::invalid_argument(std::string(kind_name) + ": widths must be in [1, " + std::to_string(max_bits) +
+                                    "], got " + std::to_string(b));
+    // Widest first, without repeats: the widths are in [1, max_bits], so a pass over that range sorts
     // them (what std::sort with std::greater and std::unique would give, without instantiating them).
-    bool present[65] = {};
+    bool present[max_bits + 1] = {};
     for (int b : w) present[b] = true;
     w.clear();
-    for (int b = 64; b >= 1; --b)
+    for (int b = max_bits; b >= 1; --b)
       if (present[b]) w.push_back(b);
     widths_ = std::move(w);
     return *this;
@@ -185,9 +189,9 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
   /// What a step is expected to cost at `bits`, as a fraction of its cost at from_bits (default
   /// bits / from_bits). A width expected to save nothing over the current one is never chosen.
   quantize_rule& expected_cost(int bits, double fraction) {
-    if (bits < 1 || bits > 64)
-      throw std::invalid_argument(std::string(kind_name) + ": expected_cost: bits must be in [1, 64], got " +
-                                  std::to_string(bits));
+    if (bits < 1 || bits > max_bits)
+      throw std::invalid_argument(std::string(kind_name) + ": expected_cost: bits must be in [1, " +
+                                  std::to_string(max_bits) + "], got " + std::to_string(bits));
     if (!(fraction > 0 && fraction <= 1))
       throw std::invalid_argument(std::string(kind_name) + ": expected_cost: fraction must be in (0, 1], got " +
                                   detail::units_impl::shortest(fraction));
@@ -242,7 +246,7 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
                                     ") answered " + detail::units_impl::shortest(f) + "; it must be in (0, 1]");
       return f;
     }
-    if (bits >= 1 && bits <= 64 && expected_cost_[bits] > 0) return expected_cost_[bits];
+    if (bits >= 1 && bits <= max_bits && expected_cost_[bits] > 0) return expected_cost_[bits];
     return static_cast<double>(bits) / from_bits_;
   }
 
@@ -250,7 +254,7 @@ class quantize_rule : public detail::compression_rule<quantize_rule> {
   friend class controller;
   int from_bits_ = 32;
   std::vector<int> widths_{16, 8, 4};
-  double expected_cost_[65] = {};  // by width; 0: not stated
+  double expected_cost_[max_bits + 1] = {};  // by width; 0: not stated
   std::function<double(int)> expected_cost_of_;  // asked at each decision; replaces expected_cost_
   bool defer_ = false;
   std::function<void(int)> action_;
