@@ -677,6 +677,17 @@ class budget {
   static constexpr std::int64_t max_age_ns = std::int64_t{1} << (63 - count_bits + tick_bits);  ///< a signed field
   static_assert(max_age_ns == std::int64_t{1} << 53);
 
+  /// ns as the busy word holds them: whole ticks in its time field, the ns below a tick apart
+  /// (in a thread block's wall_rest_ns). Exact for negative ns too (a sum of ends less starts
+  /// while active): >> floors on every compiler frugal supports, and & keeps the rest, >= 0.
+  struct busy_time {
+    std::int64_t field;
+    std::int64_t rest;
+  };
+  [[nodiscard]] static constexpr busy_time to_busy_time(std::int64_t ns) noexcept {
+    return {(ns >> tick_bits) * (count_mask + 1), ns & tick_mask};
+  }
+
   budget(std::string name, frugal::limits l, budget* parent)
       : name_(std::move(name)),
         parent_(parent),
@@ -860,7 +871,7 @@ class budget {
     }
     const std::int64_t count = state & count_mask;
     const std::int64_t solo_active = solo & 1;
-    ns += (state - count) / (count_mask + 1) * (tick_mask + 1) + (solo - solo_active) / 2;
+    ns += (state - count) / (count_mask + 1) * (tick_mask + 1) + solo_sum(solo);
     // Active: the open period's start was subtracted; add now, which a racing transition's
     // clamped start can exceed by a hair, so never less than the start itself. (The two words
     // are never active at once: the solo word is folded into busy_ before a second thread
@@ -933,9 +944,9 @@ class budget {
       std::int64_t next = state + step;
       std::int64_t rest = 0;
       if ((state & count_mask) == boundary) {
-        const std::int64_t at = std::max(t, last_transition_ns_.load(std::memory_order_acquire));
-        next -= step * (at >> tick_bits) * (count_mask + 1);  // a start subtracts its time, an end adds it
-        rest = -step * (at & tick_mask);
+        const busy_time at = to_busy_time(std::max(t, last_transition_ns_.load(std::memory_order_acquire)));
+        next -= step * at.field;  // a start subtracts its time, an end adds it
+        rest = -step * at.rest;
       }
       if (busy_->compare_exchange_weak(state, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
         if (rest != 0) blk.wall_rest_ns.add(rest);
@@ -943,6 +954,9 @@ class budget {
       }
     }
   }
+
+  /// The ns a solo word holds (see solo_transition()), without its active bit.
+  [[nodiscard]] static constexpr std::int64_t solo_sum(std::int64_t word) noexcept { return (word - (word & 1)) / 2; }
 
   /// The solo word: 2 x (sum of the solo thread's period ends - sum of its starts, in ns since
   /// origin_ns_), plus 1 while it has the budget active. Only the solo thread writes it, with
@@ -958,8 +972,7 @@ class budget {
     solo_in_transition_.store(1, std::memory_order_relaxed);
     detail::light_fence();
     if (FRUGAL_LIKELY(solo_revoked_.load(std::memory_order_relaxed) == 0)) {
-      const std::int64_t word = solo_.load(std::memory_order_relaxed);
-      const std::int64_t sum = (word - (word & 1)) / 2;
+      const std::int64_t sum = solo_sum(solo_.load(std::memory_order_relaxed));
       solo_.store(step > 0 ? 2 * (sum - t) + 1 : 2 * (sum + t), std::memory_order_release);
       // One thread's clock never goes back, so its leave is the latest: a plain store.
       if (step < 0) last_transition_ns_.store(t, std::memory_order_relaxed);
@@ -980,13 +993,11 @@ class budget {
     detail::heavy_fence();
     while (solo_in_transition_.load(std::memory_order_acquire) != 0) detail::yield_while_waiting();
     const std::int64_t word = solo_.load(std::memory_order_acquire);
-    const std::int64_t active = word & 1;
-    const std::int64_t sum = (word - active) / 2;
     // busy_ takes the solo thread's count and its time in ticks; the ns below a tick go to the
-    // taker's block, as a shared transition's do (truncated: the rest has sum's sign).
-    const std::int64_t ticks = sum / (tick_mask + 1);
-    busy_->fetch_add(active + ticks * (count_mask + 1), std::memory_order_acq_rel);
-    taker.wall_rest_ns.add(sum - ticks * (tick_mask + 1));
+    // taker's block, as a shared transition's do.
+    const busy_time sum = to_busy_time(solo_sum(word));
+    busy_->fetch_add((word & 1) + sum.field, std::memory_order_acq_rel);
+    taker.wall_rest_ns.add(sum.rest);
     // Readers of the wall time take mutex_, so they see neither word half moved.
     solo_.store(0, std::memory_order_relaxed);
     solo_revoked_.store(solo_folded, std::memory_order_release);
@@ -1133,7 +1144,7 @@ struct budget_access {
       blk = b.blocks_.adopt(new thread_block(&b, nullptr, 0));
       // The budget's first block is its solo block, which keeps it when its thread exits and
       // another takes it; any other block ends the solo mode before its thread can use it.
-      if (!b.solo_granted_ && b.blocks_.size() == 1 && !b.watcher_ && asymmetric_fence_available()) {
+      if (b.blocks_.size() == 1 && !b.watcher_ && asymmetric_fence_available()) {
         blk->solo = true;
         b.solo_granted_ = true;
       }
